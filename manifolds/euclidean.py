@@ -1,0 +1,55 @@
+"""Euclidean space ℝ^n with the identity metric and a standard-normal base distribution."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from gaugeflow.geometry.manifold import Manifold, default_dtype
+
+__all__ = ["Euclidean"]
+
+
+class Euclidean(Manifold):
+    """``ℝ^n``: ``exp(x, u) = x + u``, ``log(x, y) = y − x``, transport is the identity.
+
+    Example:
+        >>> M = Euclidean(2)
+        >>> M.dist(torch.zeros(2), torch.tensor([3.0, 4.0]))
+        tensor(5.)
+    """
+
+    def __init__(self, n: int):
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"Euclidean: dimension must be an integer >= 1, got {n!r}")
+        self.dim = n
+        self.ambient_dim = n
+
+    def projx(self, x):
+        return x
+
+    def proju(self, x, u):
+        return u
+
+    def exp(self, x, u):
+        return x + u
+
+    def log(self, x, y):
+        return y - x
+
+    def transp(self, x, y, v):
+        return v.expand(torch.broadcast_shapes(x.shape, y.shape, v.shape))
+
+    def geodesic(self, x0, x1, t):
+        u = x1 - x0
+        return x0 + t[..., None] * u, u
+
+    def random_base(self, n: int, generator=None, dtype: Optional[torch.dtype] = None, device=None):
+        return torch.randn(n, self.dim, generator=generator, dtype=default_dtype(dtype), device=device)
+
+    def base_log_prob(self, x):
+        return -0.5 * (x * x).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
+
+    def _point_residual(self, x):
+        return torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)

@@ -1,0 +1,155 @@
+"""The unit sphere S^n ⊂ ℝ^(n+1) with the induced metric and the uniform base distribution.
+
+Numerics (see ``gaugeflow._numerics.TOLERANCES``):
+
+* ``dist(x, y) = 2·atan2(‖y − x‖, ‖y + x‖)``: accurate to relative machine precision for nearly
+  identical *and* nearly antipodal points, and no ``acos``.
+* ``exp`` and ``log`` use Taylor series of ``sin θ / θ`` and ``θ / sin θ`` in ``θ²`` below
+  ``tol("taylor")``, so ``exp(x, 0)`` and ``log(x, x)`` have exact, finite gradients.
+* Cut locus: for ``y = −x`` the logarithm is not unique. gaugeflow returns ``π·e`` where ``e`` is the
+  unit tangent direction obtained by projecting the standard basis vector ``e_j`` least aligned with
+  ``x`` (smallest ``|x_j|``, first index on ties) onto ``T_xM``. The choice is deterministic and has
+  the correct length ``π``; it is used whenever ``‖proj_x(y)‖`` falls below ``1e3·eps(dtype)`` with
+  ``⟨x, y⟩ < 0``. :meth:`Sphere.cut_locus_mask` flags pairs within ``tol("cut")`` of antipodal.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+from gaugeflow._numerics import tol
+from gaugeflow.geometry.manifold import Manifold, default_dtype, safe_norm
+
+__all__ = ["Sphere"]
+
+
+def _sin_over(theta2: torch.Tensor, small: float) -> torch.Tensor:
+    """``sin θ / θ`` as a function of ``θ²`` (Taylor below ``small²``), finite gradient everywhere."""
+    is_small = theta2 < small * small
+    th = torch.sqrt(torch.where(is_small, torch.ones_like(theta2), theta2))
+    return torch.where(is_small, 1 - theta2 / 6 + theta2 * theta2 / 120, torch.sin(th) / th)
+
+
+def _cos(theta2: torch.Tensor, small: float) -> torch.Tensor:
+    """``cos θ`` as a function of ``θ²``, with a Taylor branch so the gradient at 0 is finite."""
+    is_small = theta2 < small * small
+    th = torch.sqrt(torch.where(is_small, torch.ones_like(theta2), theta2))
+    return torch.where(is_small, 1 - theta2 / 2 + theta2 * theta2 / 24, torch.cos(th))
+
+
+class Sphere(Manifold):
+    """Unit sphere ``S^n`` embedded in ``ℝ^(n+1)``; ``log p0 = −log |S^n|``.
+
+    Example:
+        >>> M = Sphere(2)
+        >>> x = torch.tensor([0.0, 0.0, 1.0]); y = torch.tensor([1.0, 0.0, 0.0])
+        >>> float(M.dist(x, y))  # π/2
+        1.5707963705062866
+    """
+
+    injectivity_radius = math.pi
+
+    def __init__(self, n: int):
+        if not isinstance(n, int) or n < 1:
+            raise ValueError(f"Sphere: dimension must be an integer >= 1, got {n!r}")
+        self.dim = n
+        self.ambient_dim = n + 1
+
+    # -- projections
+    def projx(self, x):
+        return x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny ** 0.5)
+
+    def proju(self, x, u):
+        return u - (x * u).sum(-1, keepdim=True) * x
+
+    # -- exponential and logarithm
+    def exp(self, x, u):
+        small = tol("taylor", u.dtype)
+        theta2 = (u * u).sum(-1, keepdim=True)
+        y = _cos(theta2, small) * x + _sin_over(theta2, small) * u
+        return self.projx(y)
+
+    def _cut_direction(self, x: torch.Tensor) -> torch.Tensor:
+        """Deterministic unit tangent at ``x`` used for ``log`` at the antipode (see module doc)."""
+        j = x.abs().argmin(dim=-1, keepdim=True)
+        e = torch.zeros_like(x).scatter_(-1, j, 1.0)
+        w = self.proju(x, e)
+        return w / w.norm(dim=-1, keepdim=True)
+
+    def log(self, x, y):
+        x, y = torch.broadcast_tensors(x, y)
+        d = y - x
+        w = d - (x * d).sum(-1, keepdim=True) * x  # = proj_x(y), computed from the difference for accuracy
+        s2 = (w * w).sum(-1, keepdim=True)  # sin²θ
+        c = (x * y).sum(-1, keepdim=True)
+        small = tol("taylor", x.dtype)
+        taylor = (s2 < small * small) & (c > 0)
+        theta = self._theta(x, y)[..., None]
+        s_safe = torch.sqrt(torch.where(taylor | (s2 == 0), torch.ones_like(s2), s2))
+        factor = torch.where(taylor, 1 + s2 / 6 + 3 * s2 * s2 / 40, theta / s_safe)  # θ / sin θ
+        out = factor * w
+        antipodal = (c < 0) & (s2 < (1e3 * torch.finfo(x.dtype).eps) ** 2)
+        if bool(antipodal.any()):
+            out = torch.where(antipodal, theta * self._cut_direction(x), out)
+        return out
+
+    def _theta(self, x, y):
+        return 2 * torch.atan2(safe_norm(y - x), safe_norm(y + x))
+
+    def dist(self, x, y):
+        return self._theta(x, y)
+
+    def norm(self, x, u):
+        return safe_norm(u)
+
+    # -- transport and geodesics
+    def transp(self, x, y, v):
+        x, y, v = torch.broadcast_tensors(x, y, v)
+        c = (x * y).sum(-1, keepdim=True)
+        near_antipodal = c < -0.9
+        denom = torch.where(near_antipodal, torch.ones_like(c), 1 + c)
+        out = v - (y * v).sum(-1, keepdim=True) / denom * (x + y)
+        if bool(near_antipodal.any()):
+            u = self.log(x, y)
+            theta = u.norm(dim=-1, keepdim=True)
+            e = u / theta.clamp_min(torch.finfo(u.dtype).tiny)
+            ev = (e * v).sum(-1, keepdim=True)
+            alt = v + (torch.cos(theta) - 1) * ev * e - torch.sin(theta) * ev * x
+            out = torch.where(near_antipodal, alt, out)
+        return out
+
+    def geodesic(self, x0, x1, t):
+        u = self.log(x0, x1)
+        theta2 = (u * u).sum(-1, keepdim=True)
+        t = t[..., None]
+        small = tol("taylor", u.dtype)
+        tt2 = t * t * theta2
+        # x_t = cos(tθ) x0 + t·sinc(tθ) u ;  u_t = −θ² t·sinc(tθ) x0 + cos(tθ) u
+        cos_t, sinc_t = _cos(tt2, small), _sin_over(tt2, small)
+        xt = self.projx(cos_t * x0 + t * sinc_t * u)
+        ut = -theta2 * t * sinc_t * x0 + cos_t * u
+        return xt, self.proju(xt, ut)
+
+    def cut_locus_mask(self, x, y):
+        return (x * y).sum(-1) < -1 + 0.5 * tol("cut", x.dtype) ** 2
+
+    # -- base distribution
+    def log_volume(self) -> float:
+        """``log |S^n| = log 2 + ((n+1)/2) log π − lgamma((n+1)/2)``."""
+        a = (self.dim + 1) / 2
+        return math.log(2) + a * math.log(math.pi) - math.lgamma(a)
+
+    def random_base(self, n: int, generator=None, dtype: Optional[torch.dtype] = None, device=None):
+        z = torch.randn(n, self.ambient_dim, generator=generator, dtype=default_dtype(dtype), device=device)
+        return self.projx(z)
+
+    def base_log_prob(self, x):
+        return torch.full(x.shape[:-1], -self.log_volume(), dtype=x.dtype, device=x.device)
+
+    def _point_residual(self, x):
+        return ((x * x).sum(-1) - 1).abs()
+
+    def _tangent_residual(self, x, u):
+        return (x * u).sum(-1).abs()

@@ -1,0 +1,2 @@
+"""gaugeflow: gauge and higher-gauge flow models on Riemannian manifolds."""
+__version__ = "0.1.0"

@@ -1,0 +1,4 @@
+"""Abstract manifolds and the bundles that live over them."""
+from .manifold import Manifold
+
+__all__ = ["Manifold"]

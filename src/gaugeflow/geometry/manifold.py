@@ -1,0 +1,207 @@
+"""The abstract base manifold: the one interface every geometric object in gaugeflow talks to.
+
+Conventions (shared by every subclass):
+
+* Points live in *ambient coordinates*: the last tensor axis has length ``ambient_dim`` and all
+  leading axes are batch axes that broadcast. ``dim`` is the intrinsic dimension.
+* Operations are point first, as in geoopt: ``exp(x, u)``, ``log(x, y)``, ``transp(x, y, v)``.
+* ``inner``, ``norm``, ``dist`` and ``base_log_prob`` drop the last axis; every other operation
+  keeps the shape of ``x`` (after broadcasting).
+* Degenerate inputs (``u = 0``, ``y = x``) have finite, correct values *and* gradients: closed forms
+  switch to Taylor series below ``tol("taylor", dtype)`` with both ``torch.where`` branches finite.
+* The hot-path operations check only cheap things (dtype, last-axis size). Expensive checks
+  (on-manifold, tangency, NaN) are opt-in through :meth:`Manifold.check_point` and
+  :meth:`Manifold.check_tangent`.
+
+To add a manifold, subclass :class:`Manifold` and implement the abstract methods; then run
+``gaugeflow.testing.check_manifold(M)`` to verify it against the property suite.
+"""
+from __future__ import annotations
+
+import abc
+import math
+from typing import Optional
+
+import torch
+
+from .._numerics import check_float, check_last_dim, tol
+
+__all__ = ["Manifold"]
+
+
+class Manifold(abc.ABC):
+    """Abstract Riemannian manifold in ambient coordinates.
+
+    Subclasses set ``dim`` and ``ambient_dim`` and implement :meth:`projx`, :meth:`proju`,
+    :meth:`exp`, :meth:`log`, :meth:`transp`, :meth:`random_base`, :meth:`base_log_prob` and
+    :meth:`_point_residual`. The metric defaults to the ambient Euclidean inner product restricted
+    to tangent spaces; override :meth:`inner` otherwise (as the Lorentz model does).
+
+    Attributes:
+        dim: intrinsic dimension ``n``.
+        ambient_dim: length ``D`` of the last tensor axis.
+        injectivity_radius: largest ``r`` such that ``log(x, ·)`` is unique on the ball of radius ``r``
+            (``math.inf`` for Cartan–Hadamard manifolds).
+    """
+
+    dim: int
+    ambient_dim: int
+    injectivity_radius: float = math.inf
+
+    # ------------------------------------------------------------------ abstract core
+    @abc.abstractmethod
+    def projx(self, x: torch.Tensor) -> torch.Tensor:
+        """Nearest point on the manifold. ``[..., D] -> [..., D]``."""
+
+    @abc.abstractmethod
+    def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Orthogonal projection of an ambient vector ``u`` onto ``T_xM``. ``[..., D] -> [..., D]``."""
+
+    @abc.abstractmethod
+    def exp(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Riemannian exponential map ``exp_x(u)``. ``[..., D] -> [..., D]``."""
+
+    @abc.abstractmethod
+    def log(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Riemannian logarithm ``log_x(y)`` (the minimising geodesic's initial velocity).
+
+        On the cut locus the result is a documented deterministic choice of the right length.
+        ``[..., D] -> [..., D]``.
+        """
+
+    @abc.abstractmethod
+    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Parallel transport of ``v ∈ T_xM`` to ``T_yM`` along the minimising geodesic."""
+
+    @abc.abstractmethod
+    def random_base(
+        self,
+        n: int,
+        generator: Optional[torch.Generator] = None,
+        dtype: Optional[torch.dtype] = None,
+        device: Optional[torch.device] = None,
+    ) -> torch.Tensor:
+        """``n`` samples of the base distribution ``p0``. Returns ``[n, D]``."""
+
+    @abc.abstractmethod
+    def base_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-density of ``p0`` w.r.t. the Riemannian volume. ``[..., D] -> [...]``."""
+
+    @abc.abstractmethod
+    def _point_residual(self, x: torch.Tensor) -> torch.Tensor:
+        """Non-negative violation of the manifold constraint per point. ``[..., D] -> [...]``."""
+
+    # ------------------------------------------------------------------ metric (overridable)
+    def inner(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Riemannian inner product ``g_x(u, v)``. ``[..., D] -> [...]``."""
+        return (u * v).sum(-1)
+
+    def norm(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Riemannian norm with a zero (not NaN) gradient at ``u = 0``. ``[..., D] -> [...]``."""
+        return safe_sqrt(self.inner(x, u, u))
+
+    def dist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Geodesic distance ``‖log_x(y)‖_x``. ``[..., D] -> [...]``."""
+        return self.norm(x, self.log(x, y))
+
+    def _tangent_residual(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Violation of tangency per vector; default ``‖u − proju(x, u)‖``. ``[..., D] -> [...]``."""
+        return (u - self.proju(x, u)).abs().amax(-1)
+
+    # ------------------------------------------------------------------ flow-matching helpers
+    def geodesic(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Point and velocity of the minimising geodesic from ``x0`` (t=0) to ``x1`` (t=1).
+
+        Args:
+            x0, x1: ``[..., D]`` endpoints.
+            t: ``[...]`` times (broadcast against the batch axes).
+
+        Returns:
+            ``(x_t, u_t)`` with ``x_t = exp(x0, t·log(x0, x1))`` and ``u_t = d x_t / dt``, the
+            initial velocity parallel-transported to ``x_t`` (so it is finite at ``t = 1``).
+        """
+        u = self.log(x0, x1)
+        xt = self.exp(x0, t[..., None] * u)
+        return xt, self.transp(x0, xt, u)
+
+    def cut_locus_mask(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``True`` where ``y`` lies within a dtype tolerance of the cut locus of ``x``. ``[...]``."""
+        return torch.zeros(torch.broadcast_shapes(x.shape, y.shape)[:-1], dtype=torch.bool, device=x.device)
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of :meth:`features` (input size of the networks living on this manifold)."""
+        return self.ambient_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Continuous network input features of points (identity by default). ``[..., feature_dim]``."""
+        return x
+
+    # ------------------------------------------------------------------ validation (opt-in)
+    def validate(self, x: torch.Tensor, what: str = "x") -> torch.Tensor:
+        """Cheap front-door check: floating dtype and last-axis size. Returns ``x``."""
+        check_float(x, f"{self}: {what}")
+        check_last_dim(x, self.ambient_dim, what, str(self))
+        return x
+
+    def check_point(self, x: torch.Tensor, atol: Optional[float] = None) -> torch.Tensor:
+        """Raise ``ValueError``/``TypeError`` unless every row of ``x`` is a finite point on the manifold.
+
+        Returns ``x`` so it can be used inline.
+        """
+        self.validate(x)
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{self}: points contain NaN or Inf ({int((~torch.isfinite(x)).sum())} entries)")
+        atol = tol("point", x.dtype) if atol is None else atol
+        res = self._point_residual(x)
+        if res.numel() and float(res.max()) > atol:
+            raise ValueError(
+                f"{self}: {int((res > atol).sum())} of {res.numel()} points are off the manifold; "
+                f"largest violation {float(res.max()):.3e} > tolerance {atol:.1e}"
+            )
+        return x
+
+    def check_tangent(self, x: torch.Tensor, u: torch.Tensor, atol: Optional[float] = None) -> torch.Tensor:
+        """Raise unless ``u`` is a finite tangent vector at the point ``x``. Returns ``u``."""
+        self.check_point(x)
+        self.validate(u, "u")
+        if not torch.isfinite(u).all():
+            raise ValueError(f"{self}: tangent vectors contain NaN or Inf")
+        atol = tol("point", u.dtype) if atol is None else atol
+        scale = 1.0 + u.detach().abs().amax(-1)
+        res = self._tangent_residual(x, u) / scale
+        if res.numel() and float(res.max()) > atol:
+            raise ValueError(
+                f"{self}: {int((res > atol).sum())} of {res.numel()} vectors are not tangent; "
+                f"largest relative violation {float(res.max()):.3e} > tolerance {atol:.1e}"
+            )
+        return u
+
+    # ------------------------------------------------------------------ value semantics
+    def _key(self) -> tuple:
+        return (type(self).__name__, self.dim)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Manifold) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.dim})"
+
+
+def safe_sqrt(s: torch.Tensor) -> torch.Tensor:
+    """``sqrt(max(s, 0))`` whose gradient at ``s = 0`` is 0 instead of Inf/NaN."""
+    pos = s > 0
+    return torch.where(pos, torch.sqrt(torch.where(pos, s, torch.ones_like(s))), torch.zeros_like(s))
+
+
+def safe_norm(v: torch.Tensor) -> torch.Tensor:
+    """Euclidean norm over the last axis with zero gradient at ``v = 0``. ``[..., D] -> [...]``."""
+    return safe_sqrt((v * v).sum(-1))
+
+
+def default_dtype(dtype: Optional[torch.dtype]) -> torch.dtype:
+    """``dtype`` or torch's current default floating dtype."""
+    return torch.get_default_dtype() if dtype is None else dtype
