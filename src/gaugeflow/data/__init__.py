@@ -1,4 +1,8 @@
 """Datasets on manifolds: synthetic benchmarks and offline real-data loaders."""
 from .base import ManifoldData, split_indices
+from .real import MissingExtraError, cities50, latlon_to_xyz, protein_angles, quakes, world_cities, xyz_to_latlon
+from .gmm import gaussian_mixture, gmm_means, sample_gaussian_mixture
 
-__all__ = ["ManifoldData", "split_indices"]
+__all__ = ["ManifoldData", "split_indices", "gaussian_mixture", "gmm_means", "sample_gaussian_mixture",
+    "MissingExtraError", "cities50", "latlon_to_xyz", "protein_angles", "quakes", "world_cities", "xyz_to_latlon",
+]
