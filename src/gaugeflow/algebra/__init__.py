@@ -1,0 +1,23 @@
+"""Lie algebras and 2-term L∞-algebras in coordinates.
+
+* :class:`so` — ``so(k)`` with ``hat``/``vee``/``bracket``/``act`` (SPEC §2).
+* :class:`GradedSpace` — graded vector spaces with flat coordinates, degree 0 first.
+* :class:`LInfinityAlgebra` (abstract), :class:`TwoTermLInfinity` (user-defined from component
+  maps), and the shipped :func:`so_crossed_module` and :func:`string_lie2` (SPEC §3). The sign
+  convention is documented once, in :mod:`gaugeflow.algebra.linf`.
+"""
+from .graded import GradedSpace
+from .lie2 import SoCrossedModule, StringLie2, so_crossed_module, string_lie2
+from .linf import LInfinityAlgebra, TwoTermLInfinity
+from .so import so
+
+__all__ = [
+    "so",
+    "GradedSpace",
+    "LInfinityAlgebra",
+    "TwoTermLInfinity",
+    "SoCrossedModule",
+    "StringLie2",
+    "so_crossed_module",
+    "string_lie2",
+]
