@@ -109,3 +109,15 @@ def test_one_dimensional_two_component_mixture_is_allowed():
 def test_sampler_rejects_bad_means():
     with pytest.raises(TypeError, match="floating"):
         sample_gaussian_mixture(torch.zeros(3, dtype=torch.long), 1.0, 5)
+
+
+def test_registered_in_trainer_data_registry():
+    from gaugeflow.manifolds import Sphere
+    from gaugeflow.training.config import DATASETS
+
+    loader = DATASETS.get("gaussian-mixture")
+    data = loader(Euclidean(8), n=300, seed=2)
+    assert data.train.shape == (300, 8) and data.test.shape == (2000, 8)
+    assert torch.equal(data.test, gaussian_mixture(8, n_train=300, seed=2).test)
+    with pytest.raises(ValueError, match="Euclidean"):
+        loader(Sphere(2), n=None, seed=0)
