@@ -1,0 +1,44 @@
+# Set-up-from-nothing entry points. Needs only python3 (>= 3.10) and make.
+# GPU users: create the venv yourself, install the torch build for your CUDA, then `pip install -e '.[test,data]'`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+TORCH  ?= torch==2.13.0
+EXTRAS ?= test,data,protein
+OUT    ?= runs/demo
+STAMP  := $(VENV)/.gaugeflow-installed
+
+.PHONY: demo test test-fast bench gmm real clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[$(EXTRAS)]"
+	@touch $@
+
+## The main job: a small higher-gauge flow on world-cities data on S^2; samples, test NLL and figures in $(OUT)
+demo: $(STAMP)
+	$(BIN)/gaugeflow train --config experiments/demo.toml --out $(OUT) --no-progress
+	$(BIN)/gaugeflow evaluate $(OUT)
+	$(BIN)/gaugeflow plot $(OUT)
+
+## The whole test suite (slow tests included), in parallel on the available cores
+test: $(STAMP)
+	$(BIN)/python -m pytest -n auto --durations=15 -q
+
+## Everything but the tests marked slow
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n auto -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python experiments/benchmarks/run_all.py
+
+gmm: $(STAMP)
+	$(BIN)/gaugeflow reproduce gmm
+
+real: $(STAMP)
+	$(BIN)/python experiments/real/run.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .hypothesis
