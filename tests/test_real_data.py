@@ -157,3 +157,17 @@ def test_missing_package_names_the_extra(monkeypatch, loader, modules, extra):
     with pytest.raises(MissingExtraError, match=extra.replace("[", r"\[").replace("]", r"\]")) as info:
         loader()
     assert isinstance(info.value, ImportError) and "pip install" in str(info.value)
+
+
+def test_registered_in_trainer_data_registry(cities):
+    from gaugeflow.manifolds import Euclidean
+    from gaugeflow.training.config import DATASETS
+
+    assert {"world-cities", "quakes", "protein"} <= set(DATASETS.names())
+    small = DATASETS.get("world-cities")(Sphere(2), n=500, seed=0)
+    assert sum(small.meta["sizes"].values()) == 500 and _rows(small.test) <= _rows(cities.test)
+    assert len(DATASETS.get("quakes")(Sphere(2), n=None, seed=1).train) == 800
+    with pytest.raises(ValueError, match="Sphere"):
+        DATASETS.get("quakes")(Euclidean(3), n=None, seed=0)
+    with pytest.raises(ValueError, match="FlatTorus"):
+        DATASETS.get("protein")(Sphere(2), n=None, seed=0)
