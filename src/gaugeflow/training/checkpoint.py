@@ -1,0 +1,289 @@
+"""Checkpoints: one safetensors file holding tensors and a JSON metadata block; never pickle.
+
+Layout of a checkpoint file (``safetensors`` format, readable by any safetensors reader):
+
+* tensors ``model/<name>`` (weights), ``ema/<name>`` (EMA weights, optional),
+  ``optimizer/<i>/<key>`` (optimiser state tensors, flattened) and any extra ``<group>/<name>``;
+* header metadata ``{"gaugeflow": "<JSON>"}`` with the format tag, library / torch / python versions,
+  step, seed, config, model class and manifold, optimiser hyper-parameters and scalar state, RNG
+  states (base64) and whatever the trainer adds.
+
+Writes are atomic: the bytes go to a temporary file in the same directory, are ``fsync``-ed and
+then ``os.replace``-d over the target, so a crash leaves either the old or the new checkpoint.
+Reading checks the header itself first, so that a truncated, foreign or mismatched file raises a
+:class:`CheckpointError` whose one-line message names the problem.
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import platform
+import struct
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+__all__ = [
+    "CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "read_checkpoint",
+    "atomic_write_bytes", "encode_bytes", "decode_bytes", "CHECKPOINT_NAME",
+]
+
+FORMAT = "gaugeflow-checkpoint"
+FORMAT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.safetensors"
+_MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header size
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is truncated, foreign, corrupt or does not match the model it is loaded into."""
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint read from disk: ``meta`` (the JSON block) and the flat ``tensors`` dict."""
+
+    path: Path
+    meta: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+
+    def group(self, prefix: str) -> dict[str, torch.Tensor]:
+        """Tensors stored under ``prefix/`` with the prefix removed (e.g. ``group("model")``)."""
+        head = prefix + "/"
+        return {key[len(head):]: value for key, value in self.tensors.items() if key.startswith(head)}
+
+    @property
+    def step(self) -> int:
+        return int(self.meta.get("step", 0))
+
+
+def encode_bytes(t: torch.Tensor) -> str:
+    """Base64 text of a ``uint8`` tensor (RNG states travel as text in the JSON block)."""
+    return base64.b64encode(t.cpu().numpy().tobytes()).decode("ascii")
+
+
+def decode_bytes(s: str) -> torch.Tensor:
+    """Inverse of :func:`encode_bytes`."""
+    return torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8).clone()
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, ``os.replace``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every OS)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left behind by a killed writer
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    return path
+
+
+def _versions() -> dict[str, str]:
+    import gaugeflow
+    return {"gaugeflow": gaugeflow.__version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for idx, state in sd["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer/{idx}/{key}"] = value
+            else:
+                scalars.setdefault(str(idx), {})[key] = value
+    groups = [{key: (list(v) if isinstance(v, tuple) else v) for key, v in g.items()} for g in sd["param_groups"]]
+    return tensors, {"class": type(optimizer).__name__, "param_groups": groups, "scalars": scalars}
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    *,
+    ema: Optional[dict[str, torch.Tensor]] = None,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    config: Any = None,
+    step: int = 0,
+    meta: Optional[dict[str, Any]] = None,
+    tensors: Optional[dict[str, torch.Tensor]] = None,
+) -> Path:
+    """Write model (and EMA, optimiser, extra tensors) plus JSON metadata atomically to ``path``.
+
+    Args:
+        path: target file (a directory means ``<dir>/checkpoint.safetensors``).
+        model: the module whose ``state_dict()`` is stored under ``model/``.
+        ema: EMA weights ``{name: tensor}`` (same names as the model's), stored under ``ema/``.
+        optimizer: its state tensors are flattened under ``optimizer/``, the rest goes to JSON.
+        config: a :class:`~gaugeflow.training.TrainConfig` (or anything with ``to_dict()``) or a dict.
+        step: the number of optimisation steps taken.
+        meta: extra JSON-serialisable metadata (seed, RNG states as base64, counters, ...).
+        tensors: extra tensors, keys of the form ``group/name``.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    path = path / CHECKPOINT_NAME if path.is_dir() else path
+    flat = {f"model/{k}": v for k, v in model.state_dict().items()}
+    flat.update({f"ema/{k}": v for k, v in (ema or {}).items()})
+    info: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "versions": _versions(),
+                            "step": int(step), "model_class": type(model).__name__,
+                            "manifold": repr(getattr(model, "manifold", None))}
+    if config is not None:
+        info["config"] = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    if optimizer is not None:
+        opt_tensors, info["optimizer"] = _flatten_optimizer(optimizer)
+        flat.update(opt_tensors)
+    flat.update(tensors or {})
+    info.update(meta or {})
+    flat = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in flat.items()}
+    payload = st_save(flat, metadata={"gaugeflow": json.dumps(info, sort_keys=True)})
+    return atomic_write_bytes(path, payload)
+
+
+def _header(path: Path, data: bytes) -> dict[str, Any]:
+    """Parse and sanity-check the safetensors header of ``data``; one-line ``CheckpointError`` otherwise."""
+    size = len(data)
+    if size < 8:
+        raise CheckpointError(f"{path}: truncated or empty checkpoint ({size} bytes)")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > _MAX_HEADER or size < 9 or data[8:9] != b"{":
+        raise CheckpointError(f"{path}: not a gaugeflow checkpoint (not a safetensors file; pickled files are refused)")
+    if 8 + n > size:
+        raise CheckpointError(f"{path}: truncated checkpoint (header needs {8 + n} bytes, file has {size})")
+    try:
+        header = json.loads(data[8:8 + n])
+    except ValueError:
+        raise CheckpointError(f"{path}: corrupt checkpoint header (invalid JSON)") from None
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end > size:
+        raise CheckpointError(f"{path}: truncated checkpoint (tensor data needs {8 + n + end} bytes, file has {size})")
+    return header
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read and validate a checkpoint without building any model (no code is ever unpickled).
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        CheckpointError: truncated, foreign (not safetensors / no gaugeflow block) or corrupt file.
+    """
+    path = Path(path)
+    path = path / CHECKPOINT_NAME if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    data = path.read_bytes()
+    header = _header(path, data)
+    raw = (header.get("__metadata__") or {}).get("gaugeflow")
+    if raw is None:
+        raise CheckpointError(f"{path}: foreign safetensors file (no gaugeflow metadata block)")
+    try:
+        meta = json.loads(raw)
+    except ValueError:
+        raise CheckpointError(f"{path}: corrupt gaugeflow metadata block (invalid JSON)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: foreign safetensors file (metadata format is not {FORMAT!r})")
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {meta['format_version']} is newer than this gaugeflow "
+                              f"understands ({FORMAT_VERSION}); upgrade gaugeflow")
+    try:
+        tensors = st_load(data)
+    except Exception as err:  # safetensors raises its own SafetensorError
+        raise CheckpointError(f"{path}: corrupt checkpoint ({str(err).splitlines()[0]})") from None
+    return Checkpoint(path, meta, {k: v.to(map_location) for k, v in tensors.items()})
+
+
+def check_compatible(ckpt: Checkpoint, model: torch.nn.Module, config: Any = None) -> None:
+    """Raise a one-line :class:`CheckpointError` unless ``ckpt`` fits ``model`` (and ``config``)."""
+    where = ckpt.path
+    if ckpt.meta.get("model_class") != type(model).__name__:
+        raise CheckpointError(f"{where}: checkpoint holds a {ckpt.meta.get('model_class')}, "
+                              f"the model is a {type(model).__name__}")
+    spec = getattr(config, "model_spec", None)
+    stored = ckpt.meta.get("config")
+    if spec is not None and stored is not None:
+        diff = [f"{k}={stored.get(k)!r} in checkpoint vs {v!r}" for k, v in spec().items() if stored.get(k) != v]
+        if diff:
+            raise CheckpointError(f"{where}: checkpoint was made for a different model ({'; '.join(diff)})")
+    saved, own = ckpt.group("model"), model.state_dict()
+    missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(f"{where}: parameter names differ from the model's "
+                              f"(missing: {', '.join(missing[:4]) or '-'}; unexpected: {', '.join(unexpected[:4]) or '-'})")
+    for name, value in own.items():
+        if saved[name].shape != value.shape:
+            raise CheckpointError(f"{where}: parameter {name!r} has shape {tuple(saved[name].shape)} in the "
+                                  f"checkpoint but {tuple(value.shape)} in the model")
+
+
+def _restore_optimizer(ckpt: Checkpoint, optimizer: torch.optim.Optimizer) -> None:
+    info = ckpt.meta.get("optimizer")
+    if info is None:
+        raise CheckpointError(f"{ckpt.path}: checkpoint has no optimizer state to resume from")
+    if info["class"] != type(optimizer).__name__:
+        raise CheckpointError(f"{ckpt.path}: optimizer is {info['class']} in the checkpoint, {type(optimizer).__name__} here")
+    state: dict[int, dict[str, Any]] = {}
+    for key, value in ckpt.group("optimizer").items():
+        idx, name = key.split("/", 1)
+        state.setdefault(int(idx), {})[name] = value
+    for idx, extra in info["scalars"].items():
+        state.setdefault(int(idx), {}).update(extra)
+    groups = [{k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in g.items()}
+              for g in info["param_groups"]]
+    try:
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+    except (ValueError, KeyError, RuntimeError) as err:
+        raise CheckpointError(f"{ckpt.path}: optimizer state does not fit ({str(err).splitlines()[0]})") from None
+
+
+def load_checkpoint(
+    path: str | Path,
+    model: Optional[torch.nn.Module] = None,
+    *,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    config: Any = None,
+    map_location: str | torch.device = "cpu",
+) -> Checkpoint:
+    """Read ``path`` and load it into ``model`` (and ``optimizer``) after checking they match.
+
+    Args:
+        path: a checkpoint file or a run directory containing ``checkpoint.safetensors``.
+        model: receives the ``model/`` weights (EMA weights are in ``ckpt.group("ema")``).
+        optimizer: receives the stored optimiser state.
+        config: when given, its :meth:`model_spec` must equal the stored one.
+
+    Returns:
+        The :class:`Checkpoint` (metadata, all tensors).
+
+    Raises:
+        FileNotFoundError, CheckpointError: see :func:`read_checkpoint` and :func:`check_compatible`.
+    """
+    ckpt = read_checkpoint(path, map_location)
+    if model is not None:
+        check_compatible(ckpt, model, config)
+        model.load_state_dict(ckpt.group("model"))
+    if optimizer is not None:
+        _restore_optimizer(ckpt, optimizer)
+    return ckpt

@@ -1,0 +1,333 @@
+"""Training configuration: one typed, validated dataclass and the named registries it refers to.
+
+A :class:`TrainConfig` names *what* to train (manifold, data set, model family) and *how* (optimiser,
+schedule, EMA, clipping, seed, ...). The names resolve through three registries that other modules
+and users extend:
+
+* manifolds: ``name -> constructor(dim) -> Manifold`` (``euclidean``, ``sphere``, ``torus``, ``hyperbolic``);
+* data: ``name -> loader(manifold, *, n, seed) -> ManifoldData`` (``wrapped-mixture`` and whatever
+  loaders register themselves with :func:`register_data`);
+* models: ``name -> factory(manifold, *, hidden, k) -> nn.Module`` (``plain``, ``gauge``, ``higher-gauge``).
+
+Example:
+    >>> cfg = TrainConfig(manifold="sphere", dim=2, model="gauge", steps=100, hidden=32)
+    >>> M = build_manifold(cfg); model = build_model(cfg, M)
+    >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+    True
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..geometry.manifold import Manifold
+
+__all__ = [
+    "TrainConfig", "Registry", "MANIFOLDS", "DATASETS", "MODELS",
+    "register_manifold", "register_data", "register_model",
+    "build_manifold", "build_data", "build_model", "load_config_file",
+]
+
+
+class Registry:
+    """A name -> factory table whose lookups fail with a message listing the known names."""
+
+    def __init__(self, kind: str, providers: tuple[str, ...] = ()):
+        self.kind = kind
+        self._entries: dict[str, Callable] = {}
+        self._providers = providers  # modules imported on first lookup (they register themselves)
+
+    def register(self, name: str, factory: Callable, overwrite: bool = False) -> Callable:
+        """Add ``factory`` under ``name``; re-registering a name needs ``overwrite=True``."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
+        if not callable(factory):
+            raise TypeError(f"{self.kind} {name!r}: expected a callable, got {type(factory).__name__}")
+        if name in self._entries and not overwrite and self._entries[name] is not factory:
+            raise ValueError(f"{self.kind} {name!r} is already registered (pass overwrite=True to replace it)")
+        self._entries[name] = factory
+        return factory
+
+    def _load_providers(self) -> None:
+        for module in self._providers:
+            importlib.import_module(module)
+
+    def names(self) -> list[str]:
+        """Sorted registered names (after importing the provider modules)."""
+        self._load_providers()
+        return sorted(self._entries)
+
+    def get(self, name: str) -> Callable:
+        """The factory registered as ``name``; ``ValueError`` naming the known ones otherwise."""
+        if name not in self._entries:
+            self._load_providers()
+        if name not in self._entries:
+            raise ValueError(f"unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}")
+        return self._entries[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names()
+
+
+MANIFOLDS = Registry("manifold")
+DATASETS = Registry("data set", providers=("gaugeflow.data",))
+MODELS = Registry("model")
+
+
+def register_manifold(name: str, constructor: Callable[[int], Manifold], overwrite: bool = False) -> Callable:
+    """Register ``constructor(dim) -> Manifold`` under ``name`` (usable as ``--manifold name``)."""
+    return MANIFOLDS.register(name, constructor, overwrite)
+
+
+def register_data(name: str, loader: Callable[..., Any], overwrite: bool = False) -> Callable:
+    """Register ``loader(manifold, *, n, seed) -> ManifoldData`` under ``name`` (``--data name``).
+
+    ``n`` is the requested number of points (``None``: the loader's default); a loader whose data
+    live on one fixed manifold raises ``ValueError`` when handed another one.
+    """
+    return DATASETS.register(name, loader, overwrite)
+
+
+def register_model(name: str, factory: Callable[..., torch.nn.Module], overwrite: bool = False) -> Callable:
+    """Register ``factory(manifold, *, hidden, k) -> nn.Module`` under ``name`` (``--model name``)."""
+    return MODELS.register(name, factory, overwrite)
+
+
+def _manifold_class(name: str) -> Callable[[int], Manifold]:
+    def make(dim: int) -> Manifold:
+        module = importlib.import_module("gaugeflow.manifolds")
+        if not hasattr(module, name):
+            raise ValueError(f"manifold class gaugeflow.manifolds.{name} is not available in this installation")
+        return getattr(module, name)(dim)
+    return make
+
+
+for _name, _cls in (("euclidean", "Euclidean"), ("sphere", "Sphere"), ("torus", "FlatTorus"), ("hyperbolic", "Hyperbolic")):
+    register_manifold(_name, _manifold_class(_cls))
+
+
+def _model_factory(cls_name: str) -> Callable[..., torch.nn.Module]:
+    def make(manifold: Manifold, *, hidden: int, k: Optional[int]) -> torch.nn.Module:
+        models = importlib.import_module("gaugeflow.models")
+        kwargs: dict[str, Any] = {"hidden": hidden}
+        if k is not None and cls_name != "PlainFlow":
+            kwargs["k"] = k
+        return getattr(models, cls_name)(manifold, **kwargs)
+    return make
+
+
+def _wrapped_mixture(manifold: Manifold, *, n: Optional[int], seed: int):
+    from ..data import wrapped_mixture
+    return wrapped_mixture(manifold, seed=seed) if n is None else wrapped_mixture(manifold, n=n, seed=seed)
+
+
+register_data("wrapped-mixture", _wrapped_mixture)
+
+for _name, _cls in (("plain", "PlainFlow"), ("gauge", "GaugeFlow"), ("higher-gauge", "HigherGaugeFlow")):
+    register_model(_name, _model_factory(_cls))
+
+_CHOICES = {
+    "optimizer": ("adam", "adamw"),
+    "schedule": ("constant", "cosine", "linear"),
+    "dtype": ("float32", "float64"),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run; validated on construction (``ValueError``/``TypeError``).
+
+    Attributes:
+        manifold, dim: registry name and intrinsic dimension of the base manifold.
+        data, n_data: data-set name and number of points (``None``: the loader's default).
+        model, hidden, k: model family, hidden width and gauge rank (``None``: the model's default).
+        dtype: ``"float32"`` or ``"float64"`` for parameters and data.
+        steps, batch_size: optimisation steps and *global* batch size (split across processes).
+        lr, optimizer, weight_decay: Adam/AdamW settings.
+        schedule, warmup_steps, final_lr_fraction: ``lr(s)`` rises linearly over ``warmup_steps``,
+            then stays constant or decays (cosine / linear) to ``final_lr_fraction · lr`` at ``steps``.
+        ema_decay: weight EMA ``θ̄ ← d θ̄ + (1 − d) θ`` (``0`` disables it); evaluation uses ``θ̄``.
+        grad_clip: maximal global gradient norm (``None``: no clipping).
+        seed: seeds model initialisation and the training stream (batches, ``x0``, ``t``).
+        val_every, val_size, val_steps: validation NLL every ``val_every`` steps (``0``: only at the
+            end) on ``val_size`` validation points with ``val_steps`` ODE steps.
+        checkpoint_every, log_every: checkpoint / CSV-row period in steps (``0``: only at the end).
+        max_nonfinite: stop after this many consecutive non-finite losses.
+        device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
+        progress: show a progress bar when stderr is a terminal.
+    """
+
+    manifold: str = "sphere"
+    dim: int = 2
+    data: str = "wrapped-mixture"
+    n_data: Optional[int] = None
+    model: str = "higher-gauge"
+    hidden: int = 64
+    k: Optional[int] = None
+    dtype: str = "float32"
+    steps: int = 1000
+    batch_size: int = 256
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup_steps: int = 0
+    final_lr_fraction: float = 0.0
+    ema_decay: float = 0.999
+    grad_clip: Optional[float] = 1.0
+    seed: int = 0
+    val_every: int = 0
+    val_size: int = 256
+    val_steps: int = 20
+    checkpoint_every: int = 0
+    log_every: int = 1
+    max_nonfinite: int = 20
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self):
+        for f in fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, f.type, getattr(self, f.name)))
+        _check_ranges(self)
+
+    # -- conversions
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict (inverse of :meth:`from_dict`)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from a mapping; keys may use dashes (``batch-size``) or underscores."""
+        if not isinstance(values, dict):
+            raise TypeError(f"config: expected a mapping of settings, got {type(values).__name__}")
+        known = {f.name for f in fields(cls)}
+        norm = {str(key).replace("-", "_"): value for key, value in values.items()}
+        unknown = sorted(set(norm) - known)
+        if unknown:
+            raise ValueError(f"config: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**norm)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return getattr(torch, self.dtype)
+
+    def model_spec(self) -> dict[str, Any]:
+        """The fields that determine the parameter shapes (compared when loading a checkpoint)."""
+        return {key: getattr(self, key) for key in ("manifold", "dim", "model", "hidden", "k", "dtype")}
+
+
+_INTS = {"dim": 1, "hidden": 1, "steps": 0, "batch_size": 1, "warmup_steps": 0, "seed": 0, "val_every": 0,
+         "val_size": 1, "val_steps": 1, "checkpoint_every": 0, "log_every": 0, "max_nonfinite": 1,
+         "n_data": 3, "k": 1}
+
+
+def _coerce(name: str, annotation: str, value: Any) -> Any:
+    """Check/convert one field against its annotation; raises ``TypeError`` naming expected vs received."""
+    optional = annotation.startswith("Optional")
+    if value is None:
+        if optional:
+            return None
+        raise TypeError(f"config: {name} must not be None")
+    base = annotation.removeprefix("Optional[").removesuffix("]")
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"config: {name} must be an integer, got {value!r} ({type(value).__name__})")
+        if value < _INTS[name]:
+            raise ValueError(f"config: {name} must be >= {_INTS[name]}, got {value}")
+    elif base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"config: {name} must be a number, got {value!r} ({type(value).__name__})")
+        value = float(value)
+        if not math.isfinite(value):
+            raise ValueError(f"config: {name} must be finite, got {value}")
+    elif base == "bool":
+        if not isinstance(value, bool):
+            raise TypeError(f"config: {name} must be true or false, got {value!r}")
+    elif base == "str" and not isinstance(value, str):
+        raise TypeError(f"config: {name} must be a string, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _check_ranges(cfg: TrainConfig) -> None:
+    for key, choices in _CHOICES.items():
+        if getattr(cfg, key) not in choices:
+            raise ValueError(f"config: {key} must be one of {', '.join(choices)}, got {getattr(cfg, key)!r}")
+    if cfg.lr <= 0:
+        raise ValueError(f"config: lr must be > 0, got {cfg.lr}")
+    if cfg.weight_decay < 0:
+        raise ValueError(f"config: weight_decay must be >= 0, got {cfg.weight_decay}")
+    if not 0 <= cfg.ema_decay < 1:
+        raise ValueError(f"config: ema_decay must be in [0, 1), got {cfg.ema_decay}")
+    if not 0 <= cfg.final_lr_fraction <= 1:
+        raise ValueError(f"config: final_lr_fraction must be in [0, 1], got {cfg.final_lr_fraction}")
+    if cfg.grad_clip is not None and cfg.grad_clip <= 0:
+        raise ValueError(f"config: grad_clip must be > 0 (or None to disable), got {cfg.grad_clip}")
+    if cfg.device != "auto" and not cfg.device.startswith(("cpu", "cuda", "mps")):
+        raise ValueError(f"config: device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
+    MANIFOLDS.get(cfg.manifold)
+    MODELS.get(cfg.model)
+    DATASETS.get(cfg.data)
+
+
+def build_manifold(cfg: TrainConfig) -> Manifold:
+    """The manifold named by ``cfg.manifold`` with intrinsic dimension ``cfg.dim``."""
+    return MANIFOLDS.get(cfg.manifold)(cfg.dim)
+
+
+def build_data(cfg: TrainConfig, manifold: Optional[Manifold] = None):
+    """Load ``cfg.data`` on ``manifold`` (built from ``cfg`` when omitted), cast to ``cfg.dtype``."""
+    manifold = build_manifold(cfg) if manifold is None else manifold
+    data = DATASETS.get(cfg.data)(manifold, n=cfg.n_data, seed=cfg.seed)
+    if data.manifold != manifold:
+        raise ValueError(f"data set {cfg.data!r} lives on {data.manifold}, but the run asks for {manifold}")
+    if data.train.dtype != cfg.torch_dtype:
+        data = dataclasses.replace(data, train=data.train.to(cfg.torch_dtype), val=data.val.to(cfg.torch_dtype),
+                                   test=data.test.to(cfg.torch_dtype))
+    return data
+
+
+def build_model(cfg: TrainConfig, manifold: Optional[Manifold] = None) -> torch.nn.Module:
+    """Instantiate ``cfg.model`` on ``manifold`` with weights initialised from ``cfg.seed``.
+
+    The global RNG state is left untouched (initialisation runs under ``torch.random.fork_rng``).
+    """
+    manifold = build_manifold(cfg) if manifold is None else manifold
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = MODELS.get(cfg.model)(manifold, hidden=cfg.hidden, k=cfg.k)
+    return model.to(cfg.torch_dtype)
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a ``.toml``, ``.yaml`` or ``.yml`` file into a dict of settings (validated later)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in (".toml", ".yaml", ".yml"):
+        raise ValueError(f"config file {path}: expected a .toml, .yaml or .yml file, got {suffix or 'no suffix'!r}")
+    try:
+        if suffix == ".toml":
+            import tomllib
+            values = tomllib.loads(path.read_text())
+        else:
+            import yaml
+            values = yaml.safe_load(path.read_text())
+    except Exception as err:  # tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError
+        reason = (str(err).splitlines() or [type(err).__name__])[0]
+        raise ValueError(f"config file {path} could not be parsed: {reason}") from None
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ValueError(f"config file {path}: expected a table/mapping of settings, got {type(values).__name__}")
+    return values

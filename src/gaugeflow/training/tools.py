@@ -1,0 +1,127 @@
+"""Small pieces of the training loop: learning-rate schedules, the weight EMA, the history and its CSV log."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .checkpoint import atomic_write_bytes
+
+__all__ = ["lr_factor", "EMA", "History", "write_metrics_csv", "METRICS_NAME"]
+
+METRICS_NAME = "metrics.csv"
+_COLUMNS = ("step", "loss", "grad_norm", "lr", "val_nll")
+
+
+def lr_factor(step: int, total: int, schedule: str, warmup: int = 0, final: float = 0.0) -> float:
+    """Multiplier of the base learning rate for the 0-based optimisation step ``step``.
+
+    Linear warm-up ``(step + 1) / warmup`` for ``step < warmup``; then ``constant`` (1), ``cosine``
+    ``f + (1 − f)(1 + cos πp)/2`` or ``linear`` ``1 − (1 − f)p`` with progress
+    ``p = (step − warmup) / (total − warmup)`` clipped to [0, 1] and ``f = final``.
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    p = min(1.0, max(0.0, (step - warmup) / max(1, total - warmup)))
+    if schedule == "cosine":
+        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * p))
+    if schedule == "linear":
+        return 1.0 - (1.0 - final) * p
+    raise ValueError(f"unknown schedule {schedule!r}; expected constant, cosine or linear")
+
+
+class EMA:
+    """Exponential moving average of a module's floating-point state (parameters and buffers).
+
+    ``θ̄ ← d θ̄ + (1 − d) θ`` with the warm-up ``d = min(decay, (1 + n) / (10 + n))`` after ``n``
+    updates, so early averages are not dominated by the random initialisation. ``decay = 0``
+    makes ``θ̄`` track ``θ`` exactly.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.updates = 0
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                self.shadow[name].lerp_(value.detach(), 1.0 - d)
+            else:
+                self.shadow[name].copy_(value)
+        self.updates += 1
+
+    def load(self, shadow: dict[str, torch.Tensor], updates: int) -> None:
+        """Restore averages (e.g. from a checkpoint); names and shapes must match the model's."""
+        for name, value in self.shadow.items():
+            value.copy_(shadow[name])
+        self.updates = updates
+
+
+@dataclass
+class History:
+    """Per-step training record. ``val`` holds ``(step, nll)`` pairs; ``skipped`` counts non-finite steps."""
+
+    loss: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    val: list[tuple[int, float]] = field(default_factory=list)
+    skipped: int = 0
+
+    @property
+    def steps(self) -> int:
+        return len(self.loss)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Float64 tensors for a checkpoint (python floats round-trip exactly)."""
+        t = lambda xs: torch.tensor(xs, dtype=torch.float64)  # noqa: E731
+        return {"history/loss": t(self.loss), "history/grad_norm": t(self.grad_norm), "history/lr": t(self.lr),
+                "history/val": t(self.val).reshape(-1, 2)}
+
+    @classmethod
+    def from_tensors(cls, group: dict[str, torch.Tensor], skipped: int) -> "History":
+        val = [(int(s), float(v)) for s, v in group["val"].tolist()]
+        return cls(group["loss"].tolist(), group["grad_norm"].tolist(), group["lr"].tolist(), val, skipped)
+
+    def as_dict(self) -> dict:
+        return {"loss": self.loss, "grad_norm": self.grad_norm, "lr": self.lr,
+                "val": [list(p) for p in self.val], "skipped": self.skipped}
+
+
+def _row(step: int, history: History, val: dict[int, float]) -> list[str]:
+    i = step - 1
+    return [str(step), repr(history.loss[i]), repr(history.grad_norm[i]), repr(history.lr[i]),
+            repr(val[step]) if step in val else ""]
+
+
+def write_metrics_csv(path: Path, history: History, log_every: int, total: int, start: int = 0,
+                      handle: Optional[io.TextIOBase] = None) -> None:
+    """Write CSV rows ``step,loss,grad_norm,lr,val_nll``: every ``log_every``-th step (``0``: none),
+    each validation and the last step ``total``.
+
+    With ``handle`` the rows for steps ``> start`` are appended to an open file; otherwise the whole
+    file is rewritten atomically from ``history`` (used when a run resumes). Floats are written with
+    ``repr`` so they read back bit-for-bit.
+    """
+    val = dict(history.val)
+    keep = [s for s in range(start + 1, history.steps + 1)
+            if (log_every and s % log_every == 0) or s in val or s == total]
+    buf = io.StringIO() if handle is None else handle
+    writer = csv.writer(buf, lineterminator="\n")
+    if handle is None:
+        writer.writerow(_COLUMNS)
+    for step in keep:
+        writer.writerow(_row(step, history, val))
+    if handle is None:
+        atomic_write_bytes(path, buf.getvalue().encode())
+    else:
+        handle.flush()
