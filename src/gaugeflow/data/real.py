@@ -225,9 +225,10 @@ def _ramachandran_degrees(psf: str, dcd: str) -> torch.Tensor:
     Cached (the analysis takes seconds); callers must not modify the returned tensor in place.
     """
     mda, _, dihedrals = _protein_modules()
-    universe = mda.Universe(psf, dcd)
-    with warnings.catch_warnings():  # "Cannot determine phi and psi angles for the first or last residues"
+    with warnings.catch_warnings():  # "Cannot determine phi and psi ... first or last residues", DCD notices
         warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        universe = mda.Universe(psf, dcd)
         rama = dihedrals.Ramachandran(universe.select_atoms("protein")).run()
     return torch.as_tensor(rama.results.angles, dtype=torch.float64)
 
