@@ -69,7 +69,7 @@ def test_checker_passes_and_dtype_follows_input(k, dtype):
 
 
 def test_so3_is_the_cross_product_algebra():
-    """Identification ω(ξ) = (−ξ_(1,2), ξ_(0,2), −ξ_(0,1)) (documented in gaugeflow.algebra.so)."""
+    """Identification ω(ξ) = (−ξ_(1,2), ξ_(0,2), −ξ_(0,1)) (documented in gaugeflow.algebra.orthogonal)."""
     g = so(3)
     (x, y, _), v = draw(g, 1, 50)
 

@@ -9,7 +9,7 @@
 from .graded import GradedSpace
 from .lie2 import SoCrossedModule, StringLie2, so_crossed_module, string_lie2
 from .linf import LInfinityAlgebra, TwoTermLInfinity
-from .so import so
+from .orthogonal import so
 
 __all__ = [
     "so",

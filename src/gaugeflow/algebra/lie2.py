@@ -11,7 +11,7 @@ import torch
 
 from .graded import GradedSpace
 from .linf import LInfinityAlgebra
-from .so import so
+from .orthogonal import so
 
 __all__ = ["SoCrossedModule", "StringLie2", "so_crossed_module", "string_lie2"]
 

@@ -39,6 +39,8 @@ FORMAT = "gaugeflow-checkpoint"
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.safetensors"
 _MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header size
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class CheckpointError(ValueError):
@@ -79,6 +81,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()

@@ -124,7 +124,7 @@ def _model_factory(cls_name: str) -> Callable[..., torch.nn.Module]:
 
 def _wrapped_mixture(manifold: Manifold, *, n: Optional[int], seed: int):
     from ..data import wrapped_mixture
-    return wrapped_mixture(manifold, seed=seed) if n is None else wrapped_mixture(manifold, n=n, seed=seed)
+    return wrapped_mixture(manifold, seed=seed) if n is None else wrapped_mixture(manifold, n_train=n, seed=seed)
 
 
 register_data("wrapped-mixture", _wrapped_mixture)
@@ -156,7 +156,7 @@ class TrainConfig:
         grad_clip: maximal global gradient norm (``None``: no clipping).
         seed: seeds model initialisation and the training stream (batches, ``x0``, ``t``).
         val_every, val_size, val_steps: validation NLL every ``val_every`` steps (``0``: only at the
-            end) on ``val_size`` validation points with ``val_steps`` ODE steps.
+            end) on ``val_size`` validation points (``0``: no validation) with ``val_steps`` ODE steps.
         checkpoint_every, log_every: checkpoint / CSV-row period in steps (``0``: only at the end).
         max_nonfinite: stop after this many consecutive non-finite losses.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
@@ -227,7 +227,7 @@ class TrainConfig:
 
 
 _INTS = {"dim": 1, "hidden": 1, "steps": 0, "batch_size": 1, "warmup_steps": 0, "seed": 0, "val_every": 0,
-         "val_size": 1, "val_steps": 1, "checkpoint_every": 0, "log_every": 0, "max_nonfinite": 1,
+         "val_size": 0, "val_steps": 1, "checkpoint_every": 0, "log_every": 0, "max_nonfinite": 1,
          "n_data": 3, "k": 1}
 
 

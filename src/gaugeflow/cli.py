@@ -1,0 +1,293 @@
+"""The ``gaugeflow`` command: train, evaluate, sample, plot and reproduce experiments.
+
+The only module of gaugeflow that parses ``argv``; it uses the public API only. Bad input (unknown
+names, bad numbers, missing files) ends with exit status 2 and one line ``gaugeflow <cmd>: error: ...``
+on stderr, never a traceback (set ``GAUGEFLOW_DEBUG=1`` to see one).
+
+    gaugeflow train --manifold sphere --data wrapped-mixture --model higher-gauge --steps 200 --out DIR
+    gaugeflow evaluate DIR
+    gaugeflow sample DIR -n 1000 -o samples.npy
+    gaugeflow plot DIR
+    gaugeflow reproduce gmm [--quick]
+    torchrun --nproc_per_node=2 -m gaugeflow.cli train ...     # data-parallel training (DDP)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+__all__ = ["main", "build_parser"]
+
+
+class UsageError(ValueError):
+    """Bad command-line input detected by the CLI itself."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``ArgumentParser`` whose errors are one line (plus exit status 2), without the usage block."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    add = p.add_argument
+    add("--config", metavar="FILE", help="TOML or YAML file of settings (flags given here override it)")
+    add("--out", metavar="DIR", help="run directory (config.json, metrics.csv, checkpoint.safetensors)")
+    add("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    add("--manifold", help="euclidean | sphere | torus | hyperbolic (default sphere)")
+    add("--dim", type=int, help="intrinsic dimension of the manifold (default 2)")
+    add("--data", help="data set name (default wrapped-mixture; see registry: gaussian-mixture, world-cities, ...)")
+    add("--n-data", type=int, help="number of (training) points for generated data sets")
+    add("--model", help="plain | gauge | higher-gauge (default higher-gauge)")
+    add("--hidden", type=int, help="hidden width of the networks (default 64)")
+    add("--k", type=int, help="gauge rank: SO(k) / so(k) crossed module (default: ambient dimension)")
+    add("--steps", type=int, help="optimisation steps (default 1000)")
+    add("--batch-size", type=int, help="global batch size, split across processes (default 256)")
+    add("--lr", type=float, help="learning rate (default 1e-3)")
+    add("--optimizer", help="adam | adamw")
+    add("--weight-decay", type=float)
+    add("--schedule", help="constant | cosine | linear (after --warmup-steps of linear warm-up)")
+    add("--warmup-steps", type=int)
+    add("--ema-decay", type=float, help="weight EMA decay in [0, 1) (default 0.999; 0 disables)")
+    add("--grad-clip", type=float, help="max gradient norm (default 1.0; 0 disables clipping)")
+    add("--seed", type=int)
+    add("--val-every", type=int, help="validation NLL every N steps (0: only at the end)")
+    add("--val-size", type=int, help="validation points for the NLL (0: no validation)")
+    add("--checkpoint-every", type=int, help="checkpoint every N steps (0: only at the end)")
+    add("--log-every", type=int, help="metrics.csv row every N steps")
+    add("--dtype", help="float32 | float64")
+    add("--device", help="auto | cpu | cuda | cuda:N")
+    add("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gaugeflow`` command (sub-commands train/evaluate/sample/plot/reproduce)."""
+    parser = _Parser(prog="gaugeflow", description="Gauge and higher-gauge flow models on Riemannian manifolds.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    p = sub.add_parser("train", help="train a flow model", description="Train a flow by Riemannian conditional flow matching.")
+    _train_args(p)
+    p.set_defaults(func=_cmd_train)
+    p = sub.add_parser("evaluate", help="test NLL and sample metrics of a run", description="Test NLL (nats) and sample metrics; also writes DIR/evaluation.json.")
+    p.add_argument("run", metavar="DIR")
+    p.add_argument("--n-test", type=int, default=1000, help="test points for the NLL (default 1000)")
+    p.add_argument("--n-samples", type=int, default=2000, help="model samples for the metrics (default 2000)")
+    p.add_argument("--steps", type=int, default=50, help="ODE steps (default 50)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_evaluate)
+    p = sub.add_parser("sample", help="draw samples from a trained run", description="Draw samples and save them as a NumPy .npy file.")
+    p.add_argument("run", metavar="DIR")
+    p.add_argument("-n", type=int, default=1000, help="number of samples (default 1000)")
+    p.add_argument("-o", "--output", required=True, metavar="FILE.npy")
+    p.add_argument("--steps", type=int, default=100, help="ODE steps (default 100)")
+    p.add_argument("--method", default="rk4", help="euler | midpoint | rk4 | dopri5 ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_sample)
+    p = sub.add_parser("plot", help="figures of a run", description="Write figures (PNG) of a run into DIR/figures.")
+    p.add_argument("run", metavar="DIR")
+    p.add_argument("--out", metavar="DIR", help="figure directory (default RUN/figures)")
+    p.add_argument("--grid", type=int, default=48, help="density grid resolution (default 48)")
+    p.add_argument("--n-samples", type=int, default=2000)
+    p.add_argument("--steps", type=int, default=20, help="ODE steps for densities and samples (default 20)")
+    p.set_defaults(func=_cmd_plot)
+    p = sub.add_parser("reproduce", help="run a packaged experiment", description="Run experiments/<NAME>/run.py.")
+    p.add_argument("name", metavar="NAME", help="experiment name, e.g. gmm")
+    p.add_argument("--quick", action="store_true", help="the small, fast variant")
+    p.add_argument("extra", nargs=argparse.REMAINDER, help="further arguments passed to the experiment")
+    p.set_defaults(func=_cmd_reproduce)
+    return parser
+
+
+def _positive(name: str, value: Optional[int]) -> None:
+    if value is not None and value < 1:
+        raise UsageError(f"{name} must be a positive integer, got {value}")
+
+
+# ---------------------------------------------------------------------- train
+def _train_settings(args: argparse.Namespace) -> tuple[dict, Optional[str]]:
+    from gaugeflow.training.config import load_config_file
+
+    values = dict(load_config_file(args.config)) if args.config else {}
+    out = values.pop("out", None)
+    flags = {k: v for k, v in vars(args).items()
+             if k not in ("config", "out", "resume", "no_progress", "func", "command") and v is not None}
+    values.update(flags)
+    if args.no_progress:
+        values["progress"] = False
+    if values.get("grad_clip") == 0:
+        values["grad_clip"] = None
+    return values, (args.out or out)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from gaugeflow.training import TrainConfig, build_data, build_manifold, build_model, fit, read_checkpoint
+
+    values, out = _train_settings(args)
+    if not out:
+        raise UsageError("--out DIR is required (the run directory)")
+    out = Path(out)
+    ckpt_path = out / "checkpoint.safetensors"
+    if args.resume:
+        if not ckpt_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint in {out}")
+        values = {**read_checkpoint(ckpt_path).meta.get("config", {}), **values}
+    elif ckpt_path.exists():
+        raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} exists and is not a directory")
+    cfg = TrainConfig.from_dict(values)
+    manifold = build_manifold(cfg)
+    data = build_data(cfg, manifold)
+    model = build_model(cfg, manifold)
+    history = fit(model, data, cfg, out=out, resume=args.resume)
+    if int(os.environ.get("RANK", "0")) == 0:
+        val = f", validation NLL {history.val[-1][1]:.4f} nats" if history.val else ""
+        final = history.loss[-1] if history.loss else float("nan")
+        print(f"trained {history.steps} steps ({history.skipped} skipped): final loss {final:.4f}{val}; run in {out}")
+    return 0
+
+
+# ---------------------------------------------------------------------- evaluate / sample / plot
+def _samples(run, n: int, steps: int, method: str = "rk4", seed: int = 0):
+    import torch
+
+    from gaugeflow.sampling import sample
+
+    x0 = run.manifold.random_base(n, generator=torch.Generator().manual_seed(seed), dtype=run.data.test.dtype)
+    with torch.no_grad():
+        return sample(run.model, x0.to(run.data.test.device), steps=steps, method=method)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from gaugeflow.metrics import energy_distance, mode_coverage, sliced_wasserstein
+    from gaugeflow.training import load_run
+    from gaugeflow.training.checkpoint import atomic_write_bytes
+    from gaugeflow.training.trainer import validation_nll
+
+    for name in ("n_test", "n_samples", "steps"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name))
+    run = load_run(args.run, device=args.device)
+    test = run.data.test[: args.n_test]
+    result = {"run": str(run.path), "step": run.checkpoint.step, "n_test": len(test),
+              "test_nll": validation_nll(run.model, test, args.steps)}
+    xs = _samples(run, args.n_samples, args.steps)
+    result["energy_distance"] = energy_distance(xs, run.data.test, run.manifold)
+    result["sliced_wasserstein"] = sliced_wasserstein(xs, run.data.test)
+    meta = run.data.meta
+    width = meta.get("sigma", meta.get("scale"))  # gaussian-mixture: sigma; wrapped-mixture: scale
+    if "means" in meta and width is not None:
+        means = _as_tensor(meta["means"], xs)
+        cov = mode_coverage(xs, means, radius=3 * float(width), manifold=run.manifold)
+        result.update(mode_coverage=cov.fraction, outliers=cov.outliers)
+    print(f"test NLL: {result['test_nll']:.4f} nats ({len(test)} test points, step {result['step']})")
+    for key in ("energy_distance", "sliced_wasserstein", "mode_coverage", "outliers"):
+        if key in result:
+            print(f"{key.replace('_', ' ')}: {result[key]:.5g}")
+    atomic_write_bytes(run.path / "evaluation.json", json.dumps(result, indent=2).encode())
+    print(f"wrote {run.path / 'evaluation.json'}")
+    return 0
+
+
+def _as_tensor(values, like):
+    import torch
+    return torch.tensor(values, dtype=like.dtype, device=like.device)
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from gaugeflow.training import load_run
+    from gaugeflow.training.checkpoint import atomic_write_bytes
+
+    _positive("-n", args.n)
+    _positive("--steps", args.steps)
+    output = Path(args.output)
+    if output.suffix != ".npy":
+        raise UsageError(f"-o must name a .npy file, got {output}")
+    if not output.parent.is_dir():
+        raise FileNotFoundError(f"output directory does not exist: {output.parent}")
+    run = load_run(args.run, device=args.device)
+    xs = _samples(run, args.n, args.steps, args.method, args.seed).detach().cpu().numpy()
+    import io
+    buf = io.BytesIO()
+    np.save(buf, xs)
+    atomic_write_bytes(output, buf.getvalue())
+    print(f"wrote {len(xs)} samples on {run.manifold} to {output}")
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from gaugeflow.training import load_run
+    from gaugeflow.viz import plot_run
+
+    for name in ("grid", "n_samples", "steps"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name))
+    run = load_run(args.run)
+    files = plot_run(run, Path(args.out) if args.out else run.path / "figures", args.grid, args.n_samples, args.steps)
+    for f in files:
+        print(f"wrote {f}")
+    return 0
+
+
+# ---------------------------------------------------------------------- reproduce
+def _find_experiment(name: str) -> Optional[Path]:
+    roots = [Path.cwd(), Path(__file__).resolve().parents[2]]
+    for root in roots:
+        script = root / "experiments" / name / "run.py"
+        if script.is_file():
+            return script
+    return None
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    import runpy
+
+    import gaugeflow
+
+    entry = getattr(gaugeflow, "experiments_entry", None)
+    if callable(entry):
+        return int(entry(args.name, quick=args.quick, argv=list(args.extra)) or 0)
+    script = _find_experiment(args.name)
+    if script is None:
+        raise FileNotFoundError(f"experiment {args.name!r} not found: expected experiments/{args.name}/run.py "
+                                f"in the current directory or the gaugeflow source checkout")
+    saved = sys.argv
+    sys.argv = [str(script)] + (["--quick"] if args.quick else []) + list(args.extra)
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    finally:
+        sys.argv = saved
+    return 0
+
+
+# ---------------------------------------------------------------------- entry point
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``gaugeflow`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    args = build_parser().parse_args(argv)
+    from gaugeflow.training import CheckpointError, NonFiniteLossError
+
+    try:
+        return args.func(args)
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, CheckpointError) as err:
+        status, err_ = 2, err
+    except NonFiniteLossError as err:
+        status, err_ = 1, err
+    except KeyboardInterrupt:
+        print(f"gaugeflow {args.command}: interrupted", file=sys.stderr)
+        return 130
+    if os.environ.get("GAUGEFLOW_DEBUG"):
+        raise err_
+    message = (str(err_).strip().splitlines() or [type(err_).__name__])[0]
+    print(f"gaugeflow {args.command}: error: {message}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""Reopen a finished (or interrupted) training run from its directory.
+
+A run directory holds ``checkpoint.safetensors`` (weights, EMA, optimiser, config, history),
+``config.json`` and ``metrics.csv``. :func:`load_run` rebuilds manifold, data set and model from the
+stored config and loads the (EMA) weights, so evaluation, sampling and plotting need nothing else.
+
+Example:
+    >>> run = load_run("runs/sphere")           # doctest: +SKIP
+    >>> run.model(run.data.test[:5], 0.5).shape  # doctest: +SKIP
+    torch.Size([5, 3])
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..data.base import ManifoldData
+from ..geometry.manifold import Manifold
+from .checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, check_compatible, read_checkpoint
+from .config import TrainConfig, build_data, build_manifold, build_model
+from .tools import History
+
+__all__ = ["Run", "load_run"]
+
+
+@dataclass
+class Run:
+    """A reopened run: its config, manifold, data, model (weights loaded, eval mode) and history."""
+
+    path: Path
+    config: TrainConfig
+    manifold: Manifold
+    data: ManifoldData
+    model: torch.nn.Module
+    history: History
+    checkpoint: Checkpoint
+
+
+def load_run(path: str | Path, ema: bool = True, device: Optional[str | torch.device] = None) -> Run:
+    """Rebuild the run stored in directory ``path``.
+
+    Args:
+        path: a run directory (or the checkpoint file inside it).
+        ema: load the EMA weights when the checkpoint has them (the default), else the raw weights.
+        device: where to put the model and data (default: CPU).
+
+    Raises:
+        FileNotFoundError: no such directory / no checkpoint in it.
+        CheckpointError: the checkpoint is truncated, foreign, or lacks a gaugeflow config.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"run directory not found: {path}")
+    if path.is_dir() and not (path / CHECKPOINT_NAME).is_file():
+        raise FileNotFoundError(f"no {CHECKPOINT_NAME} in {path} (is it a gaugeflow run directory?)")
+    ckpt = read_checkpoint(path)
+    if "config" not in ckpt.meta:
+        raise CheckpointError(f"{ckpt.path}: checkpoint has no training config (saved outside a gaugeflow run?)")
+    try:
+        config = TrainConfig.from_dict(ckpt.meta["config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{ckpt.path}: stored config is not usable here ({err})") from None
+    manifold = build_manifold(config)
+    model = build_model(config, manifold)
+    check_compatible(ckpt, model, config)
+    weights = ckpt.group("ema") if ema and ckpt.group("ema") else ckpt.group("model")
+    model.load_state_dict(weights)
+    data = build_data(config, manifold)
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    data = ManifoldData(data.name, data.manifold, data.train.to(dev), data.val.to(dev), data.test.to(dev), data.meta)
+    history = History.from_tensors(ckpt.group("history"), int(ckpt.meta.get("skipped", 0)))
+    return Run(ckpt.path.parent, config, manifold, data, model.to(dev).eval(), history, ckpt)

@@ -1,0 +1,265 @@
+"""The training loop: RCFM with Adam/AdamW, LR schedules, weight EMA, clipping, checkpoints and DDP.
+
+Determinism: one CPU ``torch.Generator`` seeded with ``config.seed`` draws, every step and in this
+order, the global batch's data indices, base points ``x0`` and times ``t``. Every process draws the
+whole global batch and keeps its own slice, so a P-process run sees exactly the samples of a
+1-process run with the same global batch, and a resumed run (generator state restored from the
+checkpoint) continues the very same stream.
+
+Example:
+    >>> from gaugeflow.manifolds import Sphere
+    >>> from gaugeflow.models import GaugeFlow
+    >>> from gaugeflow.data import wrapped_mixture
+    >>> M = Sphere(2)
+    >>> history = fit(GaugeFlow(M, hidden=32), wrapped_mixture(M, seed=0), steps=50, progress=False)
+    >>> len(history.loss)
+    50
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data.base import ManifoldData
+from .checkpoint import CHECKPOINT_NAME, CheckpointError, atomic_write_bytes, decode_bytes, encode_bytes
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .distributed import DistEnv
+from .loss import rcfm_loss
+from .tools import EMA, METRICS_NAME, History, lr_factor, write_metrics_csv
+
+__all__ = ["Trainer", "fit", "NonFiniteLossError", "validation_nll"]
+
+#: settings that change the sequence of updates; a resumed run must keep them
+_TRAJECTORY_KEYS = ("seed", "batch_size", "lr", "optimizer", "weight_decay", "schedule", "warmup_steps",
+                    "final_lr_fraction", "ema_decay", "grad_clip", "data", "n_data", "dtype")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced non-finite losses or gradients for too many consecutive steps."""
+
+
+def validation_nll(model: torch.nn.Module, x: torch.Tensor, steps: int = 20, env: Optional[DistEnv] = None) -> float:
+    """Mean negative log-likelihood (nats) of points ``x`` ``[n, D]`` under the flow ``model``.
+
+    Uses ``gaugeflow.sampling.log_prob`` with the exact divergence. With a :class:`DistEnv` of P
+    processes each process evaluates its contiguous share of ``x`` and the sums are all-reduced.
+    The global RNG state is left untouched.
+    """
+    from ..sampling import log_prob
+
+    env = env or DistEnv(0, 1, 0, x.device)
+    chunk = math.ceil(len(x) / env.world)
+    part = x[env.rank * chunk:(env.rank + 1) * chunk]
+    total = torch.zeros(2, dtype=torch.float64, device=x.device)
+    if len(part):
+        with torch.random.fork_rng(devices=[]):
+            lp = log_prob(model, part, steps=steps, divergence="exact")
+        total = torch.stack([-lp.detach().double().sum(), torch.tensor(float(len(part)), device=x.device).double()])
+    total = env.all_sum(total)
+    return float(total[0] / total[1])
+
+
+class Trainer:
+    """Trains a flow ``model`` on ``data`` by Riemannian conditional flow matching.
+
+    Args:
+        model: ``nn.Module`` with ``model(x, t) -> [B, D]`` tangent vectors and ``model.manifold``.
+        data: a :class:`~gaugeflow.data.ManifoldData` on the same manifold.
+        config: a :class:`TrainConfig`; keyword ``overrides`` replace its fields.
+        out: run directory for ``config.json``, ``metrics.csv`` and ``checkpoint.safetensors``
+            (``None``: nothing is written). Only process 0 writes.
+        resume: ``True`` (the checkpoint in ``out``) or a checkpoint path to continue from.
+    """
+
+    def __init__(self, model: torch.nn.Module, data: ManifoldData, config: Optional[TrainConfig] = None,
+                 out: Optional[str | Path] = None, resume: bool | str | Path = False, **overrides: Any):
+        cfg = (config or TrainConfig()).replace(**overrides) if overrides else (config or TrainConfig())
+        if not isinstance(data, ManifoldData):
+            raise TypeError(f"fit: data must be a gaugeflow ManifoldData, got {type(data).__name__}")
+        manifold = getattr(model, "manifold", None)
+        if manifold is None or manifold != data.manifold:
+            raise ValueError(f"fit: the model lives on {manifold} but the data on {data.manifold}")
+        self.config, self.manifold, self.data = cfg, manifold, data
+        self.out = Path(out) if out is not None else None
+        self.env = DistEnv.setup(cfg.device)
+        if cfg.batch_size % self.env.world:
+            raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {self.env.world}")
+        self.model = model.to(self.env.device, cfg.torch_dtype)
+        self.net = self._wrap(self.model)
+        self.train_x = data.train.to(self.env.device, cfg.torch_dtype)
+        opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+        self.optimizer = opt(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.ema = EMA(self.model, cfg.ema_decay)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.history, self.consecutive_nonfinite = History(), 0
+        if resume:
+            self.resume(self.out / CHECKPOINT_NAME if resume is True and self.out else resume)
+
+    def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        if not self.env.distributed:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+        ids = [self.env.device.index] if self.env.device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids)
+
+    @property
+    def step(self) -> int:
+        return self.history.steps
+
+    # ------------------------------------------------------------------ one step
+    def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This process's slice of the next global batch: ``x0, x1 [b, D]`` and ``t [b]``."""
+        cfg, g, B = self.config, self.generator, self.config.batch_size
+        idx = torch.randint(len(self.train_x), (B,), generator=g)
+        x0 = self.manifold.random_base(B, generator=g, dtype=cfg.torch_dtype)
+        t = torch.rand(B, generator=g, dtype=cfg.torch_dtype)
+        b = B // self.env.world
+        part = slice(self.env.rank * b, (self.env.rank + 1) * b)
+        dev = self.env.device
+        return x0[part].to(dev), self.train_x[idx[part].to(dev)], t[part].to(dev)
+
+    def loss(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """RCFM loss ``mean ‖V(x_t, t) − u_t‖²_g`` of the (possibly DDP-wrapped) network."""
+        # Cut-locus resampling draws from a generator keyed by (seed, step, rank): deterministic,
+        # resumable without extra state, and it never advances the shared batch stream.
+        key = ((self.config.seed * 1_000_003 + self.step) * 4096 + self.env.rank) % (2**63)
+        return rcfm_loss(self.net, x0, x1, t, manifold=self.manifold, generator=torch.Generator().manual_seed(key))
+
+    def train_step(self) -> float:
+        """One optimisation step; returns the (process-averaged) loss. Non-finite steps are skipped."""
+        cfg = self.config
+        x0, x1, t = self.draw()
+        lr = cfg.lr * lr_factor(self.step, cfg.steps, cfg.schedule, cfg.warmup_steps, cfg.final_lr_fraction)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(x0, x1, t)
+        loss.backward()
+        clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
+        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        value = float(self.env.all_mean(loss.detach()))
+        gnorm = float(gnorm)
+        if math.isfinite(value) and math.isfinite(gnorm):
+            self.optimizer.step()
+            self.ema.update(self.model)
+            self.consecutive_nonfinite = 0
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
+            self.history.skipped += 1
+            self.consecutive_nonfinite += 1
+        self.history.loss.append(value)
+        self.history.grad_norm.append(gnorm)
+        self.history.lr.append(lr)
+        if self.consecutive_nonfinite >= cfg.max_nonfinite:
+            raise NonFiniteLossError(
+                f"training stopped at step {self.step}: loss or gradient was non-finite for "
+                f"{self.consecutive_nonfinite} consecutive steps ({self.history.skipped} skipped in total); "
+                f"lower the learning rate (lr={cfg.lr:g}), enable gradient clipping or check the data")
+        return value
+
+    # ------------------------------------------------------------------ evaluation
+    def ema_model(self) -> torch.nn.Module:
+        """A copy of the model carrying the EMA weights (in eval mode)."""
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.ema.shadow)
+        return model.eval()
+
+    def validate(self) -> float:
+        """Validation NLL (nats) of the EMA model on the first ``val_size`` validation points."""
+        x = self.data.val[: self.config.val_size].to(self.env.device, self.config.torch_dtype)
+        return validation_nll(self.ema_model(), x, self.config.val_steps, self.env)
+
+    # ------------------------------------------------------------------ persistence
+    def state_meta(self) -> dict[str, Any]:
+        return {"seed": self.config.seed, "skipped": self.history.skipped,
+                "consecutive_nonfinite": self.consecutive_nonfinite, "ema_updates": self.ema.updates,
+                "rng": {"stream": encode_bytes(self.generator.get_state()), "torch": encode_bytes(torch.get_rng_state())},
+                "world_size": self.env.world,
+                "data": {"name": self.data.name, "sizes": [len(self.data.train), len(self.data.val), len(self.data.test)]}}
+
+    def save(self, path: Optional[str | Path] = None) -> Optional[Path]:
+        """Write a checkpoint (process 0 only); returns its path (``None`` on other processes)."""
+        path = Path(path) if path is not None else (self.out / CHECKPOINT_NAME if self.out else None)
+        if path is None:
+            raise ValueError("Trainer.save: no path given and the trainer has no out directory")
+        if not self.env.is_main:
+            return None
+        return save_checkpoint(path, self.model, ema=self.ema.shadow, optimizer=self.optimizer, config=self.config,
+                               step=self.step, meta=self.state_meta(), tensors=self.history.tensors())
+
+    def resume(self, path: str | Path) -> None:
+        """Restore weights, EMA, optimiser, RNG streams, counters and history from a checkpoint."""
+        ckpt = load_checkpoint(path, self.model, optimizer=self.optimizer, config=self.config,
+                               map_location=self.env.device)
+        stored = ckpt.meta.get("config", {})
+        diff = [f"{k}={stored.get(k)!r} in checkpoint vs {getattr(self.config, k)!r}"
+                for k in _TRAJECTORY_KEYS if k in stored and stored[k] != getattr(self.config, k)]
+        if diff:
+            raise CheckpointError(f"{ckpt.path}: cannot resume with different training settings ({'; '.join(diff)})")
+        meta = ckpt.meta
+        self.ema.load(ckpt.group("ema"), meta["ema_updates"])
+        self.generator.set_state(decode_bytes(meta["rng"]["stream"]))
+        torch.set_rng_state(decode_bytes(meta["rng"]["torch"]))
+        self.history = History.from_tensors(ckpt.group("history"), meta["skipped"])
+        self.consecutive_nonfinite = meta["consecutive_nonfinite"]
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self) -> History:
+        """Run until ``config.steps`` steps are done; returns the :class:`History`."""
+        cfg, main = self.config, self.env.is_main
+        log = self._open_log() if main else None
+        bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
+                   disable=not (cfg.progress and main and sys.stderr.isatty()))
+        try:
+            while self.step < cfg.steps:
+                loss = self.train_step()
+                step = self.step
+                if cfg.val_size and ((cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps):
+                    self.history.val.append((step, self.validate()))
+                    bar.set_postfix_str(f"val_nll={self.history.val[-1][1]:.3f}", refresh=False)
+                if log is not None:
+                    write_metrics_csv(log.name, self.history, cfg.log_every, cfg.steps, start=step - 1, handle=log)
+                if self.out and ((cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps):
+                    self.save()
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                bar.update(1)
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        return self.history
+
+    def _open_log(self):
+        if self.out is None:
+            return None
+        self.out.mkdir(parents=True, exist_ok=True)
+        cfg_bytes = json.dumps(self.config.to_dict(), indent=2, sort_keys=True).encode()
+        atomic_write_bytes(self.out / "config.json", cfg_bytes)
+        path = self.out / METRICS_NAME
+        write_metrics_csv(path, self.history, self.config.log_every, self.config.steps)  # rewrite up to the resume point
+        return open(path, "a", encoding="utf-8")
+
+    def close(self) -> None:
+        """Leave the process group if this trainer created it."""
+        self.env.close()
+
+
+def fit(model: torch.nn.Module, data: ManifoldData, config: Optional[TrainConfig] = None,
+        out: Optional[str | Path] = None, resume: bool | str | Path = False, **overrides: Any) -> History:
+    """Train ``model`` on ``data`` (see :class:`Trainer`); returns the :class:`History`.
+
+    Keyword ``overrides`` are :class:`TrainConfig` fields (``steps=200, lr=3e-4, ...``).
+    """
+    trainer = Trainer(model, data, config, out=out, resume=resume, **overrides)
+    try:
+        return trainer.fit()
+    finally:
+        trainer.close()

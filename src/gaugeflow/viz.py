@@ -1,0 +1,195 @@
+"""Figures of flows and data: sphere density maps, torus Ramachandran maps, scatter plots, loss curves.
+
+Everything renders with matplotlib's non-interactive ``Agg`` backend into PNG files, so it works on
+headless machines. :func:`plot_run` picks the right figures for a reopened run; the single-figure
+functions take plain tensors and can be used on their own.
+
+Example:
+    >>> from gaugeflow.training import load_run            # doctest: +SKIP
+    >>> plot_run(load_run("runs/sphere"), "runs/sphere/figures")  # doctest: +SKIP
+    [PosixPath('runs/sphere/figures/loss.png'), PosixPath('runs/sphere/figures/density.png')]
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+
+__all__ = [
+    "sphere_grid", "torus_grid", "to_lonlat_deg", "to_signed_deg", "model_density",
+    "loss_figure", "sphere_density_figure", "torus_figure", "scatter_figure", "plot_run",
+]
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
+def sphere_grid(n_lat: int, n_lon: int, dtype: torch.dtype = torch.float64):
+    """Cell centres of an equiangular lon/lat grid on S².
+
+    Returns:
+        ``(points [n_lat·n_lon, 3], lon [n_lon], lat [n_lat])`` with angles in radians,
+        ``lon ∈ (−π, π)``, ``lat ∈ (−π/2, π/2)``; points row-major over (lat, lon).
+    """
+    lon = (torch.arange(n_lon, dtype=dtype) + 0.5) / n_lon * 2 * math.pi - math.pi
+    lat = (torch.arange(n_lat, dtype=dtype) + 0.5) / n_lat * math.pi - math.pi / 2
+    la, lo = torch.meshgrid(lat, lon, indexing="ij")
+    pts = torch.stack([la.cos() * lo.cos(), la.cos() * lo.sin(), la.sin()], dim=-1).reshape(-1, 3)
+    return pts, lon, lat
+
+
+def to_lonlat_deg(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Longitude and latitude in degrees of points ``[n, 3]`` on S²."""
+    x = x.detach().double().cpu()
+    return torch.rad2deg(torch.atan2(x[:, 1], x[:, 0])), torch.rad2deg(torch.asin(x[:, 2].clamp(-1, 1)))
+
+
+def to_signed_deg(angles: torch.Tensor) -> torch.Tensor:
+    """Torus angles (radians, any range) as degrees in ``[−180, 180)`` (Ramachandran convention)."""
+    a = angles.detach().double().cpu()
+    return torch.rad2deg(torch.remainder(a + math.pi, 2 * math.pi) - math.pi)
+
+
+def torus_grid(n: int, dtype: torch.dtype = torch.float64):
+    """Cell centres of an ``n × n`` grid on T² in angle coordinates ``[0, 2π)``.
+
+    Returns:
+        ``(points [n·n, 2], centres_deg [n])`` where ``centres_deg ∈ (−180, 180)`` are the cell centres
+        in signed degrees; points are row-major over (ψ, φ) so that ``density.reshape(n, n)`` has ψ on rows.
+    """
+    deg = (torch.arange(n, dtype=dtype) + 0.5) / n * 360.0 - 180.0
+    psi, phi = torch.meshgrid(deg, deg, indexing="ij")
+    pts = torch.remainder(torch.deg2rad(torch.stack([phi, psi], dim=-1).reshape(-1, 2)), 2 * math.pi)
+    return pts, deg
+
+
+def model_density(model: torch.nn.Module, points: torch.Tensor, steps: int = 20, chunk: int = 2048) -> torch.Tensor:
+    """Model density ``exp(log p(x))`` at ``points`` ``[n, D]`` (exact divergence, chunked). Returns ``[n]``."""
+    from .sampling import log_prob
+
+    p = next(model.parameters())
+    out = [log_prob(model, part.to(p.device, p.dtype), steps=steps, divergence="exact").detach().double().cpu()
+           for part in points.split(chunk)]
+    return torch.cat(out).exp()
+
+
+def loss_figure(loss: Sequence[float], val: Sequence[tuple[int, float]], path: str | Path) -> Path:
+    """Training loss per step (raw and smoothed) and validation NLL, side by side."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2 if len(val) else 1, figsize=(10 if len(val) else 5.5, 3.6), squeeze=False)
+    steps = torch.arange(1, len(loss) + 1)
+    values = torch.tensor(list(loss), dtype=torch.float64)
+    ax = axes[0, 0]
+    ax.plot(steps, values, lw=0.6, alpha=0.4, label="loss")
+    if len(values) >= 10:
+        w = max(2, len(values) // 50)
+        smooth = torch.nn.functional.avg_pool1d(values[None, None], w, 1).flatten()
+        ax.plot(steps[w - 1:], smooth, lw=1.5, label=f"mean over {w} steps")
+    if bool((values[torch.isfinite(values)] > 0).all()):
+        ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="RCFM loss", title="training loss")
+    ax.legend(fontsize=8)
+    if len(val):
+        s, v = zip(*val)
+        axes[0, 1].plot(s, v, "o-")
+        axes[0, 1].set(xlabel="step", ylabel="NLL (nats)", title="validation NLL (EMA weights)")
+    return _save(fig, path)
+
+
+def sphere_density_figure(density: torch.Tensor, lon: torch.Tensor, lat: torch.Tensor, path: str | Path,
+                          data: Optional[torch.Tensor] = None, title: str = "model density") -> Path:
+    """Mollweide heat map of a density on an (lat, lon) grid ``[n_lat, n_lon]``, with data points on top."""
+    plt = _pyplot()
+    fig = plt.figure(figsize=(8, 4.4))
+    ax = fig.add_subplot(projection="mollweide")
+    mesh = ax.pcolormesh(lon.numpy(), lat.numpy(), density.numpy(), shading="auto", cmap="viridis")
+    fig.colorbar(mesh, ax=ax, orientation="horizontal", fraction=0.05, pad=0.06, label="density (per unit area)")
+    if data is not None and len(data):
+        lo, la = to_lonlat_deg(data)
+        ax.scatter(torch.deg2rad(lo).numpy(), torch.deg2rad(la).numpy(), s=2, c="white", alpha=0.5, lw=0, label="data")
+        ax.legend(loc="lower left", fontsize=8, markerscale=4)
+    ax.grid(True, alpha=0.3)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def torus_figure(density: torch.Tensor, centres_deg: torch.Tensor, path: str | Path,
+                 data: Optional[torch.Tensor] = None, samples: Optional[torch.Tensor] = None,
+                 title: str = "model density") -> Path:
+    """Ramachandran-style map: density ``[n, n]`` (ψ rows, φ columns) over (φ, ψ) in degrees, −180..180."""
+    plt = _pyplot()
+    panels = 1 + (samples is not None)
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.6), squeeze=False)
+    ax = axes[0, 0]
+    c = centres_deg.numpy()
+    mesh = ax.pcolormesh(c, c, density.numpy(), shading="auto", cmap="viridis")
+    fig.colorbar(mesh, ax=ax, label="density")
+    if data is not None and len(data):
+        ax.scatter(to_signed_deg(data[:, 0]), to_signed_deg(data[:, 1]), s=2, c="white", alpha=0.4, lw=0)
+    ax.set_title(title)
+    if samples is not None:
+        axes[0, 1].scatter(to_signed_deg(samples[:, 0]), to_signed_deg(samples[:, 1]), s=2, alpha=0.5, lw=0)
+        axes[0, 1].set_title("model samples")
+    for a in axes[0]:
+        a.set(xlim=(-180, 180), ylim=(-180, 180), xlabel="φ (degrees)", ylabel="ψ (degrees)", aspect="equal")
+        a.set_xticks(range(-180, 181, 90))
+        a.set_yticks(range(-180, 181, 90))
+    return _save(fig, path)
+
+
+def scatter_figure(data: torch.Tensor, samples: torch.Tensor, path: str | Path, title: str = "") -> Path:
+    """Data (left) and model samples (right) in the first two coordinates, on shared axes."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharex=True, sharey=True)
+    for ax, x, name in ((axes[0], data, "data"), (axes[1], samples, "model samples")):
+        x = x.detach().double().cpu()
+        ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.4, lw=0)
+        ax.set(title=name, xlabel="x₁", ylabel="x₂", aspect="equal")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def plot_run(run, out_dir: str | Path, grid: int = 48, n_samples: int = 2000, steps: int = 20) -> list[Path]:
+    """All figures for a reopened run (see :func:`gaugeflow.training.load_run`); returns the files written.
+
+    ``loss.png`` always; then by manifold: S² ``density.png`` (Mollweide map of the model density with
+    the test data), T² ``ramachandran.png``, otherwise ``scatter.png`` (first two coordinates, the
+    Poincaré disk for the 2-D hyperboloid).
+    """
+    from .sampling import sample
+
+    out = Path(out_dir)
+    files = [loss_figure(run.history.loss, run.history.val, out / "loss.png")]
+    M, test, name = run.manifold, run.data.test, type(run.manifold).__name__
+    title = f"{run.config.model} flow on {M}, data {run.data.name}"
+    if name == "Sphere" and M.dim == 2:
+        pts, lon, lat = sphere_grid(grid, 2 * grid)
+        dens = model_density(run.model, pts, steps).reshape(grid, 2 * grid)
+        return files + [sphere_density_figure(dens, lon, lat, out / "density.png", test, title)]
+    gen = torch.Generator().manual_seed(run.config.seed)
+    x0 = M.random_base(n_samples, generator=gen, dtype=test.dtype).to(test.device)
+    with torch.no_grad():
+        xs = sample(run.model, x0, steps=steps)
+    if name == "FlatTorus" and M.dim == 2:
+        pts, centres = torus_grid(grid)
+        dens = model_density(run.model, pts, steps).reshape(grid, grid)
+        return files + [torus_figure(dens, centres, out / "ramachandran.png", test, xs, title)]
+    if name == "Hyperbolic" and M.ambient_dim == 3:  # Lorentz model, time coordinate first -> Poincaré disk
+        disk = lambda x: x[:, 1:] / (1 + x[:, :1])  # noqa: E731
+        return files + [scatter_figure(disk(test), disk(xs), out / "scatter.png", title + " (Poincaré disk)")]
+    return files + [scatter_figure(test, xs, out / "scatter.png", title)]
