@@ -2,7 +2,8 @@
 from .base import ManifoldData, split_indices
 from .real import MissingExtraError, cities50, latlon_to_xyz, protein_angles, quakes, world_cities, xyz_to_latlon
 from .gmm import gaussian_mixture, gmm_means, sample_gaussian_mixture
+from .synthetic import tangent_frame, wrapped_mixture
 
-__all__ = ["ManifoldData", "split_indices", "gaussian_mixture", "gmm_means", "sample_gaussian_mixture",
+__all__ = ["ManifoldData", "wrapped_mixture", "tangent_frame", "split_indices", "gaussian_mixture", "gmm_means", "sample_gaussian_mixture",
     "MissingExtraError", "cities50", "latlon_to_xyz", "protein_angles", "quakes", "world_cities", "xyz_to_latlon",
 ]

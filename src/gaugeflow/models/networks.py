@@ -1,0 +1,103 @@
+"""The small networks every flow model is built from (SPEC §5, "Networks").
+
+* :class:`MLP` — ``features(x) ⊕ t → out``: two hidden layers of width ``hidden`` with SiLU, as in
+  the gauge-flow papers (they use width 32 for small problems and 64 otherwise).
+* :class:`TimeWeight` — the scalar weight ``α(t)`` of the gauge term: a ``1 → 16 → 1`` SiLU network.
+* :func:`time_column` — turns a scalar or ``[B]`` time into the ``[B, 1]`` column the networks eat.
+* :func:`count_parameters` — trainable parameter count, used to match model sizes in studies.
+"""
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+from torch import nn
+
+__all__ = ["MLP", "TimeWeight", "time_column", "count_parameters"]
+
+TimeLike = Union[float, int, torch.Tensor]
+
+
+def _check_width(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
+class MLP(nn.Module):
+    """Two-hidden-layer SiLU perceptron ``ℝ^in → ℝ^out``.
+
+    Args:
+        in_dim: input size (``manifold.feature_dim + 1`` for a field on ``M × [0, 1]``).
+        out_dim: output size.
+        hidden: width of both hidden layers.
+
+    Attributes:
+        net: the ``nn.Sequential``; ``net[-1]`` is the output ``nn.Linear`` (the layer the gauge
+            covariance checker rotates).
+
+    Shapes: ``[..., in_dim] -> [..., out_dim]``.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, hidden: int = 64):
+        super().__init__()
+        in_dim = _check_width(in_dim, "MLP: in_dim")
+        out_dim = _check_width(out_dim, "MLP: out_dim")
+        hidden = _check_width(hidden, "MLP: hidden")
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, out_dim)
+        )
+
+    @property
+    def out_layer(self) -> nn.Linear:
+        """The final linear layer (its rows are the output coordinates)."""
+        return self.net[-1]
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h)
+
+
+class TimeWeight(nn.Module):
+    """The weight ``α(t)`` of the gauge term: ``1 → 16 → 1`` with a SiLU. ``[B, 1] -> [B, 1]``."""
+
+    def __init__(self, hidden: int = 16):
+        super().__init__()
+        hidden = _check_width(hidden, "TimeWeight: hidden")
+        self.net = nn.Sequential(nn.Linear(1, hidden), nn.SiLU(), nn.Linear(hidden, 1))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        return self.net(t)
+
+
+def time_column(t: TimeLike, x: torch.Tensor) -> torch.Tensor:
+    """Time as a ``[B, 1]`` column matching the batch, dtype and device of ``x`` (``[B, D]``).
+
+    Args:
+        t: a Python number, a 0-d tensor, or a ``[B]`` tensor.
+        x: ``[B, D]`` points (only its batch size, dtype and device are used).
+
+    Raises:
+        TypeError: ``t`` is neither a number nor a tensor.
+        ValueError: ``t`` has a shape other than ``[]``, ``[1]`` or ``[B]``.
+    """
+    if isinstance(t, bool) or not isinstance(t, (int, float, torch.Tensor)):
+        raise TypeError(f"t must be a float or a tensor of shape [] or [B], got {type(t).__name__}")
+    t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    batch = x.shape[0]
+    if t.dim() == 0 or (t.dim() == 1 and t.shape[0] == 1):
+        return t.reshape(1, 1).expand(batch, 1)
+    if t.dim() == 1 and t.shape[0] == batch:
+        return t.unsqueeze(-1)
+    raise ValueError(f"t must have shape [] or [{batch}] (one time per point), got {tuple(t.shape)}")
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) scalar parameters of ``model``.
+
+    Example:
+        >>> count_parameters(MLP(4, 3, hidden=8))   # (4·8+8) + (8·8+8) + (8·3+3)
+        139
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"count_parameters: expected an nn.Module, got {type(model).__name__}")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,21 @@
+"""Sampling and likelihoods: ODE solvers on manifolds, ``sample`` and ``log_prob`` (SPEC §7)."""
+from .divergence import draw_probes, exact_divergence, hutchinson_divergence
+from .ode import LogProbInfo, SampleInfo, log_prob, sample
+from .solvers import FIXED_SOLVERS, RK4, Euler, Midpoint, RungeKutta, SolverError, normal_displacement
+
+__all__ = [
+    "sample",
+    "log_prob",
+    "SampleInfo",
+    "LogProbInfo",
+    "SolverError",
+    "FIXED_SOLVERS",
+    "RungeKutta",
+    "Euler",
+    "Midpoint",
+    "RK4",
+    "exact_divergence",
+    "hutchinson_divergence",
+    "draw_probes",
+    "normal_displacement",
+]
