@@ -14,7 +14,7 @@ from gaugeflow.algebra import (
     so_crossed_module,
     string_lie2,
 )
-from gaugeflow.testing.algebra_checks import check_linf_algebra
+from gaugeflow.testing import AlgebraCheckError, check_linf_algebra
 
 F64 = torch.float64
 IDENTITIES = [
@@ -85,6 +85,8 @@ def test_crossed_module_formulas():
     assert torch.allclose(L.l2(B, V), LInfinityAlgebra.l2(L, B, V), atol=1e-13)  # fast path = generic rule
     assert torch.equal(L.bracket(B, V, B), torch.zeros(6, L.dim, dtype=F64)) and L.is_strict
     assert L.bracket(B, V, B, V[:, None]).shape == (6, 6, L.dim)
+    Bb, Cb = B[:2, None], V[:3]  # batch axes broadcast on the fast path too
+    assert torch.allclose(L.l2(Bb, Cb), LInfinityAlgebra.l2(L, Bb, Cb), atol=1e-13) and L.l2(Bb, Cb).shape == (2, 3, L.dim)
 
 
 def test_string_formulas():
@@ -140,8 +142,8 @@ def worst_lada_markl(L, seed=0):
     return worst
 
 
-@settings(max_examples=6, deadline=None)
-@given(k=st.sampled_from([3, 4, 5]), seed=st.integers(0, 2**31 - 1), kappa=st.floats(-3, 3))
+@settings(max_examples=3, deadline=None)
+@given(k=st.sampled_from([3, 4]), seed=st.integers(0, 2**31 - 1), kappa=st.floats(-3, 3))
 def test_shipped_algebras_satisfy_the_general_lada_markl_identities(k, seed, kappa):
     assert worst_lada_markl(so_crossed_module(k), seed) < 1e-10
     assert worst_lada_markl(string_lie2(k, kappa), seed) < 1e-10
@@ -190,8 +192,9 @@ def test_checker_rejects_broken_algebras(kwargs, must_fail):
     L = custom_crossed(3, **kwargs)
     report = check_linf_algebra(L, raise_on_failure=False)
     assert must_fail in report.failures and report.violations[must_fail] > 1e-2, str(report)
-    with pytest.raises(AssertionError, match="identities violated"):
+    with pytest.raises(AlgebraCheckError, match="identities violated") as info:
         check_linf_algebra(L)
+    assert isinstance(info.value, AssertionError) and must_fail in info.value.report.failures
     assert worst_lada_markl(L) > 1e-2 or must_fail == "antisymmetry l3"  # first principles agree
 
 

@@ -2,9 +2,9 @@
 
 Both checkers draw seeded standard-normal elements, evaluate every identity on a batch, and record
 the largest *relative* violation per identity: ``max |Σ terms| / max(1, max |term|)``. Behaviour on
-failure: they raise ``AssertionError`` with the full report (default), or with
-``raise_on_failure=False`` return a failing :class:`AlgebraReport` whose :meth:`~AlgebraReport.raise_if_failed`
-raises later. The default tolerance is ``tol("point", dtype)`` (1e-10 in float64, 1e-4 in float32).
+failure: they raise :class:`AlgebraCheckError` (an ``AssertionError`` carrying ``.report``, like
+``check_manifold``'s ``ManifoldCheckError``) by default, or with ``raise_on_failure=False`` return a
+failing :class:`AlgebraReport` whose :meth:`~AlgebraReport.raise_if_failed` raises later. The default tolerance is ``tol("point", dtype)`` (1e-10 in float64, 1e-4 in float32).
 
 Example:
     >>> from gaugeflow.algebra import so, so_crossed_module
@@ -23,7 +23,15 @@ import torch
 
 from .._numerics import tol
 
-__all__ = ["AlgebraReport", "check_lie_algebra", "check_linf_algebra"]
+__all__ = ["AlgebraCheckError", "AlgebraReport", "check_lie_algebra", "check_linf_algebra"]
+
+
+class AlgebraCheckError(AssertionError):
+    """An algebra failed a check; the message lists every identity, ``.report`` holds the report."""
+
+    def __init__(self, message: str, report: "AlgebraReport"):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass(frozen=True)
@@ -49,9 +57,9 @@ class AlgebraReport:
         return self.passed
 
     def raise_if_failed(self) -> "AlgebraReport":
-        """Raise ``AssertionError`` listing the failing identities; otherwise return ``self``."""
+        """Raise :class:`AlgebraCheckError` listing the failing identities; otherwise return ``self``."""
         if not self.passed:
-            raise AssertionError(f"{self.algebra}: identities violated\n{self}")
+            raise AlgebraCheckError(f"{self.algebra}: identities violated\n{self}", self)
         return self
 
     def __str__(self) -> str:
@@ -90,7 +98,7 @@ def check_lie_algebra(
     property ``ρ([x,y]) = [ρ(x), ρ(y)]`` on vectors and ``⟨v, ρ(x)v⟩ = 0``.
 
     Returns:
-        :class:`AlgebraReport`; raises ``AssertionError`` on failure unless ``raise_on_failure=False``.
+        :class:`AlgebraReport`; raises :class:`AlgebraCheckError` on failure unless ``raise_on_failure=False``.
     """
     gen = torch.Generator().manual_seed(seed)
     x, y, z = torch.randn(3, n, g.dim, generator=gen, dtype=dtype)
@@ -183,7 +191,7 @@ def check_linf_algebra(
     homotopy-Jacobi identities, through the public ``L.l1/l2/l3/bracket``.
 
     Returns:
-        :class:`AlgebraReport`; raises ``AssertionError`` on failure unless ``raise_on_failure=False``.
+        :class:`AlgebraReport`; raises :class:`AlgebraCheckError` on failure unless ``raise_on_failure=False``.
     """
     gen = torch.Generator().manual_seed(seed)
     d0, d1 = L.dims
