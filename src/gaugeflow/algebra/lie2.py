@@ -69,10 +69,13 @@ class SoCrossedModule(LInfinityAlgebra):
         d = self.g.dim
         x, h = self.split(B)
         y, k = self.split(C)
-        hy = h[..., :d]
-        # [x, k_y] + [h_y, y] = [x, k_y] − [y, h_y]: one bracket of stacked pairs
-        pairs = self.g.bracket(torch.stack(torch.broadcast_tensors(x, hy), 0),
-                               torch.stack(torch.broadcast_tensors(k[..., :d], y), 0))
+        batch = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1])
+
+        def full(t):
+            return t.expand(batch + t.shape[-1:])
+
+        # [x, k_y] + [h_y, y] = [x, k_y] − [y, h_y]: one bracket of stacked pairs (common batch shape)
+        pairs = self.g.bracket(torch.stack([full(x), full(h[..., :d])]), torch.stack([full(k[..., :d]), full(y)]))
         top = pairs[0] + pairs[1]
         zero = top.new_zeros(top.shape[:-1] + (1,))
         return self.join(self.g.bracket(x, y), torch.cat([top, zero], dim=-1))
