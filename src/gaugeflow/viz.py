@@ -90,16 +90,18 @@ def model_density(model: torch.nn.Module, points: torch.Tensor, steps: int = 20,
 def loss_figure(loss: Sequence[float], val: Sequence[tuple[int, float]], path: str | Path) -> Path:
     """Training loss per step (raw and smoothed) and validation NLL, side by side."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2 if len(val) else 1, figsize=(10 if len(val) else 5.5, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, 2 if len(val) else 1, figsize=(10 if len(val) else 5.5, 3.6), squeeze=False,
+                             layout="constrained")
     steps = torch.arange(1, len(loss) + 1)
     values = torch.tensor(list(loss), dtype=torch.float64)
     ax = axes[0, 0]
     ax.plot(steps, values, lw=0.6, alpha=0.4, label="loss")
     if len(values) >= 10:
-        w = max(2, len(values) // 50)
+        w = max(5, len(values) // 50)
         smooth = torch.nn.functional.avg_pool1d(values[None, None], w, 1).flatten()
         ax.plot(steps[w - 1:], smooth, lw=1.5, label=f"mean over {w} steps")
-    if bool((values[torch.isfinite(values)] > 0).all()):
+    finite = values[torch.isfinite(values)]
+    if len(finite) and bool((finite > 0).all()) and float(finite.max() / finite.min()) > 20:
         ax.set_yscale("log")
     ax.set(xlabel="step", ylabel="RCFM loss", title="training loss")
     ax.legend(fontsize=8)
@@ -120,7 +122,8 @@ def sphere_density_figure(density: torch.Tensor, lon: torch.Tensor, lat: torch.T
     fig.colorbar(mesh, ax=ax, orientation="horizontal", fraction=0.05, pad=0.06, label="density (per unit area)")
     if data is not None and len(data):
         lo, la = to_lonlat_deg(data)
-        ax.scatter(torch.deg2rad(lo).numpy(), torch.deg2rad(la).numpy(), s=2, c="white", alpha=0.5, lw=0, label="data")
+        ax.scatter(torch.deg2rad(lo).numpy(), torch.deg2rad(la).numpy(), s=2, c="tab:red", alpha=0.5, lw=0,
+                   label="test data")
         ax.legend(loc="lower left", fontsize=8, markerscale=4)
     ax.grid(True, alpha=0.3)
     ax.set_title(title)
@@ -139,7 +142,9 @@ def torus_figure(density: torch.Tensor, centres_deg: torch.Tensor, path: str | P
     mesh = ax.pcolormesh(c, c, density.numpy(), shading="auto", cmap="viridis")
     fig.colorbar(mesh, ax=ax, label="density")
     if data is not None and len(data):
-        ax.scatter(to_signed_deg(data[:, 0]), to_signed_deg(data[:, 1]), s=2, c="white", alpha=0.4, lw=0)
+        ax.scatter(to_signed_deg(data[:, 0]), to_signed_deg(data[:, 1]), s=2, c="tab:red", alpha=0.4, lw=0,
+                   label="test data")
+        ax.legend(loc="lower left", fontsize=8, markerscale=4)
     ax.set_title(title)
     if samples is not None:
         axes[0, 1].scatter(to_signed_deg(samples[:, 0]), to_signed_deg(samples[:, 1]), s=2, alpha=0.5, lw=0)
