@@ -27,28 +27,34 @@ class Euclidean(Manifold):
         self.ambient_dim = n
 
     def projx(self, x):
+        self._inputs(x=x)
         return x
 
     def proju(self, x, u):
-        return u
+        self._inputs(x=x, u=u)
+        return u.expand(torch.broadcast_shapes(x.shape, u.shape))
 
     def exp(self, x, u):
+        self._inputs(x=x, u=u)
         return x + u
 
     def log(self, x, y):
+        self._inputs(x=x, y=y)
         return y - x
 
     def transp(self, x, y, v):
+        self._inputs(x=x, y=y, v=v)
         return v.expand(torch.broadcast_shapes(x.shape, y.shape, v.shape))
 
     def geodesic(self, x0, x1, t):
-        u = x1 - x0
+        u = self.log(x0, x1)
         return x0 + t[..., None] * u, u
 
     def random_base(self, n: int, generator=None, dtype: Optional[torch.dtype] = None, device=None):
         return torch.randn(n, self.dim, generator=generator, dtype=default_dtype(dtype), device=device)
 
     def base_log_prob(self, x):
+        self._inputs(x=x)
         return -0.5 * (x * x).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
 
     def _point_residual(self, x):

@@ -9,8 +9,11 @@ Numerics (see ``gaugeflow._numerics.TOLERANCES``):
 * Cut locus: for ``y = −x`` the logarithm is not unique. gaugeflow returns ``π·e`` where ``e`` is the
   unit tangent direction obtained by projecting the standard basis vector ``e_j`` least aligned with
   ``x`` (smallest ``|x_j|``, first index on ties) onto ``T_xM``. The choice is deterministic and has
-  the correct length ``π``; it is used whenever ``‖proj_x(y)‖`` falls below ``1e3·eps(dtype)`` with
-  ``⟨x, y⟩ < 0``. :meth:`Sphere.cut_locus_mask` flags pairs within ``tol("cut")`` of antipodal.
+  the correct length ``π``; it is used whenever ``‖proj_x(y)‖`` falls below ``_CUT_FLOOR·eps(dtype)``
+  with ``⟨x, y⟩ < 0`` (above that floor the rounded ``proj_x(y)`` still fixes the direction to within
+  ``eps`` of the landing point). :meth:`Sphere.cut_locus_mask` flags pairs within ``tol("cut")`` of
+  antipodal.
+* No data-dependent Python control flow: every operation works under ``torch.func.vmap``/``jvp``.
 """
 from __future__ import annotations
 
@@ -22,21 +25,12 @@ import torch
 from gaugeflow._numerics import tol
 from gaugeflow.geometry.manifold import Manifold, default_dtype, safe_norm
 
+from ._series import cos_sq, sin_over
+
 __all__ = ["Sphere"]
 
-
-def _sin_over(theta2: torch.Tensor, small: float) -> torch.Tensor:
-    """``sin θ / θ`` as a function of ``θ²`` (Taylor below ``small²``), finite gradient everywhere."""
-    is_small = theta2 < small * small
-    th = torch.sqrt(torch.where(is_small, torch.ones_like(theta2), theta2))
-    return torch.where(is_small, 1 - theta2 / 6 + theta2 * theta2 / 120, torch.sin(th) / th)
-
-
-def _cos(theta2: torch.Tensor, small: float) -> torch.Tensor:
-    """``cos θ`` as a function of ``θ²``, with a Taylor branch so the gradient at 0 is finite."""
-    is_small = theta2 < small * small
-    th = torch.sqrt(torch.where(is_small, torch.ones_like(theta2), theta2))
-    return torch.where(is_small, 1 - theta2 / 2 + theta2 * theta2 / 24, torch.cos(th))
+#: multiple of machine epsilon below which ``‖proj_x(y)‖`` of a near-antipodal pair carries no direction
+_CUT_FLOOR = 16.0
 
 
 class Sphere(Manifold):
@@ -59,26 +53,30 @@ class Sphere(Manifold):
 
     # -- projections
     def projx(self, x):
+        self._inputs(x=x)
         return x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny ** 0.5)
 
     def proju(self, x, u):
+        self._inputs(x=x, u=u)
         return u - (x * u).sum(-1, keepdim=True) * x
 
     # -- exponential and logarithm
     def exp(self, x, u):
+        self._inputs(x=x, u=u)
         small = tol("taylor", u.dtype)
         theta2 = (u * u).sum(-1, keepdim=True)
-        y = _cos(theta2, small) * x + _sin_over(theta2, small) * u
+        y = cos_sq(theta2, small) * x + sin_over(theta2, small) * u
         return self.projx(y)
 
     def _cut_direction(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic unit tangent at ``x`` used for ``log`` at the antipode (see module doc)."""
         j = x.abs().argmin(dim=-1, keepdim=True)
-        e = torch.zeros_like(x).scatter_(-1, j, 1.0)
+        e = (torch.arange(x.shape[-1], device=x.device) == j).to(x.dtype)
         w = self.proju(x, e)
         return w / w.norm(dim=-1, keepdim=True)
 
     def log(self, x, y):
+        self._inputs(x=x, y=y)
         x, y = torch.broadcast_tensors(x, y)
         d = y - x
         w = d - (x * d).sum(-1, keepdim=True) * x  # = proj_x(y), computed from the difference for accuracy
@@ -86,39 +84,43 @@ class Sphere(Manifold):
         c = (x * y).sum(-1, keepdim=True)
         small = tol("taylor", x.dtype)
         taylor = (s2 < small * small) & (c > 0)
+        antipodal = (c <= 0) & (s2 < (_CUT_FLOOR * torch.finfo(x.dtype).eps) ** 2)
         theta = self._theta(x, y)[..., None]
-        s_safe = torch.sqrt(torch.where(taylor | (s2 == 0), torch.ones_like(s2), s2))
+        s_safe = torch.sqrt(torch.where(taylor | antipodal, torch.ones_like(s2), s2))
         factor = torch.where(taylor, 1 + s2 / 6 + 3 * s2 * s2 / 40, theta / s_safe)  # θ / sin θ
-        out = factor * w
-        antipodal = (c < 0) & (s2 < (1e3 * torch.finfo(x.dtype).eps) ** 2)
-        if bool(antipodal.any()):
-            out = torch.where(antipodal, theta * self._cut_direction(x), out)
-        return out
+        return torch.where(antipodal, theta * self._cut_direction(x), factor * w)
 
     def _theta(self, x, y):
         return 2 * torch.atan2(safe_norm(y - x), safe_norm(y + x))
 
     def dist(self, x, y):
+        self._inputs(x=x, y=y)
         return self._theta(x, y)
 
     def norm(self, x, u):
+        self._inputs(x=x, u=u)
         return safe_norm(u)
 
     # -- transport and geodesics
     def transp(self, x, y, v):
+        """Parallel transport along the minimising great circle.
+
+        ``v − ⟨y, v⟩/(1 + ⟨x, y⟩)·(x + y)`` away from the antipode; for ``⟨x, y⟩ < −0.9`` the
+        rotation form ``v + (cos θ − 1)⟨e, v⟩e − sin θ⟨e, v⟩x`` with ``e = log_x(y)/θ`` (the
+        documented cut direction at the antipode itself), so it stays finite and isometric.
+        """
+        self._inputs(x=x, y=y, v=v)
         x, y, v = torch.broadcast_tensors(x, y, v)
         c = (x * y).sum(-1, keepdim=True)
-        near_antipodal = c < -0.9
-        denom = torch.where(near_antipodal, torch.ones_like(c), 1 + c)
-        out = v - (y * v).sum(-1, keepdim=True) / denom * (x + y)
-        if bool(near_antipodal.any()):
-            u = self.log(x, y)
-            theta = u.norm(dim=-1, keepdim=True)
-            e = u / theta.clamp_min(torch.finfo(u.dtype).tiny)
-            ev = (e * v).sum(-1, keepdim=True)
-            alt = v + (torch.cos(theta) - 1) * ev * e - torch.sin(theta) * ev * x
-            out = torch.where(near_antipodal, alt, out)
-        return out
+        far = c < -0.9
+        denom = torch.where(far, torch.ones_like(c), 1 + c)
+        near_form = v - (y * v).sum(-1, keepdim=True) / denom * (x + y)
+        u = self.proju(x, self.log(x, y))  # re-projected: log is tangent to eps absolute, not relative
+        theta = safe_norm(u)[..., None]
+        e = u / torch.where(far, theta, torch.ones_like(theta))
+        ev = (e * v).sum(-1, keepdim=True)
+        far_form = v + (torch.cos(theta) - 1) * ev * e - torch.sin(theta) * ev * x
+        return torch.where(far, far_form, near_form)
 
     def geodesic(self, x0, x1, t):
         u = self.log(x0, x1)
@@ -127,13 +129,13 @@ class Sphere(Manifold):
         small = tol("taylor", u.dtype)
         tt2 = t * t * theta2
         # x_t = cos(tθ) x0 + t·sinc(tθ) u ;  u_t = −θ² t·sinc(tθ) x0 + cos(tθ) u
-        cos_t, sinc_t = _cos(tt2, small), _sin_over(tt2, small)
+        cos_t, sinc_t = cos_sq(tt2, small), sin_over(tt2, small)
         xt = self.projx(cos_t * x0 + t * sinc_t * u)
         ut = -theta2 * t * sinc_t * x0 + cos_t * u
         return xt, self.proju(xt, ut)
 
     def cut_locus_mask(self, x, y):
-        return (x * y).sum(-1) < -1 + 0.5 * tol("cut", x.dtype) ** 2
+        return self.dist(x, y) > math.pi - tol("cut", x.dtype)
 
     # -- base distribution
     def log_volume(self) -> float:
@@ -146,6 +148,7 @@ class Sphere(Manifold):
         return self.projx(z)
 
     def base_log_prob(self, x):
+        self._inputs(x=x)
         return torch.full(x.shape[:-1], -self.log_volume(), dtype=x.dtype, device=x.device)
 
     def _point_residual(self, x):

@@ -128,6 +128,34 @@ class Manifold(abc.ABC):
         """``True`` where ``y`` lies within a dtype tolerance of the cut locus of ``x``. ``[...]``."""
         return torch.zeros(torch.broadcast_shapes(x.shape, y.shape)[:-1], dtype=torch.bool, device=x.device)
 
+    def cut_vector(self, x: torch.Tensor, u: torch.Tensor) -> Optional[torch.Tensor]:
+        """Tangent vector ``v`` along ``u`` such that ``exp(x, v)`` is the first cut point of that geodesic.
+
+        ``None`` when the manifold has no cut locus (``injectivity_radius`` infinite). The default
+        ``injectivity_radius · u/‖u‖`` is right for round spaces (every geodesic of the unit sphere
+        reaches the antipode at length π); manifolds whose cut locus is nearer in some directions
+        (the flat torus) override it. Used by :mod:`gaugeflow.testing` to build cut-locus pairs.
+
+        Args:
+            x: ``[..., D]`` points.
+            u: ``[..., D]`` non-zero tangent vectors at ``x``.
+
+        Returns:
+            ``[..., D]`` tangent vectors at ``x``, or ``None``.
+        """
+        if math.isinf(self.injectivity_radius):
+            return None
+        return self.injectivity_radius * u / self.norm(x, u)[..., None]
+
+    def stable_radius(self, dtype: torch.dtype) -> float:
+        """Tangent-vector norm up to which ``exp``/``log`` keep relative accuracy ``~tol("prop", dtype)``.
+
+        ``math.inf`` (the default) when any norm is fine; the hyperboloid, whose coordinates grow
+        like ``e^r``, returns a finite radius. :mod:`gaugeflow.testing` sizes its "huge" tangent
+        vectors with it, and samplers may use it to warn about runaway trajectories.
+        """
+        return math.inf
+
     @property
     def feature_dim(self) -> int:
         """Length of :meth:`features` (input size of the networks living on this manifold)."""
@@ -143,6 +171,16 @@ class Manifold(abc.ABC):
         check_float(x, f"{self}: {what}")
         check_last_dim(x, self.ambient_dim, what, str(self))
         return x
+
+    def _inputs(self, **tensors: torch.Tensor) -> None:
+        """:meth:`validate` every keyword argument (name = argument name in the message).
+
+        Costs a few microseconds and no device synchronisation, so concrete manifolds call it at
+        the top of every public operation: an integer tensor or a wrong last axis raises
+        ``TypeError``/``ValueError`` instead of silently computing on the wrong manifold.
+        """
+        for name, t in tensors.items():
+            self.validate(t, name)
 
     def check_point(self, x: torch.Tensor, atol: Optional[float] = None) -> torch.Tensor:
         """Raise ``ValueError``/``TypeError`` unless every row of ``x`` is a finite point on the manifold.

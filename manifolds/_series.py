@@ -1,0 +1,43 @@
+"""Even functions of an angle written as functions of its square, with Taylor branches.
+
+Every helper takes ``θ²`` (or ``s²``), so it is smooth at 0 and never differentiates a square root
+there; below ``small²`` the truncated series (error ``O(small⁶)``, below machine precision for
+``small = tol("taylor", dtype)``) replaces the closed form, and the closed form is evaluated on a
+dummy ``1`` in that region so both ``torch.where`` branches (and their gradients) stay finite.
+Negative arguments (rounding of a quadratic form) are allowed in the series branch.
+"""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["sin_over", "cos_sq", "sinh_over", "cosh_sq"]
+
+
+def _split(theta2: torch.Tensor, small: float) -> tuple[torch.Tensor, torch.Tensor]:
+    is_small = theta2 < small * small
+    th = torch.sqrt(torch.where(is_small, torch.ones_like(theta2), theta2))
+    return is_small, th
+
+
+def sin_over(theta2: torch.Tensor, small: float) -> torch.Tensor:
+    """``sin θ / θ`` as a function of ``θ²``."""
+    is_small, th = _split(theta2, small)
+    return torch.where(is_small, 1 - theta2 / 6 + theta2 * theta2 / 120, torch.sin(th) / th)
+
+
+def cos_sq(theta2: torch.Tensor, small: float) -> torch.Tensor:
+    """``cos θ`` as a function of ``θ²``."""
+    is_small, th = _split(theta2, small)
+    return torch.where(is_small, 1 - theta2 / 2 + theta2 * theta2 / 24, torch.cos(th))
+
+
+def sinh_over(theta2: torch.Tensor, small: float) -> torch.Tensor:
+    """``sinh θ / θ`` as a function of ``θ²``."""
+    is_small, th = _split(theta2, small)
+    return torch.where(is_small, 1 + theta2 / 6 + theta2 * theta2 / 120, torch.sinh(th) / th)
+
+
+def cosh_sq(theta2: torch.Tensor, small: float) -> torch.Tensor:
+    """``cosh θ`` as a function of ``θ²``."""
+    is_small, th = _split(theta2, small)
+    return torch.where(is_small, 1 + theta2 / 2 + theta2 * theta2 / 24, torch.cosh(th))

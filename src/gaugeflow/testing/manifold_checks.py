@@ -1,0 +1,181 @@
+"""``check_manifold``: the whole conformance property suite for any gaugeflow Manifold, in one call.
+
+Example:
+    >>> from gaugeflow.manifolds import Sphere
+    >>> from gaugeflow.testing import check_manifold
+    >>> report = check_manifold(Sphere(2), max_examples=5)   # raises ManifoldCheckError on failure
+    >>> report.worst("exp_log", torch.float64) <= 1
+    True
+
+Properties (names used in reports): ``projx``, ``proju``, ``exp_log``, ``log_exp``, ``dist``,
+``triangle``, ``transp``, ``batched``, ``geodesic`` (hypothesis-driven, on points, tangent vectors
+and near-degenerate pairs from :mod:`gaugeflow.testing.strategies`), and ``random_base``,
+``base_density`` (Monte Carlo integral of ``exp(base_log_prob)``), ``bad_input`` and ``gradients``
+(deterministic). Each measurement is an error divided by its tolerance; the report keeps the
+largest ratio per property and dtype, and a ratio above 1 fails.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Sequence
+
+import torch
+from hypothesis import HealthCheck, given, settings, target
+from hypothesis import strategies as st
+
+from ..geometry.manifold import Manifold
+from ._manifold_properties import HYPOTHESIS_PROPERTIES
+from ._manifold_deterministic import DETERMINISTIC_PROPERTIES
+from .strategies import PAIR_KINDS
+
+__all__ = ["check_manifold", "ManifoldCheckError", "CheckReport", "PropertyResult", "PROPERTIES"]
+
+#: every property name, in the order they run
+PROPERTIES = tuple(HYPOTHESIS_PROPERTIES) + tuple(DETERMINISTIC_PROPERTIES)
+
+
+class ManifoldCheckError(AssertionError):
+    """A manifold failed :func:`check_manifold`; the message lists each failed property with its
+    largest violation, and ``.report`` holds the full :class:`CheckReport`."""
+
+    def __init__(self, message: str, report: "CheckReport"):
+        super().__init__(message)
+        self.report = report
+
+
+class _Violation(AssertionError):
+    """Raised inside one example when a measurement exceeds its tolerance."""
+
+
+@dataclass
+class PropertyResult:
+    """Outcome of one property in one dtype: ``worst`` is the largest error/tolerance ratio seen."""
+
+    name: str
+    dtype: torch.dtype
+    worst: float = 0.0
+    detail: str = ""
+    failed: bool = False
+    error: str = ""
+
+    def __str__(self) -> str:
+        status = "FAIL" if self.failed else "ok"
+        text = f"{status:4} {self.name:12} {str(self.dtype).replace('torch.', ''):8} worst ratio {self.worst:9.3e}"
+        return text + (f"  [{self.detail}]" if self.detail else "") + (f"\n       {self.error}" if self.error else "")
+
+
+@dataclass
+class CheckReport:
+    """All :class:`PropertyResult` of one :func:`check_manifold` run."""
+
+    manifold: str
+    results: list[PropertyResult] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[PropertyResult]:
+        return [r for r in self.results if r.failed]
+
+    def worst(self, name: str, dtype: torch.dtype) -> float:
+        """Largest error/tolerance ratio of property ``name`` in ``dtype``."""
+        for r in self.results:
+            if r.name == name and r.dtype == dtype:
+                return r.worst
+        raise KeyError(f"no result for property {name!r} in {dtype}; ran {[(r.name, r.dtype) for r in self.results]}")
+
+    def __str__(self) -> str:
+        return f"check_manifold({self.manifold}):\n" + "\n".join(f"  {r}" for r in self.results)
+
+
+class _Meter:
+    """Callable ``meter(label, error, tolerance)`` recording the worst ratio and raising above 1."""
+
+    def __init__(self, result: PropertyResult, guided: bool):
+        self.result, self.guided = result, guided
+
+    def __call__(self, label: str, error, tolerance) -> None:
+        err = torch.as_tensor(error, dtype=torch.float64).detach().cpu().reshape(-1)
+        tl = torch.as_tensor(tolerance, dtype=torch.float64).detach().cpu().reshape(-1).expand_as(err)
+        ratio = torch.where(torch.isfinite(err), err / tl, torch.full_like(err, math.inf))
+        if ratio.numel() == 0:
+            return
+        i = int(torch.argmax(torch.nan_to_num(ratio, nan=math.inf)))
+        worst = float(ratio[i])
+        if self.guided:
+            target(min(worst, 1e300), label=f"{self.result.name}: {label}")
+        if worst > self.result.worst or not self.result.detail:
+            self.result.worst = max(worst, self.result.worst)
+            self.result.detail = f"{label}: error {float(err[i]):.3e} vs tolerance {float(tl[i]):.3e}"
+        if not worst <= 1:
+            raise _Violation(f"{label}: error {float(err[i]):.3e} > tolerance {float(tl[i]):.3e}")
+
+
+def _run_hypothesis(fn, M, dtype, meter, kinds, max_examples: int, derandomize: bool) -> None:
+    @settings(max_examples=max_examples, deadline=None, derandomize=derandomize, database=None,
+              report_multiple_bugs=False, suppress_health_check=list(HealthCheck), print_blob=False)
+    @given(st.data())
+    def run(data):
+        fn(M, dtype, data, meter, kinds)
+
+    run()
+
+
+def check_manifold(
+    manifold: Manifold,
+    dtypes: Sequence[torch.dtype] = (torch.float32, torch.float64),
+    max_examples: int = 20,
+    kinds: Sequence[str] = PAIR_KINDS,
+    gradients: bool = True,
+    properties: Optional[Iterable[str]] = None,
+    derandomize: bool = True,
+    base_samples: int = 20000,
+) -> CheckReport:
+    """Run the conformance property suite on ``manifold`` and raise if any property fails.
+
+    Args:
+        manifold: any :class:`~gaugeflow.geometry.Manifold`.
+        dtypes: floating dtypes to test in (each property runs once per dtype).
+        max_examples: hypothesis examples per property and dtype (each example is a batch of 4).
+        kinds: pair kinds drawn (subset of :data:`~gaugeflow.testing.strategies.PAIR_KINDS`); drop
+            ``"cut"``/``"near_cut"`` for manifolds whose ``log`` is undefined at the cut locus.
+        gradients: include the ``gradients`` property (finite gradients in every dtype; float64
+            ``torch.autograd.gradcheck`` of ``exp`` at ``u = 0`` and ``log``/``dist`` at ``y = x``
+            and ``y`` within 1e-7 of ``x``).
+        properties: names from :data:`PROPERTIES` to run (default: all).
+        derandomize: reproducible hypothesis runs (same examples every call).
+        base_samples: Monte Carlo samples of the ``base_density`` check.
+
+    Returns:
+        The :class:`CheckReport` (largest error/tolerance ratio per property and dtype).
+
+    Raises:
+        ManifoldCheckError: naming each failed property, its largest violation and the example.
+        ValueError: unknown property names.
+    """
+    if not isinstance(manifold, Manifold):
+        raise TypeError(f"check_manifold: expected a gaugeflow Manifold, got {type(manifold).__name__}")
+    names = list(PROPERTIES if properties is None else properties)
+    unknown = [n for n in names if n not in PROPERTIES]
+    if unknown:
+        raise ValueError(f"check_manifold: unknown properties {unknown}; expected names from {PROPERTIES}")
+    if not gradients and "gradients" in names:
+        names.remove("gradients")
+    report = CheckReport(repr(manifold))
+    for dtype in dtypes:
+        for name in names:
+            result = PropertyResult(name, dtype)
+            meter = _Meter(result, guided=name in HYPOTHESIS_PROPERTIES)
+            try:
+                if name in HYPOTHESIS_PROPERTIES:
+                    _run_hypothesis(HYPOTHESIS_PROPERTIES[name], manifold, dtype, meter, kinds, max_examples, derandomize)
+                else:
+                    DETERMINISTIC_PROPERTIES[name](manifold, dtype, meter, base_samples=base_samples)
+            except _Violation as exc:
+                result.failed, result.error = True, str(exc)
+            except Exception as exc:  # an operation raised: that is a failure of the property too
+                result.failed, result.error = True, f"raised {type(exc).__name__}: {exc}"
+            report.results.append(result)
+    if report.failures:
+        lines = "\n".join(f"  {r}" for r in report.failures)
+        raise ManifoldCheckError(f"check_manifold({manifold}): {len(report.failures)} properties failed\n{lines}", report)
+    return report
