@@ -166,12 +166,15 @@ def _linf_structure(L: Any, e: dict, a: torch.Tensor) -> dict:
     B, C = x + h, y + k
     lin2 = L.l2(a * B, C) - a * (L.l2(x, y) + L.l2(x, k) + L.l2(h, y))
     lin3 = L.l3(a * B, y, z) - a * L.l3(x, y, z)
+    grid = L.l2(B[:2, None], C[:3])  # batch axes broadcast across ranks: [2, 1] × [3] -> [2, 3]
+    loop = torch.stack([torch.stack([L.l2(B[i], C[j]) for j in range(3)]) for i in range(2)])
     return {
         "antisymmetry l2(L0, L0)": _rel(L.l2(x, y) + L.l2(y, x), L.l2(x, y)),
         "antisymmetry l2(L0, L1)": _rel(L.l2(x, h) + L.l2(h, x), L.l2(x, h)),
         "antisymmetry l3": perm,
         "degrees (zero components)": _rel(zero_parts, x),
         "multilinearity": max(_rel(lin2, L.l2(B, C)), _rel(lin3, l3xyz)),
+        "broadcasting": _rel(grid - loop, loop) if grid.shape == loop.shape else float("inf"),
     }
 
 
@@ -187,7 +190,8 @@ def check_linf_algebra(
 
     Draws ``x, y, z, w ∈ L0`` and ``h, k ∈ L1`` (as flat graded elements ``[n, dim L]``) and checks
     graded antisymmetry (``l2`` on L0⊗L0 and L0⊗L1, total antisymmetry of ``l3``), the degree
-    structure (components that must vanish), multilinearity on mixed-degree elements, and the five
+    structure (components that must vanish), multilinearity on mixed-degree elements, broadcasting
+    of batch axes (``l2`` of batch shapes ``[2, 1]`` and ``[3]`` equals the loop), and the five
     homotopy-Jacobi identities, through the public ``L.l1/l2/l3/bracket``.
 
     Returns:
