@@ -92,7 +92,7 @@ def check_lie_algebra(
     """Check the Lie-algebra identities of ``g`` on ``n`` seeded random elements.
 
     ``g`` needs ``dim`` and ``bracket(x, y)`` on ``[..., dim]`` coordinates. Checked: bilinearity,
-    antisymmetry ``[x,y] = −[y,x]``, Jacobi ``[x,[y,z]] + [y,[z,x]] + [z,[x,y]] = 0``; if ``g`` has
+    broadcasting of batch axes, antisymmetry ``[x,y] = −[y,x]``, Jacobi ``[x,[y,z]] + [y,[z,x]] + [z,[x,y]] = 0``; if ``g`` has
     ``inner``: ad-invariance ``⟨[x,y],z⟩ + ⟨y,[x,z]⟩ = 0``; if it has ``hat``/``vee``: ``vee∘hat = id``,
     ``hat`` antisymmetric, ``hat[x,y] = [hat x, hat y]``; if it has ``act`` and ``k``: the representation
     property ``ρ([x,y]) = [ρ(x), ρ(y)]`` on vectors and ``⟨v, ρ(x)v⟩ = 0``.
@@ -112,6 +112,9 @@ def check_lie_algebra(
         "antisymmetry": _rel(xy + yx, xy),
         "jacobi": _rel(j[0] + j[1] + j[2], *j),
     }
+    grid = br(x[:2, None], y[:3])  # batch axes broadcast across ranks: [2, 1] × [3] -> [2, 3]
+    loop = torch.stack([torch.stack([br(x[i], y[j]) for j in range(3)]) for i in range(2)])
+    v["broadcasting"] = _rel(grid - loop, loop) if grid.shape == loop.shape else float("inf")
     if hasattr(g, "inner"):
         t1, t2 = g.inner(xy, z), g.inner(y, br(x, z))
         v["ad_invariance"] = _rel(t1 + t2, t1, t2)
