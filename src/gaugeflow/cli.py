@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
@@ -29,6 +30,12 @@ class UsageError(ValueError):
 
 class _Parser(argparse.ArgumentParser):
     """``ArgumentParser`` whose errors are one line (plus exit status 2), without the usage block."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Let values such as ``--lr -1e-3`` reach validation (which then names the problem) instead of
+        # being mistaken for an option; argparse's own pattern knows no exponent notation.
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan)$")
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

@@ -116,7 +116,7 @@ def sphere_density_figure(density: torch.Tensor, lon: torch.Tensor, lat: torch.T
                           data: Optional[torch.Tensor] = None, title: str = "model density") -> Path:
     """Mollweide heat map of a density on an (lat, lon) grid ``[n_lat, n_lon]``, with data points on top."""
     plt = _pyplot()
-    fig = plt.figure(figsize=(8, 4.4))
+    fig = plt.figure(figsize=(8, 4.6), layout="constrained")
     ax = fig.add_subplot(projection="mollweide")
     mesh = ax.pcolormesh(lon.numpy(), lat.numpy(), density.numpy(), shading="auto", cmap="viridis")
     fig.colorbar(mesh, ax=ax, orientation="horizontal", fraction=0.05, pad=0.06, label="density (per unit area)")
@@ -126,7 +126,7 @@ def sphere_density_figure(density: torch.Tensor, lon: torch.Tensor, lat: torch.T
                    label="test data")
         ax.legend(loc="lower left", fontsize=8, markerscale=4)
     ax.grid(True, alpha=0.3)
-    ax.set_title(title)
+    ax.set_title(title, pad=16)
     return _save(fig, path)
 
 
@@ -136,7 +136,7 @@ def torus_figure(density: torch.Tensor, centres_deg: torch.Tensor, path: str | P
     """Ramachandran-style map: density ``[n, n]`` (ψ rows, φ columns) over (φ, ψ) in degrees, −180..180."""
     plt = _pyplot()
     panels = 1 + (samples is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.6), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(5.4 * panels, 4.8), squeeze=False, layout="constrained")
     ax = axes[0, 0]
     c = centres_deg.numpy()
     mesh = ax.pcolormesh(c, c, density.numpy(), shading="auto", cmap="viridis")
@@ -145,7 +145,8 @@ def torus_figure(density: torch.Tensor, centres_deg: torch.Tensor, path: str | P
         ax.scatter(to_signed_deg(data[:, 0]), to_signed_deg(data[:, 1]), s=2, c="tab:red", alpha=0.4, lw=0,
                    label="test data")
         ax.legend(loc="lower left", fontsize=8, markerscale=4)
-    ax.set_title(title)
+    ax.set_title("model density")
+    fig.suptitle(title)
     if samples is not None:
         axes[0, 1].scatter(to_signed_deg(samples[:, 0]), to_signed_deg(samples[:, 1]), s=2, alpha=0.5, lw=0)
         axes[0, 1].set_title("model samples")
@@ -159,7 +160,7 @@ def torus_figure(density: torch.Tensor, centres_deg: torch.Tensor, path: str | P
 def scatter_figure(data: torch.Tensor, samples: torch.Tensor, path: str | Path, title: str = "") -> Path:
     """Data (left) and model samples (right) in the first two coordinates, on shared axes."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9, 4.4), sharex=True, sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.6), sharex=True, sharey=True, layout="constrained")
     for ax, x, name in ((axes[0], data, "data"), (axes[1], samples, "model samples")):
         x = x.detach().double().cpu()
         ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.4, lw=0)
