@@ -1,0 +1,126 @@
+"""gaugeflow benchmark suite: speed and memory against the peers, in one process (``make bench``).
+
+Sections (each a module of this folder, runnable alone):
+
+* ``bench_training``  — one RCFM training step on S² vs flow_matching and on ℝ^8 vs torchcfm.
+* ``bench_sampling``  — sampling 10⁵ points (100 RK4 steps) vs flow_matching's RiemannianODESolver,
+  and the exact log-likelihood of 10⁴ points vs the per-coordinate ``autograd.grad`` loop.
+* ``bench_gauge_term`` — GaugeFlow / HigherGaugeFlow step time over PlainFlow, and the gauge term
+  alone for k ∈ {4, …, 64} with fitted exponents and a naive dense-basis version beside it.
+
+Every comparison interleaves the contenders repetition by repetition and reports medians; the ratio
+column is ours / reference (below 1: ours is faster). Peak memory is the peak of the bytes allocated
+during one call (CPU: replayed from torch.profiler's allocation events; CUDA: max_memory_allocated).
+
+Usage:
+    python experiments/benchmarks/run_all.py [--quick] [--threads N] [--device cpu|cuda]
+        [--reps 30] [--reps-long 5] [--compile] [--no-memory] [--only train sampling gauge terms]
+        [--json results.json]
+
+The full run takes about 5–8 minutes on a 2-core CPU; ``--quick`` is a smoke test (sizes shrunk,
+numbers not comparable). Needs the ``bench`` extra (flow-matching==1.0.10, torchcfm==1.0.7).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from dataclasses import asdict
+
+import torch
+
+from _harness import Bench, format_table, load_average, machine_info
+
+SECTIONS = ("train", "sampling", "gauge", "terms")
+
+
+def _parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes and few repetitions (smoke test)")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--reps", type=int, default=None, help="repetitions of the short cases (default 30; quick 5)")
+    p.add_argument("--reps-long", type=int, default=None, help="repetitions of sampling/likelihood (default 5; quick 2)")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile'd variants of our models")
+    p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    p.add_argument("--json", default=None, help="also write all results to this JSON file")
+    return p.parse_args(argv)
+
+
+def _bench_from(args) -> Bench:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda requested but torch.cuda.is_available() is False")
+    reps = args.reps if args.reps is not None else (5 if args.quick else 30)
+    reps_long = args.reps_long if args.reps_long is not None else (2 if args.quick else 5)
+    if reps < 1 or reps_long < 1:
+        raise SystemExit("--reps and --reps-long must be >= 1")
+    return Bench(device, getattr(torch, args.dtype), reps, reps_long, args.quick, not args.no_memory, args.compile)
+
+
+def _print_compiled(rows) -> None:
+    for r in rows:
+        for name, secs in r.extra.items():
+            print(f"  {r.group}: {r.case}: {name} {1e3 * secs:.2f} ms = {secs / r.ref_s:.2f} x {r.ref_name} "
+                  f"({secs / r.ours_s:.2f} x ours eager)")
+
+
+def main(argv=None) -> dict:
+    args = _parse(argv)
+    bench = _bench_from(args)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torchcfm's deprecated torch.jit.script
+    t_start, info = time.perf_counter(), machine_info(bench)
+    print("gaugeflow benchmarks  " + "  ".join(f"{k}={v}" for k, v in info.items()), flush=True)
+    rows, results = [], {"machine": info, "args": vars(args)}
+    if "train" in args.only:
+        import bench_training
+
+        rows += bench_training.run(bench)
+        _print_compiled(rows)
+    if "sampling" in args.only:
+        import bench_sampling
+
+        rows += bench_sampling.run(bench)
+    if rows:
+        print("\nOurs against the peers (median wall time per call; ratio = ours / reference):")
+        print(format_table(rows))
+        for r in rows:
+            if r.note:
+                print(f"  {r.group}: {r.note}")
+    if "gauge" in args.only:
+        import bench_gauge_term
+
+        gauge_rows = bench_gauge_term.run_models(bench)
+        print("\nGauge models against PlainFlow of the same width (training step, S2, batch 1024):")
+        print(format_table(gauge_rows))
+        rows += gauge_rows
+    if "terms" in args.only:
+        import bench_gauge_term
+
+        terms = bench_gauge_term.run_terms(bench)
+        print("\n" + bench_gauge_term.format_terms(terms))
+        results["terms"] = terms
+    results["rows"] = [dict(asdict(r), ratio=r.ratio, ok=r.ok) for r in rows]
+    results["elapsed_s"] = time.perf_counter() - t_start
+    results["load_1min_end"] = round(load_average(), 2)
+    print(f"\ntotal {results['elapsed_s']:.0f} s; 1-min load average at start {info['load_1min']}, "
+          f"at end {results['load_1min_end']}")
+    missed = [f"{r.group}: {r.case}" for r in rows if r.ok is False]
+    if missed:
+        print("targets missed: " + "; ".join(missed))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=1, default=str)
+    return results
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() is not None else 1)
