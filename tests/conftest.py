@@ -1,0 +1,17 @@
+"""Shared test configuration (kept small): geomstats backend, hypothesis profile, torch threads."""
+import os
+
+os.environ.setdefault("GEOMSTATS_BACKEND", "numpy")  # must precede the first geomstats import (process-wide)
+
+import torch  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# "ci" (default): reproducible examples (derandomize), no deadline (shared 2-core CI machines),
+# no example database. "dev": random exploration; select with GAUGEFLOW_HYPOTHESIS_PROFILE=dev.
+settings.register_profile("ci", derandomize=True, deadline=None, database=None, max_examples=25,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", deadline=None, max_examples=100)
+settings.load_profile(os.environ.get("GAUGEFLOW_HYPOTHESIS_PROFILE", "ci"))
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core: avoid thread oversubscription
+    torch.set_num_threads(1)
