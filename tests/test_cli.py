@@ -144,6 +144,7 @@ def _bad(capsys, argv, expected):
     (["--optimizer", "sgd"], "optimizer must be one of adam, adamw"),
     (["--device", "tpu"], "device must be auto, cpu, cuda or cuda:N"),
     (["--data", "gaussian-mixture"], "gaussian-mixture lives on Euclidean"),
+    (["--threads", "0"], "--threads must be a positive integer, got 0"),
 ])
 def test_train_bad_values(tmp_path, capsys, flags, expected):
     _bad(capsys, ["train", *flags, "--out", tmp_path / "r", "--no-progress"], expected)
@@ -165,6 +166,16 @@ def test_train_bad_files_and_dirs(tmp_path, capsys):
 
 def test_train_refuses_to_overwrite_a_run(sphere_run, capsys):
     _bad(capsys, ["train", "--out", sphere_run], "already holds a run; pass --resume")
+    _bad(capsys, ["train", "--out", sphere_run, "--resume", "--overwrite"], "--resume and --overwrite exclude each other")
+
+
+def test_overwrite_replaces_a_run(tmp_path, capsys):
+    args = ["train", "--model", "plain", "--val-size", "0", "--out", tmp_path, *TINY]
+    assert cli([*args, "--steps", "3"], capsys)[0] == 0
+    code, _, err = cli([*args, "--steps", "2", "--overwrite"], capsys)
+    assert code == 0, err
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 3
+    assert json.loads((tmp_path / "config.json").read_text())["steps"] == 2
 
 
 def test_run_commands_bad_input(sphere_run, tmp_path, capsys):

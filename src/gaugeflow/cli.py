@@ -46,6 +46,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     add("--config", metavar="FILE", help="TOML or YAML file of settings (flags given here override it)")
     add("--out", metavar="DIR", help="run directory (config.json, metrics.csv, checkpoint.safetensors)")
     add("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    add("--overwrite", action="store_true", help="start afresh even if --out already holds a run")
     add("--manifold", help="euclidean | sphere | torus | hyperbolic (default sphere)")
     add("--dim", type=int, help="intrinsic dimension of the manifold (default 2)")
     add("--data", help="data set name (default wrapped-mixture; see registry: gaussian-mixture, world-cities, ...)")
@@ -72,21 +73,26 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     add("--no-progress", action="store_true", help="no progress bar")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``gaugeflow`` command (sub-commands train/evaluate/sample/plot/reproduce)."""
-    parser = _Parser(prog="gaugeflow", description="Gauge and higher-gauge flow models on Riemannian manifolds.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    p = sub.add_parser("train", help="train a flow model", description="Train a flow by Riemannian conditional flow matching.")
-    _train_args(p)
-    p.set_defaults(func=_cmd_train)
-    p = sub.add_parser("evaluate", help="test NLL and sample metrics of a run", description="Test NLL (nats) and sample metrics; also writes DIR/evaluation.json.")
+_EXAMPLES = """examples:
+  gaugeflow train --manifold sphere --data wrapped-mixture --model higher-gauge --steps 200 --out runs/s2
+  gaugeflow train --config run.toml --out runs/s2 --resume
+  gaugeflow evaluate runs/s2
+  gaugeflow sample runs/s2 -n 1000 -o samples.npy
+  gaugeflow plot runs/s2
+  gaugeflow reproduce gmm --quick
+  torchrun --nproc_per_node=2 -m gaugeflow.cli train ... --out runs/ddp
+"""
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="DIR")
     p.add_argument("--n-test", type=int, default=1000, help="test points for the NLL (default 1000)")
     p.add_argument("--n-samples", type=int, default=2000, help="model samples for the metrics (default 2000)")
     p.add_argument("--steps", type=int, default=50, help="ODE steps (default 50)")
     p.add_argument("--device", default="cpu")
-    p.set_defaults(func=_cmd_evaluate)
-    p = sub.add_parser("sample", help="draw samples from a trained run", description="Draw samples and save them as a NumPy .npy file.")
+
+
+def _sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="DIR")
     p.add_argument("-n", type=int, default=1000, help="number of samples (default 1000)")
     p.add_argument("-o", "--output", required=True, metavar="FILE.npy")
@@ -94,19 +100,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="rk4", help="euler | midpoint | rk4 | dopri5 ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.set_defaults(func=_cmd_sample)
-    p = sub.add_parser("plot", help="figures of a run", description="Write figures (PNG) of a run into DIR/figures.")
+
+
+def _plot_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="DIR")
     p.add_argument("--out", metavar="DIR", help="figure directory (default RUN/figures)")
-    p.add_argument("--grid", type=int, default=48, help="density grid resolution (default 48)")
+    p.add_argument("--grid", type=int, default=36, help="density grid: GRID latitudes x 2·GRID longitudes (default 36)")
     p.add_argument("--n-samples", type=int, default=2000)
     p.add_argument("--steps", type=int, default=20, help="ODE steps for densities and samples (default 20)")
-    p.set_defaults(func=_cmd_plot)
-    p = sub.add_parser("reproduce", help="run a packaged experiment", description="Run experiments/<NAME>/run.py.")
+
+
+def _reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("name", metavar="NAME", help="experiment name, e.g. gmm")
     p.add_argument("--quick", action="store_true", help="the small, fast variant")
     p.add_argument("extra", nargs=argparse.REMAINDER, help="further arguments passed to the experiment")
-    p.set_defaults(func=_cmd_reproduce)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``gaugeflow`` command (sub-commands train/evaluate/sample/plot/reproduce)."""
+    parser = _Parser(prog="gaugeflow", description="Gauge and higher-gauge flow models on Riemannian manifolds.",
+                     epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    common = _Parser(add_help=False)
+    common.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is "
+                        "fastest for small models on a busy machine)")
+    commands = [
+        ("train", "train a flow model", "Train a flow by Riemannian conditional flow matching.", _train_args, _cmd_train),
+        ("evaluate", "test NLL and sample metrics of a run",
+         "Test NLL (nats) and sample metrics; also writes DIR/evaluation.json.", _evaluate_args, _cmd_evaluate),
+        ("sample", "draw samples from a trained run", "Draw samples and save them as a NumPy .npy file.",
+         _sample_args, _cmd_sample),
+        ("plot", "figures of a run", "Write figures (PNG) of a run into DIR/figures.", _plot_args, _cmd_plot),
+        ("reproduce", "run a packaged experiment", "Run experiments/<NAME>/run.py.", _reproduce_args, _cmd_reproduce),
+    ]
+    for name, short, description, fill, func in commands:
+        p = sub.add_parser(name, parents=[] if name == "reproduce" else [common], help=short, description=description)
+        fill(p)
+        p.set_defaults(func=func)
     return parser
 
 
@@ -122,7 +152,8 @@ def _train_settings(args: argparse.Namespace) -> tuple[dict, Optional[str]]:
     values = dict(load_config_file(args.config)) if args.config else {}
     out = values.pop("out", None)
     flags = {k: v for k, v in vars(args).items()
-             if k not in ("config", "out", "resume", "no_progress", "func", "command") and v is not None}
+             if k not in ("config", "out", "resume", "overwrite", "no_progress", "threads", "func", "command")
+             and v is not None}
     values.update(flags)
     if args.no_progress:
         values["progress"] = False
@@ -143,8 +174,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if not ckpt_path.is_file():
             raise FileNotFoundError(f"--resume: no checkpoint in {out}")
         values = {**read_checkpoint(ckpt_path).meta.get("config", {}), **values}
-    elif ckpt_path.exists():
-        raise UsageError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+    elif ckpt_path.exists() and not args.overwrite:
+        raise UsageError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, "
+                         f"or choose another --out")
+    if args.resume and args.overwrite:
+        raise UsageError("--resume and --overwrite exclude each other")
+    if args.overwrite and int(os.environ.get("RANK", "0")) == 0:
+        ckpt_path.unlink(missing_ok=True)  # never leave the old run's checkpoint beside the new run's logs
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
     cfg = TrainConfig.from_dict(values)
@@ -281,6 +317,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from gaugeflow.training import CheckpointError, NonFiniteLossError
 
     try:
+        threads = getattr(args, "threads", None)
+        if threads is not None:
+            _positive("--threads", threads)
+            import torch
+            torch.set_num_threads(threads)
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, CheckpointError) as err:
         status, err_ = 2, err
