@@ -111,6 +111,17 @@ def test_reproduce_delegates_to_the_experiment_script(tmp_path, monkeypatch, cap
     assert (tmp_path / "ran.txt").read_text() == "--quick"
 
 
+def test_every_config_field_has_a_train_flag():
+    import dataclasses
+
+    from gaugeflow.cli import build_parser
+    from gaugeflow.training import TrainConfig
+
+    args = build_parser().parse_args(["train"])
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"progress"}  # progress: --no-progress
+    assert fields <= set(vars(args)), fields - set(vars(args))
+
+
 @pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["sample"], ["plot"], ["reproduce"]])
 def test_help(capsys, command):
     code, out, _ = cli([*command, "--help"], capsys)
@@ -149,6 +160,13 @@ def _bad(capsys, argv, expected):
 def test_train_bad_values(tmp_path, capsys, flags, expected):
     _bad(capsys, ["train", *flags, "--out", tmp_path / "r", "--no-progress"], expected)
     assert not (tmp_path / "r" / "checkpoint.safetensors").exists()
+
+
+def test_diverging_training_stops_with_exit_1_and_one_line(tmp_path, capsys):
+    code, out, err = cli(["train", "--model", "plain", "--lr", "1e30", "--max-nonfinite", "3", "--steps", "50",
+                          "--val-size", "0", "--out", tmp_path, *TINY], capsys)
+    assert code == 1 and len(err.strip().splitlines()) == 1, err
+    assert "non-finite for 3 consecutive steps" in err and "lower the learning rate (lr=1e+30)" in err
 
 
 def test_train_bad_files_and_dirs(tmp_path, capsys):

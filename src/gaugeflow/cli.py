@@ -61,13 +61,16 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     add("--weight-decay", type=float)
     add("--schedule", help="constant | cosine | linear (after --warmup-steps of linear warm-up)")
     add("--warmup-steps", type=int)
+    add("--final-lr-fraction", type=float, help="lr at the end of a cosine/linear schedule, as a fraction of --lr")
     add("--ema-decay", type=float, help="weight EMA decay in [0, 1) (default 0.999; 0 disables)")
     add("--grad-clip", type=float, help="max gradient norm (default 1.0; 0 disables clipping)")
     add("--seed", type=int)
     add("--val-every", type=int, help="validation NLL every N steps (0: only at the end)")
     add("--val-size", type=int, help="validation points for the NLL (0: no validation)")
+    add("--val-steps", type=int, help="ODE steps of the validation NLL (default 20)")
     add("--checkpoint-every", type=int, help="checkpoint every N steps (0: only at the end)")
     add("--log-every", type=int, help="metrics.csv row every N steps")
+    add("--max-nonfinite", type=int, help="stop after this many consecutive non-finite losses (default 20)")
     add("--dtype", help="float32 | float64")
     add("--device", help="auto | cpu | cuda | cuda:N")
     add("--no-progress", action="store_true", help="no progress bar")
@@ -190,8 +193,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     history = fit(model, data, cfg, out=out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
         val = f", validation NLL {history.val[-1][1]:.4f} nats" if history.val else ""
-        final = history.loss[-1] if history.loss else float("nan")
-        print(f"trained {history.steps} steps ({history.skipped} skipped): final loss {final:.4f}{val}; run in {out}")
+        final = f": final loss {history.loss[-1]:.4f}" if history.loss else ""
+        print(f"trained {history.steps} steps ({history.skipped} skipped){final}{val}; run in {out}")
     return 0
 
 
@@ -325,7 +328,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return args.func(args)
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, CheckpointError) as err:
         status, err_ = 2, err
-    except NonFiniteLossError as err:
+    except (NonFiniteLossError, ImportError) as err:  # ImportError: e.g. a data set's optional extra is missing
         status, err_ = 1, err
     except KeyboardInterrupt:
         print(f"gaugeflow {args.command}: interrupted", file=sys.stderr)
