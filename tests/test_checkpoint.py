@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gaugeflow.manifolds import Sphere
+from gaugeflow.manifolds import Euclidean, Sphere
 from gaugeflow.models import GaugeFlow, PlainFlow
 from gaugeflow.training import CheckpointError, TrainConfig, load_checkpoint, read_checkpoint, save_checkpoint
 from gaugeflow.training import checkpoint as ckpt_mod
@@ -150,6 +150,8 @@ def test_mismatched_model_is_named(tmp_path):
     _one_line_error(path, "parameter 'velocity", model=_model(hidden=16))
     _one_line_error(path, "hidden=8 in checkpoint vs 16", model=_model(hidden=8), config=cfg.replace(hidden=16))
     _one_line_error(path, "holds a PlainFlow, the model is a GaugeFlow", model=_model(cls=GaugeFlow))
+    # same parameter shapes (ambient dimension 3 both), different manifold: still refused
+    _one_line_error(path, "trained on Sphere(2), the model lives on Euclidean(3)", model=PlainFlow(Euclidean(3), hidden=8))
     with pytest.raises(FileNotFoundError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.safetensors")
 

@@ -224,6 +224,9 @@ def check_compatible(ckpt: Checkpoint, model: torch.nn.Module, config: Any = Non
     if ckpt.meta.get("model_class") != type(model).__name__:
         raise CheckpointError(f"{where}: checkpoint holds a {ckpt.meta.get('model_class')}, "
                               f"the model is a {type(model).__name__}")
+    stored_m, own_m = ckpt.meta.get("manifold"), repr(getattr(model, "manifold", None))
+    if stored_m is not None and stored_m != own_m:
+        raise CheckpointError(f"{where}: checkpoint was trained on {stored_m}, the model lives on {own_m}")
     spec = getattr(config, "model_spec", None)
     stored = ckpt.meta.get("config")
     if spec is not None and stored is not None:
