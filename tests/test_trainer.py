@@ -162,3 +162,11 @@ def test_fit_rejects_bad_arguments():
         fit(_model(), DATA, steps=1, lr=-1.0)
     with pytest.raises(ValueError, match="unknown setting"):
         TrainConfig.from_dict({"stepz": 3})
+
+
+def test_trains_in_the_models_own_precision():
+    model = _model(PlainFlow).double()
+    tr = Trainer(model, DATA, TrainConfig(steps=2, **SMALL))  # config says float32, the model is float64
+    tr.fit()
+    assert tr.config.dtype == "float64" and tr.train_x.dtype == torch.float64
+    assert all(p.dtype == torch.float64 for p in model.parameters())

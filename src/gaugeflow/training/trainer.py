@@ -87,12 +87,15 @@ class Trainer:
         manifold = getattr(model, "manifold", None)
         if manifold is None or manifold != data.manifold:
             raise ValueError(f"fit: the model lives on {manifold} but the data on {data.manifold}")
+        first = next(model.parameters(), None)
+        if first is not None and first.dtype in (torch.float32, torch.float64) and first.dtype != cfg.torch_dtype:
+            cfg = cfg.replace(dtype=str(first.dtype).removeprefix("torch."))  # train in the model's own precision
         self.config, self.manifold, self.data = cfg, manifold, data
         self.out = Path(out) if out is not None else None
         self.env = DistEnv.setup(cfg.device)
         if cfg.batch_size % self.env.world:
             raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {self.env.world}")
-        self.model = model.to(self.env.device, cfg.torch_dtype)
+        self.model = model.to(self.env.device)
         self.net = self._wrap(self.model)
         self.train_x = data.train.to(self.env.device, cfg.torch_dtype)
         opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
