@@ -52,12 +52,15 @@ class ExternalManifold(Manifold):
         base: the base distribution, or a factory ``base(M) -> BaseDistribution`` given the manifold.
         injectivity_radius: ``math.pi`` for the unit sphere, ``math.inf`` for Cartan–Hadamard spaces.
         key: identity for ``==``/``hash`` (the wrapped object).
+        stable_radius: ``{dtype: radius}`` for :meth:`stable_radius` (default: unbounded).
     """
 
-    def __init__(self, name: str, dim: int, ambient_dim: int, ops: Ops, base, injectivity_radius: float, key):
+    def __init__(self, name: str, dim: int, ambient_dim: int, ops: Ops, base, injectivity_radius: float, key,
+                 stable_radius: Optional[dict] = None):
         self.name, self.dim, self.ambient_dim = name, int(dim), int(ambient_dim)
         self.ops = ops
         self.injectivity_radius = float(injectivity_radius)
+        self._stable = stable_radius
         self.base = base(self) if callable(base) and not isinstance(base, BaseDistribution) else base
         self._wrapped_key = key
 
@@ -88,6 +91,11 @@ class ExternalManifold(Manifold):
     def transp(self, x, y, v):
         self._inputs(x=x, y=y, v=v)
         return self.ops.transp(x, y, v)
+
+    def stable_radius(self, dtype: torch.dtype) -> float:
+        if self._stable is None:
+            return math.inf
+        return self._stable.get(dtype, self._stable[torch.float32])
 
     def cut_locus_mask(self, x, y):
         if math.isinf(self.injectivity_radius):

@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import torch
 
 from ._external import BaseDistribution, ExternalManifold, Ops, standard_normal, uniform_sphere, wrapped_normal
+from .hyperbolic import _STABLE_RADIUS as _HYPERBOLIC_STABLE_RADIUS
 from .sphere import Sphere
 
 __all__ = ["from_geoopt", "from_geomstats"]
@@ -107,7 +108,9 @@ def from_geoopt(
         dist=m.dist,
         transp=transp,
     )
-    return ExternalManifold(f"from_geoopt({kind})", dim, ambient_dim, ops, base, radius, key=manifold)
+    stable = _HYPERBOLIC_STABLE_RADIUS if isinstance(m, geoopt.Lorentz) else None
+    return ExternalManifold(f"from_geoopt({kind})", dim, ambient_dim, ops, base, radius, key=manifold,
+                            stable_radius=stable)
 
 
 def _geomstats_call(fn: Callable, backend: str, n_out_axes: int) -> Callable:
@@ -184,4 +187,6 @@ def from_geomstats(
         dist=g(metric.dist, 0),
         transp=g(lambda x, y, v: metric.parallel_transport(v, x, end_point=y)),
     )
-    return ExternalManifold(f"from_geomstats({kind}({space.dim}))", space.dim, shape[0], ops, base, radius, key=space)
+    stable = _HYPERBOLIC_STABLE_RADIUS if isinstance(space, Hyperboloid) else None
+    return ExternalManifold(f"from_geomstats({kind}({space.dim}))", space.dim, shape[0], ops, base, radius,
+                            key=space, stable_radius=stable)

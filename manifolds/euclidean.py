@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from gaugeflow.geometry.manifold import Manifold, default_dtype
+from gaugeflow.geometry.manifold import Manifold, check_dimension, default_dtype
 
 __all__ = ["Euclidean"]
 
@@ -21,9 +21,7 @@ class Euclidean(Manifold):
     """
 
     def __init__(self, n: int):
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"Euclidean: dimension must be an integer >= 1, got {n!r}")
-        self.dim = n
+        self.dim = n = check_dimension("Euclidean", n)
         self.ambient_dim = n
 
     def projx(self, x):

@@ -31,7 +31,7 @@ from typing import Optional
 import torch
 
 from gaugeflow._numerics import tol
-from gaugeflow.geometry.manifold import Manifold, default_dtype, safe_sqrt
+from gaugeflow.geometry.manifold import Manifold, check_dimension, default_dtype, safe_sqrt
 
 from ._series import cosh_sq, sinh_over
 
@@ -74,8 +74,7 @@ class Hyperbolic(Manifold):
     injectivity_radius = math.inf
 
     def __init__(self, n: int, std: float = 1.0):
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"Hyperbolic: dimension must be an integer >= 1, got {n!r}")
+        n = check_dimension("Hyperbolic", n)
         if not (isinstance(std, (int, float)) and math.isfinite(std) and std > 0):
             raise ValueError(f"Hyperbolic: std must be a finite number > 0, got {std!r}")
         self.dim = n

@@ -23,7 +23,7 @@ from typing import Optional
 import torch
 
 from gaugeflow._numerics import tol
-from gaugeflow.geometry.manifold import Manifold, default_dtype, safe_norm
+from gaugeflow.geometry.manifold import Manifold, check_dimension, default_dtype, safe_norm
 
 from ._series import cos_sq, sin_over
 
@@ -46,9 +46,7 @@ class Sphere(Manifold):
     injectivity_radius = math.pi
 
     def __init__(self, n: int):
-        if not isinstance(n, int) or n < 1:
-            raise ValueError(f"Sphere: dimension must be an integer >= 1, got {n!r}")
-        self.dim = n
+        self.dim = n = check_dimension("Sphere", n)
         self.ambient_dim = n + 1
 
     # -- projections

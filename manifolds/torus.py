@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 
 from gaugeflow._numerics import tol
-from gaugeflow.geometry.manifold import Manifold, default_dtype, safe_norm
+from gaugeflow.geometry.manifold import Manifold, check_dimension, default_dtype, safe_norm
 
 __all__ = ["FlatTorus"]
 
@@ -43,9 +43,7 @@ class FlatTorus(Manifold):
     injectivity_radius = math.pi
 
     def __init__(self, n: int):
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"FlatTorus: dimension must be an integer >= 1, got {n!r}")
-        self.dim = n
+        self.dim = n = check_dimension("FlatTorus", n)
         self.ambient_dim = n
 
     # -- projections

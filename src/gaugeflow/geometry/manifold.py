@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import math
+import numbers
 from typing import Optional
 
 import torch
@@ -94,10 +95,12 @@ class Manifold(abc.ABC):
     # ------------------------------------------------------------------ metric (overridable)
     def inner(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Riemannian inner product ``g_x(u, v)``. ``[..., D] -> [...]``."""
-        return (u * v).sum(-1)
+        self._inputs(x=x, u=u, v=v)
+        return (u * v).sum(-1).expand(torch.broadcast_shapes(x.shape, u.shape, v.shape)[:-1])
 
     def norm(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Riemannian norm with a zero (not NaN) gradient at ``u = 0``. ``[..., D] -> [...]``."""
+        self._inputs(x=x, u=u)
         return safe_sqrt(self.inner(x, u, u))
 
     def dist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -163,6 +166,7 @@ class Manifold(abc.ABC):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Continuous network input features of points (identity by default). ``[..., feature_dim]``."""
+        self._inputs(x=x)
         return x
 
     # ------------------------------------------------------------------ validation (opt-in)
@@ -238,6 +242,13 @@ def safe_sqrt(s: torch.Tensor) -> torch.Tensor:
 def safe_norm(v: torch.Tensor) -> torch.Tensor:
     """Euclidean norm over the last axis with zero gradient at ``v = 0``. ``[..., D] -> [...]``."""
     return safe_sqrt((v * v).sum(-1))
+
+
+def check_dimension(owner: str, n) -> int:
+    """Return ``n`` as an ``int`` if it is an integer ``>= 1`` (bools rejected), else raise ValueError."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"{owner}: dimension must be an integer >= 1, got {n!r}")
+    return int(n)
 
 
 def default_dtype(dtype: Optional[torch.dtype]) -> torch.dtype:

@@ -74,7 +74,7 @@ def check_base_density(M: Manifold, dtype, meter, base_samples: int = 20000) -> 
     log_q = -0.5 * (z * z).sum(-1) - torch.log(torch.diagonal(L)).sum() - 0.5 * n * math.log(2 * math.pi)
     cb = c.expand(base_samples, -1)
     x = M.exp(cb, v @ E)
-    h, eye = 1e-5, torch.eye(n, dtype=dtype)
+    h, eye = 1e-3, torch.eye(n, dtype=dtype)  # truncation O(h²) ~ 1e-7; robust to log floors near y = x
     cols = []
     for i in range(n):
         plus, minus = M.exp(cb, (v + h * eye[i]) @ E), M.exp(cb, (v - h * eye[i]) @ E)
@@ -84,7 +84,7 @@ def check_base_density(M: Manifold, dtype, meter, base_samples: int = 20000) -> 
     inside = torch.ones(base_samples, dtype=torch.bool)
     if math.isfinite(M.injectivity_radius):
         u = v @ E
-        inside = M.norm(cb, M.log(cb, x) - u) <= 1e-6 * (1 + M.norm(cb, u))
+        inside = M.norm(cb, M.log(cb, x) - u) <= 1e-5 * (1 + M.norm(cb, u))
     w = torch.where(inside, torch.exp(M.base_log_prob(x) - log_q) * vol, 0)
     mean_w, se = float(w.mean()), float(w.std() / math.sqrt(base_samples))
     meter("Monte Carlo standard error <= 0.02 (power of the check)", se, 0.02)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Optional, Sequence
 
 import torch
-from hypothesis import HealthCheck, given, settings, target
+from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import strategies as st
 
 from ..geometry.manifold import Manifold
@@ -111,8 +111,11 @@ class _Meter:
 
 
 def _run_hypothesis(fn, M, dtype, meter, kinds, max_examples: int, derandomize: bool) -> None:
+    # No shrinking: the meter already reports the *largest* violation, and shrinking a failing
+    # numerical property can take minutes.
     @settings(max_examples=max_examples, deadline=None, derandomize=derandomize, database=None,
-              report_multiple_bugs=False, suppress_health_check=list(HealthCheck), print_blob=False)
+              report_multiple_bugs=False, suppress_health_check=list(HealthCheck), print_blob=False,
+              phases=(Phase.explicit, Phase.generate, Phase.target))
     @given(st.data())
     def run(data):
         fn(M, dtype, data, meter, kinds)
