@@ -18,9 +18,9 @@ $(STAMP): pyproject.toml
 
 ## The main job: a small higher-gauge flow on world-cities data on S^2; samples, test NLL and figures in $(OUT)
 demo: $(STAMP)
-	$(BIN)/gaugeflow train --config experiments/demo.toml --out $(OUT) --no-progress
-	$(BIN)/gaugeflow evaluate $(OUT)
-	$(BIN)/gaugeflow plot $(OUT)
+	$(BIN)/gaugeflow train --config experiments/demo.toml --out $(OUT) --overwrite --threads 1
+	$(BIN)/gaugeflow evaluate $(OUT) --threads 1
+	$(BIN)/gaugeflow plot $(OUT) --threads 1
 
 ## The whole test suite (slow tests included), in parallel on the available cores
 test: $(STAMP)
