@@ -14,19 +14,22 @@ depend on how the network extends ``V`` off the manifold. On the unit sphere wit
 ``tr(J_{V∘projx}) = tr(J P_x)`` (as ``∂projx = P_x`` on ``M``): the ambient divergence trick is the
 special case. For the flat torus and ``ℝ^n``, ``P_x = I`` and this is the ordinary trace.
 
-* :func:`exact_divergence`: ``tr(J P_x) = Σ_j (J P_x e_j)_j`` with the ``D`` Jacobian–vector products
-  ``J (P_x e_j)`` computed by forward-mode AD, vectorised with ``torch.func.vmap`` (no loop over the
-  batch or the directions).
+Both estimators use reverse-mode AD on a *replicated batch*: the points are stacked ``r`` times
+(``[r·B, D]``), the field is evaluated once on the stack and one backward pass with a different
+cotangent ``c_j`` per copy returns every ``c_jᵀ J`` at once (the networks act on each point
+separately, so copies do not interact). No Python loop over the batch or the directions, and no
+functorch/forward-mode machinery.
+
+* :func:`exact_divergence`: ``r = D`` copies with cotangents ``e_j``: ``tr(J P_x) = Σ_j e_jᵀ J (P_x e_j)``.
 * :func:`hutchinson_divergence`: the unbiased estimator ``zᵀ P_x J P_x z`` with ``E[z zᵀ] = I``
-  (``E = tr(P J P) = tr(J P)``), i.e. a tangent-projected probe ``P_x z`` pushed through ``J`` and
-  projected again; Rademacher or Gaussian ``z``, averaged over ``n_probes``.
+  (``E = tr(P J P) = tr(J P)``): ``r = n_probes`` copies with cotangents ``P_xᵀ z`` (tangent-projected
+  probes), each dotted with ``P_x z``; Rademacher or Gaussian ``z``.
 """
 from __future__ import annotations
 
 from typing import Callable, Optional
 
 import torch
-from torch.func import jvp, vmap
 
 from ..geometry.manifold import Manifold
 
@@ -36,28 +39,43 @@ VectorField = Callable[[torch.Tensor], torch.Tensor]
 PROBES = ("rademacher", "gaussian")
 
 
-def _jvp_many(field: VectorField, x: torch.Tensor, directions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(V(x), J w_j)`` for directions ``[n, B, D]`` -> ``([B, D], [n, B, D])`` (one vmapped JVP)."""
-    return vmap(lambda w: jvp(field, (x,), (w,)), out_dims=(None, 0))(directions)
+def _vjp_replicated(
+    field: VectorField, x: torch.Tensor, cotangents: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(V(x) [B, D], c_jᵀ J [r, B, D])`` for cotangents ``[r, B, D]`` (one forward, one backward)."""
+    r = cotangents.shape[0]
+    with torch.enable_grad():
+        xs = x.detach().unsqueeze(0).expand(r, *x.shape).reshape(-1, x.shape[-1]).requires_grad_(True)
+        v = field(xs)
+        rows = None
+        if v.requires_grad:  # a field that ignores x (a constant) has J = 0
+            (rows,) = torch.autograd.grad(v, xs, grad_outputs=cotangents.reshape(v.shape), allow_unused=True)
+    rows = torch.zeros_like(xs) if rows is None else rows
+    return v.detach()[: x.shape[0]], rows.reshape(cotangents.shape)
+
+
+def _projector_columns(manifold: Manifold, x: torch.Tensor) -> torch.Tensor:
+    """``P_x e_j`` for ``j = 0..D-1``: ``[D, B, D]``."""
+    eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    return manifold.proju(x.unsqueeze(0), eye.unsqueeze(1))
 
 
 def exact_divergence(field: VectorField, manifold: Manifold, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Field value and exact Riemannian divergence ``tr(J P_x)``.
 
     Args:
-        field: ``x [B, D] -> V(x) [B, D]`` tangent (the time is bound by the caller); must be
-            composed of operations with forward-mode AD support (all of torch's ``nn`` layers are).
+        field: ``x [N, D] -> V(x) [N, D]`` tangent, acting on each point separately (the time is
+            bound by the caller).
         manifold: the manifold defining ``proju``.
         x: ``[B, D]`` points on the manifold.
 
     Returns:
-        ``(V(x) [B, D], div [B])``; ``D`` Jacobian–vector products, vectorised.
+        ``(V(x) [B, D], div [B])``; costs one field evaluation on ``D·B`` points and one backward.
     """
     D = x.shape[-1]
     eye = torch.eye(D, dtype=x.dtype, device=x.device)
-    cols = manifold.proju(x.unsqueeze(0), eye.unsqueeze(1))  # [D, B, D]: cols[j] = P_x e_j
-    value, jw = _jvp_many(field, x, cols)  # jw[j] = J P_x e_j
-    div = jw.diagonal(dim1=0, dim2=2).sum(-1)  # Σ_j (J P_x e_j)_j
+    value, rows = _vjp_replicated(field, x, eye.unsqueeze(1).expand(D, x.shape[0], D))  # rows[j] = e_jᵀ J
+    div = (rows * _projector_columns(manifold, x)).sum(-1).sum(0)  # Σ_j (e_jᵀ J)(P_x e_j)
     return value, div
 
 
@@ -74,6 +92,14 @@ def draw_probes(
     raise ValueError(f"probe must be one of {PROBES}, got {kind!r}")
 
 
+def _projector_transpose(manifold: Manifold, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``P_xᵀ z`` ``[r, B, D]`` (``proju`` is linear in ``u``; its transpose by one autograd call)."""
+    with torch.enable_grad():
+        u = torch.zeros_like(z).requires_grad_(True)
+        (out,) = torch.autograd.grad((z * manifold.proju(x.unsqueeze(0), u)).sum(), u)
+    return out
+
+
 def hutchinson_divergence(
     field: VectorField, manifold: Manifold, x: torch.Tensor, probes: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,9 +113,10 @@ def hutchinson_divergence(
             one ODE solve.
 
     Returns:
-        ``(V(x) [B, D], div_estimate [B])``; ``n_probes`` Jacobian–vector products.
+        ``(V(x) [B, D], div_estimate [B])``; one field evaluation on ``n_probes·B`` points.
     """
-    w = manifold.proju(x.unsqueeze(0), probes)
-    value, jw = _jvp_many(field, x, w)
-    est = (probes * manifold.proju(x.unsqueeze(0), jw)).sum(-1)
+    w = manifold.proju(x.unsqueeze(0), probes)  # P_x z
+    left = _projector_transpose(manifold, x, probes)  # P_xᵀ z
+    value, rows = _vjp_replicated(field, x, left)  # zᵀ P_x J
+    est = (rows * w).sum(-1)
     return value, est.mean(0)

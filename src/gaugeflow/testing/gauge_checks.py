@@ -36,6 +36,7 @@ class GaugeReport:
         deviation: ``max |V'(x, t) − V(x, t)| / max(1, max |V(x, t)|)`` over the test points
             (absolute for velocities of order one, relative for large ones).
         field_change: ``max |v_s' − v_s|`` of the first fibre field (shows the transformation acted).
+        gauge_scale: ``max |α(t) Π_x(G)|``, the size of the gauge term (shows it matters in ``V``).
         tolerance: the threshold ``deviation`` is compared with.
         n, dtype: number of test points and the dtype of the computation.
     """
@@ -43,6 +44,7 @@ class GaugeReport:
     model: str
     deviation: float
     field_change: float
+    gauge_scale: float
     tolerance: float
     n: int
     dtype: torch.dtype
@@ -64,8 +66,8 @@ class GaugeReport:
         return self
 
     def __str__(self) -> str:
-        return (f"{self.model}: max |ΔV| = {self.deviation:.3e} (tolerance {self.tolerance:.1e}), "
-                f"max |Δv_s| = {self.field_change:.3e}, n={self.n}, {self.dtype}")
+        return (f"{self.model}: max |ΔV| / max(1, |V|) = {self.deviation:.3e} (tolerance {self.tolerance:.1e}), "
+                f"max |Δv_s| = {self.field_change:.3e}, max |α Π(G)| = {self.gauge_scale:.3e}, n={self.n}, {self.dtype}")
 
 
 def random_rotation(k: int, generator: Optional[torch.Generator] = None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -127,7 +129,7 @@ def _transform(model: nn.Module, g: torch.Tensor, representation: Optional[Calla
         for f in new.fields:
             _act_on_output(f.out_layer, rep)
     else:
-        raise TypeError(f"check_gauge_covariance: expected a GaugeFlow or HigherGaugeFlow, got {type(model).__name__}")
+        raise TypeError(f"_transform: expected a GaugeFlow or HigherGaugeFlow, got {type(model).__name__}")
     _act_on_output(new.connection.out_layer, rep_conn, blocks=D)
     with torch.no_grad():
         new.projection.weight.copy_(new.projection.weight @ torch.linalg.inv(rep_fibre))
@@ -165,13 +167,17 @@ def check_gauge_covariance(
         >>> check_gauge_covariance(GaugeFlow(Sphere(2), hidden=16)).passed
         True
     """
+    from ..models import GaugeFlow, HigherGaugeFlow
+
+    if not isinstance(model, (GaugeFlow, HigherGaugeFlow)):
+        raise TypeError(f"check_gauge_covariance: expected a GaugeFlow or HigherGaugeFlow, got {type(model).__name__}")
     dtype = torch.float64
     gen = torch.Generator().manual_seed(seed)
     base = copy.deepcopy(model).to(dtype)
-    k = base.k if hasattr(base, "k") else base.algebra.g.k if hasattr(getattr(base, "algebra", None), "g") else None
     if g is None:
+        k = base.k if isinstance(base, GaugeFlow) else getattr(getattr(base.algebra, "g", None), "k", None)
         if k is None:
-            raise TypeError("check_gauge_covariance: cannot infer k for this model's algebra; pass g=")
+            raise TypeError(f"check_gauge_covariance: cannot infer k for {base.algebra!r}; pass g= (and representation=)")
         g = random_rotation(k, gen, dtype)
     g = g.to(dtype)
     new, fields = _transform(base, g, representation)
@@ -180,8 +186,9 @@ def check_gauge_covariance(
     with torch.no_grad():
         v = base(x, t)
         dev = float((new(x, t) - v).abs().max()) / max(1.0, float(v.abs().max()))
-        h, _ = base.inputs(x, t)
+        h, tcol = base.inputs(x, t)
         change = float((fields[0][1](h) - fields[0][0](h)).abs().max())
+        scale = float((base.alpha(tcol) * base.gauge_term(x, h)).abs().max())
     atol = tol("point", dtype) if atol is None else float(atol)
-    report = GaugeReport(type(model).__name__, dev, change, atol, n, dtype)
+    report = GaugeReport(type(model).__name__, dev, change, scale, atol, n, dtype)
     return report.raise_if_failed() if raise_on_failure else report

@@ -1,0 +1,221 @@
+"""Flow models (SPEC §5; issue 4, acceptance on models and gauge covariance)."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from gaugeflow.algebra import so, so_crossed_module, string_lie2
+from gaugeflow.manifolds import Euclidean, FlatTorus, Hyperbolic, Product, Sphere
+from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, count_parameters, gauge_contraction
+from gaugeflow.models import higher_gauge_contraction
+from gaugeflow.testing.gauge_checks import check_gauge_covariance, random_rotation
+from gaugeflow.training import rcfm_loss
+
+MANIFOLDS = [Euclidean(3), Sphere(2), FlatTorus(2), Hyperbolic(2), Product(Sphere(2), FlatTorus(1))]
+MODELS = [PlainFlow, GaugeFlow, HigherGaugeFlow]
+
+
+def _points(M, n=16, dtype=torch.float64, seed=0):
+    return M.random_base(n, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def _perturb_projection(model, seed=0):
+    """Move ``W`` away from its identity initialisation so ``Π`` is a generic linear map."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        W = model.projection.weight
+        W.add_(torch.randn(W.shape, generator=g, dtype=W.dtype))
+
+
+@pytest.mark.parametrize("M", MANIFOLDS, ids=repr)
+@pytest.mark.parametrize("cls", MODELS)
+def test_models_give_tangent_vectors_on_every_manifold(M, cls):
+    torch.manual_seed(0)
+    model = cls(M, hidden=16).double()
+    x = _points(M)
+    for t in (0.3, torch.tensor(0.3, dtype=torch.float64), torch.full((16,), 0.3, dtype=torch.float64)):
+        v = model(x, t).detach()
+        assert v.shape == x.shape and torch.isfinite(v).all()
+        M.check_tangent(x, v)
+    assert torch.equal(model(x, 0.3), model(x, torch.full((16,), 0.3, dtype=torch.float64)))
+    assert model.manifold is M
+
+
+@pytest.mark.parametrize("cls", MODELS)
+def test_model_front_door(cls):
+    M = Sphere(2)
+    model = cls(M, hidden=8)
+    x = _points(M, 4, torch.float32)
+    with pytest.raises(ValueError, match="shape"):
+        model(x, torch.rand(3))
+    with pytest.raises(TypeError):
+        model(x, "0.5")
+    with pytest.raises(ValueError, match="last axis"):
+        model(torch.zeros(4, 2), 0.5)
+    with pytest.raises(ValueError, match="shape"):
+        model(x[0], 0.5)
+    with pytest.raises(TypeError, match="Manifold"):
+        cls("sphere")
+    with pytest.raises(ValueError, match="hidden"):
+        cls(M, hidden=0)
+
+
+def test_parameter_counts_and_free_width():
+    M = Sphere(2)  # D = 3, features 3, inputs 4
+
+    def mlp(i, o, h):
+        return (i * h + h) + (h * h + h) + (h * o + o)
+
+    alpha = (1 * 16 + 16) + (16 + 1)
+    assert count_parameters(PlainFlow(M, hidden=32)) == mlp(4, 3, 32)
+    k, dim_g = 3, 3
+    expected = mlp(4, 3, 32) + mlp(4, 3 * dim_g, 32) + mlp(4, 3, 32) + mlp(4, k, 32) + alpha + 3 * k
+    assert count_parameters(GaugeFlow(M, hidden=32)) == expected
+    dim_l = 7  # so_crossed_module(3): (3, 4)
+    expected = mlp(4, 3, 32) + mlp(4, 3 * dim_l, 32) + mlp(4, 3, 32) + mlp(4, dim_l, 32) + alpha + 3 * dim_l
+    assert count_parameters(HigherGaugeFlow(M, hidden=32)) == expected
+    widths = [count_parameters(PlainFlow(M, hidden=h)) for h in (16, 64, 91)]
+    assert widths == sorted(widths) and len(set(widths)) == 3
+    model = GaugeFlow(M, hidden=8)
+    model.velocity.requires_grad_(False)
+    assert count_parameters(model) == count_parameters(GaugeFlow(M, hidden=8)) - mlp(4, 3, 8)
+    assert count_parameters(model, trainable_only=False) == count_parameters(GaugeFlow(M, hidden=8))
+
+
+def test_networks_follow_the_papers():
+    model = GaugeFlow(FlatTorus(2), hidden=24, k=4)
+    layers = list(model.connection.net)
+    assert [type(m) for m in layers] == [nn.Linear, nn.SiLU, nn.Linear, nn.SiLU, nn.Linear]
+    assert layers[0].in_features == 2 * 2 + 1 and layers[2].in_features == 24 and layers[-1].out_features == 2 * 6
+    assert [m.out_features for m in model.alpha.net if isinstance(m, nn.Linear)] == [16, 1]
+    assert model.projection.weight.shape == (2, 4) and model.section.out_layer.out_features == 4
+
+
+def test_torus_models_are_periodic():
+    M = FlatTorus(2)
+    torch.manual_seed(0)
+    for cls in MODELS:
+        model = cls(M, hidden=16).double()
+        x = _points(M)
+        assert torch.allclose(model(x, 0.2), model(x + 2 * math.pi, 0.2), atol=1e-12)
+
+
+def test_gauge_contraction_matches_the_slow_reference():
+    g = so(4)
+    gen = torch.Generator().manual_seed(0)
+    A, d, v = (torch.randn(*s, generator=gen, dtype=torch.float64) for s in ((5, 3, 6), (5, 3), (5, 4)))
+    T = g.basis(dtype=torch.float64)  # [dim, k, k]: the reference materialises it, the model must not
+    ref = torch.einsum("bma,bm,aij,bj->bi", A, d, T, v)
+    assert torch.allclose(gauge_contraction(g, A, d, v), ref, atol=1e-13)
+
+
+def test_higher_contraction_matches_the_crossed_module_formula():
+    # SPEC §5.3: l1(B) = B1,  l2(B, v̂) = [B0, V0] ⊕ ([B0, V1] + [B1, V0], 0)
+    k = 3
+    L, g = so_crossed_module(k), so(k)
+    gen = torch.Generator().manual_seed(1)
+    A = torch.randn(4, 2, L.dim, generator=gen, dtype=torch.float64)
+    d = torch.randn(4, 2, generator=gen, dtype=torch.float64)
+    V = torch.randn(4, L.dim, generator=gen, dtype=torch.float64)
+    B = torch.einsum("bml,bm->bl", A, d)
+    n = g.dim
+    B0, B1, V0, V1 = B[:, :n], B[:, n:2 * n], V[:, :n], V[:, n:2 * n]
+
+    def br(x, y):
+        X, Y = g.hat(x), g.hat(y)
+        return g.vee(X @ Y - Y @ X)
+
+    expected = torch.cat([B1 + 0.5 * br(B0, V0), 0.5 * (br(B0, V1) + br(B1, V0)), torch.zeros(4, 1, dtype=B.dtype)], -1)
+    got = higher_gauge_contraction(L, torch.tensor([1.0, 0.5], dtype=torch.float64), A, d, [V])
+    assert torch.allclose(got, expected, atol=1e-13)
+
+
+def test_no_basis_tensor_in_the_forward_pass(monkeypatch):
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the [dim g, k, k] basis must not be built in a forward pass")
+
+    monkeypatch.setattr(so, "basis", forbidden)
+    monkeypatch.setattr(so, "structure_constants", forbidden)
+    M = Sphere(2)
+    for model in (GaugeFlow(M, hidden=8, k=5), HigherGaugeFlow(M, hidden=8, k=4),
+                  HigherGaugeFlow(M, algebra=string_lie2(4, 1.5), n_fields=2, hidden=8)):
+        x0, x1 = _points(M, 8, torch.float32), _points(M, 8, torch.float32, seed=1)
+        rcfm_loss(model, x0, x1).backward()
+        assert all(p.grad is not None for p in model.parameters())
+
+
+def test_string_algebra_l3_needs_distinct_fields():
+    M = Sphere(2)
+    x = _points(M)
+
+    def build(kappa, n_fields):
+        torch.manual_seed(0)
+        model = HigherGaugeFlow(M, algebra=string_lie2(3, kappa), n_fields=n_fields, hidden=16).double()
+        _perturb_projection(model)  # the identity W ignores L1 = ℝ, where l3 lands
+        return model
+
+    # one field reused: l3(B, v, v) = κ⟨B0, [v0, v0]⟩ = 0, so κ has no effect
+    assert torch.allclose(build(1.0, 1)(x, 0.5), build(5.0, 1)(x, 0.5), atol=1e-14)
+    # distinct fields: l3 contributes
+    assert not torch.allclose(build(1.0, 2)(x, 0.5), build(5.0, 2)(x, 0.5), atol=1e-6)
+
+
+def test_higher_gauge_flow_validates_its_configuration():
+    M = Sphere(2)
+    with pytest.raises(ValueError, match="n_fields"):
+        HigherGaugeFlow(M, n_fields=2)  # the crossed module has m_max = 2: one slot
+    with pytest.raises(ValueError, match="coefficients"):
+        HigherGaugeFlow(M, c=(1.0, 1.0, 1.0))
+    with pytest.raises(ValueError, match="not both"):
+        HigherGaugeFlow(M, algebra=so_crossed_module(3), k=3)
+    with pytest.raises(TypeError, match="LInfinityAlgebra"):
+        HigherGaugeFlow(M, algebra=so(3))
+    with pytest.raises(ValueError, match="k"):
+        GaugeFlow(Euclidean(1))  # SO(1) is trivial: k defaults to D = 1
+    assert HigherGaugeFlow(M, algebra=string_lie2(3)).m_max == 3 and HigherGaugeFlow(M).m_max == 2
+    assert GaugeFlow(Euclidean(1), k=2).k == 2
+
+
+COVARIANCE_CASES = [
+    (Sphere(2), lambda M: GaugeFlow(M, hidden=16)),
+    (Sphere(2), lambda M: GaugeFlow(M, hidden=16, k=5)),
+    (Euclidean(4), lambda M: GaugeFlow(M, hidden=16)),
+    (FlatTorus(3), lambda M: HigherGaugeFlow(M, hidden=16)),
+    (Sphere(2), lambda M: HigherGaugeFlow(M, hidden=16, k=4)),
+    (Hyperbolic(2), lambda M: HigherGaugeFlow(M, hidden=16)),
+    (Product(Sphere(2), FlatTorus(1)), lambda M: GaugeFlow(M, hidden=16)),
+    (Sphere(2), lambda M: HigherGaugeFlow(M, algebra=string_lie2(3, 2.0), n_fields=2, hidden=16)),
+]
+
+
+@pytest.mark.parametrize("M, build", COVARIANCE_CASES, ids=[f"{M}-{i}" for i, (M, _) in enumerate(COVARIANCE_CASES)])
+def test_gauge_covariance(M, build):
+    torch.manual_seed(0)
+    model = build(M)
+    _perturb_projection(model)
+    report = check_gauge_covariance(model, n=64)
+    print(report)
+    assert report.passed and report.deviation < 1e-10
+    assert report.field_change > 1e-2 and report.gauge_scale > 1e-3  # a real transformation of a term that matters
+    assert model.projection.weight.dtype == torch.float32  # the user's model is left alone
+
+
+def test_gauge_covariance_detects_a_broken_construction(monkeypatch):
+    M = Sphere(2)
+    torch.manual_seed(0)
+    model = GaugeFlow(M, hidden=16)
+    _perturb_projection(model)
+    # a non-covariant gauge term: the section enters through |v_s|, which g does not commute with
+    monkeypatch.setattr(GaugeFlow, "contract", lambda self, x, A, d, s: self.projection(x, gauge_contraction(self.group, A, d, s.abs())))
+    report = check_gauge_covariance(model, raise_on_failure=False)
+    assert not report.passed and report.deviation > 1e-4
+    with pytest.raises(AssertionError, match="not gauge covariant"):
+        report.raise_if_failed()
+    with pytest.raises(TypeError, match="GaugeFlow or HigherGaugeFlow"):
+        check_gauge_covariance(PlainFlow(M))
+
+
+def test_random_rotation_is_special_orthogonal():
+    g = random_rotation(5, torch.Generator().manual_seed(0))
+    assert torch.allclose(g @ g.T, torch.eye(5, dtype=g.dtype), atol=1e-13) and abs(float(torch.det(g)) - 1) < 1e-12
