@@ -9,7 +9,7 @@ from gaugeflow.algebra import so, so_crossed_module, string_lie2
 from gaugeflow.manifolds import Euclidean, FlatTorus, Hyperbolic, Product, Sphere
 from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, count_parameters, gauge_contraction
 from gaugeflow.models import higher_gauge_contraction
-from gaugeflow.testing.gauge_checks import check_gauge_covariance, random_rotation
+from gaugeflow.testing import check_gauge_covariance, random_rotation
 from gaugeflow.training import rcfm_loss
 
 MANIFOLDS = [Euclidean(3), Sphere(2), FlatTorus(2), Hyperbolic(2), Product(Sphere(2), FlatTorus(1))]

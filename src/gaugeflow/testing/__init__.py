@@ -16,3 +16,6 @@ __all__ = [
     "points", "tangent_vectors", "tangent_norms", "point_pairs", "huge_norm", "PAIR_KINDS", "NEAR_OFFSET",
 ]
 __all__ += ["check_lie_algebra", "check_linf_algebra", "AlgebraReport", "AlgebraCheckError"]
+from .gauge_checks import GaugeReport, check_gauge_covariance, random_rotation  # noqa: E402
+
+__all__ += ["check_gauge_covariance", "GaugeReport", "random_rotation"]
