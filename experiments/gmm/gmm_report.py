@@ -201,6 +201,8 @@ def write_report(csv_path: Path, settings_path: Path, md_path: Path, figures: Se
                        ("sliced_wasserstein", "Sliced Wasserstein-2 to the test set (lower is better)"),
                        ("mode_coverage", "Fraction of the 8 modes covered"),
                        ("mode_tv", "Mode TV distance (0 = perfectly balanced, no outliers)"),
+                       ("escaped_fraction", "Fraction of samples that escaped (solve failed or beyond 3 × the data radius)"),
+                       ("nll_failures", "Test points whose likelihood solve failed (excluded from the NLL mean)"),
                        ("train_seconds_per_step", "Training seconds per step (one thread, shared machine)")):
         L += [f"## {title}", ""] + table(rows, key, ORDER, dims) + [""]
     if figures:

@@ -22,7 +22,7 @@ from gaugeflow.data import gaussian_mixture
 from gaugeflow.manifolds import Euclidean
 from gaugeflow.metrics import energy_distance, mode_coverage, sliced_wasserstein
 from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, count_parameters
-from gaugeflow.sampling import log_prob, sample
+from gaugeflow.sampling import SolverError, log_prob, sample
 from gaugeflow.training import TrainConfig, Trainer, rcfm_loss
 
 MODELS = ("plain", "plain-matched", "gauge", "higher-gauge")
@@ -86,6 +86,64 @@ def mode_radius(n_dim: int, sigma: float) -> float:
     return sigma * (math.sqrt(n_dim) + 3.0)
 
 
+def isolate_failures(fn, x: torch.Tensor, tail: tuple[int, ...]) -> torch.Tensor:
+    """``fn(x)`` row-wise, with rows whose ODE solve fails set to NaN instead of failing the whole batch.
+
+    ``sample``/``log_prob`` raise :class:`SolverError` when any trajectory of the batch becomes
+    non-finite. A gauge term is a product of network outputs and grows like ``|x|³`` away from the
+    data, so a rare trajectory can blow up in finite time. The batch is bisected until the failing
+    rows are isolated; they are *counted* by the caller, never hidden. ``tail``: output shape per row.
+    """
+    try:
+        return fn(x)
+    except SolverError:
+        if len(x) == 1:
+            return torch.full((1, *tail), float("nan"), dtype=x.dtype)
+        h = len(x) // 2
+        return torch.cat([isolate_failures(fn, x[:h], tail), isolate_failures(fn, x[h:], tail)])
+
+
+def nll_metrics(model: torch.nn.Module, data, ev: dict[str, Any], n_dim: int) -> dict[str, Any]:
+    """Mean test NLL (nats) over the points whose backward solve succeeded, its SEM, and the failures."""
+    exact = n_dim <= ev["exact_max_dim"]
+    probes = 1 if exact else ev["hutchinson_probes"]
+    fn = lambda x: log_prob(model, x, steps=ev["nll_steps"], method=ev["nll_method"],  # noqa: E731
+                            divergence="exact" if exact else "hutchinson", n_probes=probes,
+                            generator=torch.Generator().manual_seed(31 + n_dim))
+    lp = isolate_failures(fn, data.test[: ev["nll_points"]], ()).double()
+    ok = lp[torch.isfinite(lp)]
+    return {"test_nll": float(-ok.mean()) if len(ok) else float("nan"),
+            "test_nll_sem": float(ok.std() / math.sqrt(len(ok))) if len(ok) > 1 else float("nan"),
+            "nll_failures": int(len(lp) - len(ok)), "nll_divergence": "exact" if exact else f"hutchinson-{probes}"}
+
+
+def sample_metrics(model: torch.nn.Module, data, ev: dict[str, Any], n_dim: int) -> tuple[dict[str, Any], torch.Tensor]:
+    """Energy distance, sliced W2, mode coverage/TV of generated points, and the escaped fraction.
+
+    A sample *escaped* when its solve failed or it lies beyond ``3 · max ‖test point‖``; distances are
+    computed on the other samples, and escaped ones count as outliers in the mode metrics.
+    """
+    x0 = Euclidean(n_dim).random_base(ev["n_samples"], generator=torch.Generator().manual_seed(271 + n_dim))
+    fn = lambda x: sample(model, x, steps=ev["sample_steps"], method=ev["sample_method"])  # noqa: E731
+    xs = isolate_failures(fn, x0, (n_dim,))
+    bound = 3.0 * float(data.test.norm(dim=1).max())
+    escaped = ~torch.isfinite(xs).all(dim=1) | (xs.nan_to_num(0.0).norm(dim=1) > bound)
+    kept = xs[~escaped]
+    means = torch.tensor(data.meta["means"], dtype=xs.dtype)
+    far = torch.full((n_dim,), 10.0 * bound, dtype=xs.dtype)  # farther than the radius from every mean
+    cover = mode_coverage(torch.where(escaped[:, None], far, xs), means, mode_radius(n_dim, data.meta["sigma"]),
+                          min_share=ev["mode_min_share"])
+    share = torch.tensor(cover.counts, dtype=torch.float64) / len(xs)
+    nan = float("nan")
+    return {
+        "escaped_fraction": float(escaped.double().mean()),
+        "energy_distance": energy_distance(kept, data.test, max_points=ev["n_samples"]) if len(kept) else nan,
+        "sliced_wasserstein": sliced_wasserstein(kept, data.test) if len(kept) else nan,
+        "mode_coverage": cover.fraction, "mode_outliers": cover.outliers,
+        "mode_tv": float(0.5 * (share - 1.0 / len(means)).abs().sum() + 0.5 * cover.outliers),
+    }, xs
+
+
 def evaluate(model: torch.nn.Module, data, cfg: dict[str, Any], n_dim: int) -> tuple[dict[str, Any], torch.Tensor]:
     """FM losses on the fixed triples, test NLL, sample distances and mode coverage of one trained model.
 
@@ -96,26 +154,10 @@ def evaluate(model: torch.nn.Module, data, cfg: dict[str, Any], n_dim: int) -> t
     out = {
         "train_fm": fm_loss(model, fm_triples(data.train[:n], ev["fm_repeats"], 7919 + n_dim)),
         "test_fm": fm_loss(model, fm_triples(data.test[:n], ev["fm_repeats"], 104729 + n_dim)),
+        **nll_metrics(model, data, ev, n_dim),
     }
-    exact = n_dim <= ev["exact_max_dim"]
-    probes = 1 if exact else ev["hutchinson_probes"]
-    lp = log_prob(model, data.test[: ev["nll_points"]], steps=ev["nll_steps"], method=ev["nll_method"],
-                  divergence="exact" if exact else "hutchinson", n_probes=probes,
-                  generator=torch.Generator().manual_seed(31 + n_dim))
-    out.update(test_nll=float(-lp.double().mean()), test_nll_sem=float(lp.double().std() / math.sqrt(len(lp))),
-               nll_divergence="exact" if exact else f"hutchinson-{probes}")
-    x0 = Euclidean(n_dim).random_base(ev["n_samples"], generator=torch.Generator().manual_seed(271 + n_dim))
-    xs = sample(model, x0, steps=ev["sample_steps"], method=ev["sample_method"])
-    means = torch.tensor(data.meta["means"], dtype=xs.dtype)
-    cover = mode_coverage(xs, means, mode_radius(n_dim, data.meta["sigma"]), min_share=ev["mode_min_share"])
-    share = torch.tensor(cover.counts, dtype=torch.float64) / len(xs)
-    out.update(
-        energy_distance=energy_distance(xs, data.test, max_points=ev["n_samples"]),
-        sliced_wasserstein=sliced_wasserstein(xs, data.test),
-        mode_coverage=cover.fraction, mode_outliers=cover.outliers,
-        mode_tv=float(0.5 * (share - 1.0 / len(means)).abs().sum() + 0.5 * cover.outliers),
-    )
-    return out, xs
+    metrics, xs = sample_metrics(model, data, ev, n_dim)
+    return {**out, **metrics}, xs
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
