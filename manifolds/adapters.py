@@ -131,7 +131,7 @@ def _geomstats_call(fn: Callable, backend: str, n_out_axes: int) -> Callable:
                     "from_geomstats: the geomstats numpy backend cannot propagate gradients; call under "
                     "torch.no_grad() or set GEOMSTATS_BACKEND=pytorch before geomstats is first imported"
                 )
-            out = torch.from_numpy(fn(*(a.detach().reshape(-1, a.shape[-1]).cpu().double().numpy() for a in args)))
+            out = torch.tensor(fn(*(a.detach().reshape(-1, a.shape[-1]).cpu().double().numpy() for a in args)))
         shape = batch + args[0].shape[-1:] if n_out_axes else batch
         return out.reshape(shape).to(dtype=dtype, device=device)
 

@@ -6,6 +6,7 @@ from typing import Optional
 
 import torch
 
+from gaugeflow._numerics import broadcast_shapes
 from gaugeflow.geometry.manifold import Manifold, check_dimension, default_dtype
 
 __all__ = ["Euclidean"]
@@ -30,7 +31,7 @@ class Euclidean(Manifold):
 
     def proju(self, x, u):
         self._inputs(x=x, u=u)
-        return u.expand(torch.broadcast_shapes(x.shape, u.shape))
+        return u.expand(broadcast_shapes(x.shape, u.shape))
 
     def exp(self, x, u):
         self._inputs(x=x, u=u)
@@ -42,7 +43,7 @@ class Euclidean(Manifold):
 
     def transp(self, x, y, v):
         self._inputs(x=x, y=y, v=v)
-        return v.expand(torch.broadcast_shapes(x.shape, y.shape, v.shape))
+        return v.expand(broadcast_shapes(x.shape, y.shape, v.shape))
 
     def geodesic(self, x0, x1, t):
         u = self.log(x0, x1)

@@ -30,7 +30,7 @@ from typing import Optional
 
 import torch
 
-from gaugeflow._numerics import tol
+from gaugeflow._numerics import broadcast_shapes, tol
 from gaugeflow.geometry.manifold import Manifold, check_dimension, default_dtype, safe_sqrt
 
 from ._series import cosh_sq, sinh_over
@@ -85,7 +85,7 @@ class Hyperbolic(Manifold):
     def inner(self, x, u, v):
         """Minkowski form restricted to ``T_xH^n``. ``[..., D] -> [...]``."""
         self._inputs(x=x, u=u, v=v)
-        return minkowski(u, v).expand(torch.broadcast_shapes(x.shape, u.shape, v.shape)[:-1])
+        return minkowski(u, v).expand(broadcast_shapes(x.shape, u.shape, v.shape)[:-1])
 
     # -- projections
     def projx(self, x):

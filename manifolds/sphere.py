@@ -78,6 +78,7 @@ class Sphere(Manifold):
         x, y = torch.broadcast_tensors(x, y)
         d = y - x
         w = d - (x * d).sum(-1, keepdim=True) * x  # = proj_x(y), computed from the difference for accuracy
+        w = w - (x * w).sum(-1, keepdim=True) * x  # second pass: tangent to eps relative to |w| (near the antipode)
         s2 = (w * w).sum(-1, keepdim=True)  # sin²θ
         c = (x * y).sum(-1, keepdim=True)
         small = tol("taylor", x.dtype)

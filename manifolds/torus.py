@@ -23,7 +23,7 @@ from typing import Optional
 
 import torch
 
-from gaugeflow._numerics import tol
+from gaugeflow._numerics import broadcast_shapes, tol
 from gaugeflow.geometry.manifold import Manifold, check_dimension, default_dtype, safe_norm
 
 __all__ = ["FlatTorus"]
@@ -55,7 +55,7 @@ class FlatTorus(Manifold):
 
     def proju(self, x, u):
         self._inputs(x=x, u=u)
-        return u.expand(torch.broadcast_shapes(x.shape, u.shape))
+        return u.expand(broadcast_shapes(x.shape, u.shape))
 
     # -- exponential and logarithm
     def exp(self, x, u):
@@ -82,12 +82,12 @@ class FlatTorus(Manifold):
     def transp(self, x, y, v):
         """The identity (the torus is flat and parallelisable). ``[..., n]``."""
         self._inputs(x=x, y=y, v=v)
-        return v.expand(torch.broadcast_shapes(x.shape, y.shape, v.shape))
+        return v.expand(broadcast_shapes(x.shape, y.shape, v.shape))
 
     def geodesic(self, x0, x1, t):
         """``x_t = (x0 + t·log(x0, x1)) mod 2π`` and the constant velocity ``log(x0, x1)``."""
         u = self.log(x0, x1)
-        return self.projx(x0 + t[..., None] * u), u.expand(torch.broadcast_shapes(x0.shape, u.shape))
+        return self.projx(x0 + t[..., None] * u), u.expand(broadcast_shapes(x0.shape, u.shape))
 
     # -- cut locus
     def cut_locus_mask(self, x, y):
@@ -122,4 +122,4 @@ class FlatTorus(Manifold):
         return torch.maximum(-x, x - TWO_PI).clamp_min(0).amax(-1)
 
     def _tangent_residual(self, x, u):
-        return torch.zeros(torch.broadcast_shapes(x.shape, u.shape)[:-1], dtype=u.dtype, device=u.device)
+        return torch.zeros(broadcast_shapes(x.shape, u.shape)[:-1], dtype=u.dtype, device=u.device)

@@ -114,7 +114,7 @@ def prop_triangle(M, dtype, data, meter, kinds=PAIR_KINDS):
 def prop_transp(M, dtype, data, meter, kinds=PAIR_KINDS):
     """Transport is tangent, isometric, the identity for ``y = x`` and inverted by transport back."""
     x, y, _ = _pairs(M, dtype, data, kinds)
-    norms = tangent_norms(M, dtype).filter(lambda r: r < 1e2)
+    norms = tangent_norms(M, dtype, max_norm=1e2)
     u = data.draw(tangent_vectors(M, x, norms), label="u")
     w = data.draw(tangent_vectors(M, x, norms), label="w")
     pu, pw = M.transp(x, y, u), M.transp(x, y, w)

@@ -80,9 +80,10 @@ def huge_norm(manifold: Manifold, dtype: torch.dtype) -> float:
     return float(min(1e3, manifold.stable_radius(dtype)))
 
 
-def tangent_norms(manifold: Manifold, dtype: torch.dtype) -> st.SearchStrategy[float]:
-    """Norms: 0, tiny ``[1e-10, 1e-6]``, moderate, near the injectivity radius, and huge."""
-    huge = huge_norm(manifold, dtype)
+def tangent_norms(manifold: Manifold, dtype: torch.dtype, max_norm: Optional[float] = None) -> st.SearchStrategy[float]:
+    """Norms: 0, tiny ``[1e-10, 1e-6]``, moderate, near the injectivity radius, and huge
+    (:func:`huge_norm`, or ``max_norm`` if smaller)."""
+    huge = huge_norm(manifold, dtype) if max_norm is None else min(max_norm, huge_norm(manifold, dtype))
     r = min(manifold.injectivity_radius, huge)
     moderate = min(1.0, 0.5 * r)
     return st.one_of(
