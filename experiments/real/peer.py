@@ -107,7 +107,7 @@ def train_peer(field: PeerField, train: torch.Tensor, *, steps: int, batch_size:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     elapsed = time.perf_counter() - start
     tail = losses[-max(1, len(losses) // 10):]
     return {"train_s": elapsed, "s_per_step": elapsed / max(steps, 1), "final_loss": sum(tail) / len(tail),

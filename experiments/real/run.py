@@ -2,8 +2,10 @@
 
 One command::
 
-    python experiments/real/run.py            # full study (~30-40 min on 2 CPU cores)
+    python experiments/real/run.py            # full study (24 min wall on a loaded shared 2-core machine)
     python experiments/real/run.py --quick    # CI variant: subsampled data, few steps (< 3 min)
+    python experiments/real/run.py --models plain-wide --out experiments/real/results_control
+        # control: PlainFlow widened to GaugeFlow's parameter count (same budget)
 
 For every data set (world cities on S², Fiji earthquakes on S², adenylate-kinase φ/ψ on T²), every
 model and every seed it trains with the *same* stream (batch indices, ``x0 ~`` uniform, ``t``), the
@@ -45,18 +47,29 @@ from gaugeflow.training import TrainConfig, Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("plain", "gauge", "higher-gauge", "fm-peer")
+#: optional control: a PlainFlow whose width is raised until it has as many parameters as GaugeFlow
+CONTROLS = ("plain-wide",)
 LABELS = {"plain": "PlainFlow", "gauge": "GaugeFlow", "higher-gauge": "HigherGaugeFlow",
-          "fm-peer": "flow_matching (peer)"}
+          "fm-peer": "flow_matching (peer)", "plain-wide": "PlainFlow, width matched to GaugeFlow's parameters"}
 DATASETS = {
     "world-cities": {"load": world_cities, "extent": None},
     "quakes": {"load": quakes, "extent": (160.0, 195.0, -40.0, -8.0)},
     "protein": {"load": protein_angles, "extent": None},
 }
-FULL = {"steps": {"world-cities": 1500, "quakes": 1000, "protein": 1500}, "batch_size": 256, "hidden": 64,
-        "lr": 1e-3, "seeds": [0, 1, 2], "max_points": None, "nll_points": 800, "ode_steps": 16,
+FULL = {"steps": {"world-cities": 1000, "quakes": 800, "protein": 1000}, "batch_size": 256, "hidden": 64,
+        "lr": 1e-3, "seeds": [0, 1, 2], "max_points": None, "nll_points": 600, "ode_steps": 16,
         "n_sample": 5000}
 QUICK = {"steps": {"world-cities": 30, "quakes": 30, "protein": 30}, "batch_size": 128, "hidden": 32,
          "lr": 1e-3, "seeds": [0, 1, 2], "max_points": 600, "nll_points": 40, "ode_steps": 6, "n_sample": 400}
+
+
+def matched_width(manifold, hidden: int) -> int:
+    """Smallest PlainFlow width whose parameter count reaches GaugeFlow(manifold, hidden)'s."""
+    target = count_parameters(GaugeFlow(manifold, hidden=hidden))
+    width = hidden
+    while count_parameters(PlainFlow(manifold, hidden=width)) < target:
+        width += 1
+    return width
 
 
 def build(name: str, manifold, hidden: int, seed: int) -> torch.nn.Module:
@@ -65,6 +78,8 @@ def build(name: str, manifold, hidden: int, seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)
         if name == "fm-peer":
             return PeerField(manifold, hidden)
+        if name == "plain-wide":
+            return PlainFlow(manifold, hidden=matched_width(manifold, hidden))
         cls = {"plain": PlainFlow, "gauge": GaugeFlow, "higher-gauge": HigherGaugeFlow}[name]
         return cls(manifold, hidden=hidden)
 
@@ -107,7 +122,7 @@ def nll_subset(test: torch.Tensor, n: int) -> torch.Tensor:
     return test[torch.randperm(len(test), generator=torch.Generator().manual_seed(1234))[:n]]
 
 
-def run_dataset(dname: str, cfg: dict, out: Path, log) -> list[dict]:
+def run_dataset(dname: str, cfg: dict, out: Path, log, models=MODELS) -> list[dict]:
     spec = DATASETS[dname]
     data = spec["load"](seed=0, max_points=cfg["max_points"])
     M = data.manifold
@@ -115,7 +130,7 @@ def run_dataset(dname: str, cfg: dict, out: Path, log) -> list[dict]:
     x_test = nll_subset(data.test, cfg["nll_points"])
     steps = cfg["steps"][dname]
     rows, panels = [], {f"data (train, n={len(data.train)})": data.train}
-    for name in MODELS:
+    for name in models:
         for seed in cfg["seeds"]:
             model = build(name, M, cfg["hidden"], seed)
             tr = train(name, model, data, steps, cfg, seed)
@@ -141,7 +156,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     """Mean ± std (over seeds) per data set and model."""
     out = []
     for dname in dict.fromkeys(r["dataset"] for r in rows):
-        for name in MODELS:
+        for name in MODELS + CONTROLS:
             rs = [r for r in rows if r["dataset"] == dname and r["model"] == name]
             if not rs:
                 continue
@@ -179,6 +194,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="CI variant: subsampled data, few steps")
     p.add_argument("--out", type=Path, default=None, help="output folder (default experiments/real/results[_quick])")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS + CONTROLS))
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = p.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
@@ -193,13 +209,14 @@ def main(argv=None) -> int:
 
     rows = []
     for dname in args.datasets:
-        rows += run_dataset(dname, cfg, out, log)
+        rows += run_dataset(dname, cfg, out, log, tuple(args.models))
         write_csv(out / "runs.csv", rows)
     summary = summarise(rows)
     write_csv(out / "summary.csv", summary)
     (out / "summary.md").write_text(markdown(summary, cfg), encoding="utf-8")
     wall = time.perf_counter() - start
-    settings = {**cfg, "quick": args.quick, "datasets": args.datasets, "threads": args.threads, "wall_s": wall,
+    settings = {**cfg, "quick": args.quick, "datasets": args.datasets, "models": args.models,
+                "cpu_s": time.process_time(), "threads": args.threads, "wall_s": wall,
                 "torch": torch.__version__, "flow_matching": flow_matching_version(), "python": platform.python_version(),
                 "split_seed": 0, "solver": "rk4, exact divergence; check rk4 with 2x steps"}
     (out / "settings.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")
