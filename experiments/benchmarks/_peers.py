@@ -10,8 +10,10 @@
   integrated with *our* RK4 stepper, so the solver and step count are identical and only the
   divergence differs.
 
-:class:`SharedMLP` wraps the very ``MLP`` instance (or a weight copy) of our model, so both sides
-run identical layers and weights.
+:class:`SharedMLP` is what a user of those libraries writes: a plain ``nn.Sequential`` of the same
+layers (Linear, SiLU, Linear, SiLU, Linear), loaded with a copy of our model's weights, so both
+sides compute the same function from the same parameters; any speed difference comes from the
+libraries (paths, solvers, divergence, and our ``MLP``'s own execution), not from the network.
 """
 from __future__ import annotations
 
@@ -37,16 +39,21 @@ def require_peer(name: str):
 
 
 class SharedMLP(nn.Module):
-    """``(x [B, D], t [] | [B] | [B, 1]) -> mlp(x ⊕ t)``: the peers' view of our velocity network.
+    """``(x [B, D], t [] | [B] | [B, 1]) -> mlp(x ⊕ t)``: the peers' copy of our velocity network.
 
     Args:
-        mlp: the ``gaugeflow.models.MLP`` of our model (deep-copied, so each side has its own
-            parameters and optimiser state but identical initial weights).
+        mlp: the ``gaugeflow.models.MLP`` of our model; its ``Linear`` layers are deep-copied into
+            a plain ``nn.Sequential`` with ``nn.SiLU`` between them (own parameters and optimiser
+            state, identical initial weights).
     """
 
     def __init__(self, mlp: nn.Module):
         super().__init__()
-        self.mlp = copy.deepcopy(mlp)
+        linears = [copy.deepcopy(m) for m in mlp.modules() if isinstance(m, nn.Linear)]
+        layers = []
+        for i, lin in enumerate(linears):
+            layers += [lin] if i == len(linears) - 1 else [lin, nn.SiLU()]
+        self.mlp = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         t = torch.as_tensor(t, dtype=x.dtype, device=x.device).reshape(-1, 1).expand(x.shape[0], 1)

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-__all__ = ["TOLERANCES", "tol", "check_float", "check_last_dim"]
+__all__ = ["TOLERANCES", "tol", "check_float", "check_last_dim", "broadcast_shapes"]
 
 #: kind -> {dtype: value}
 #: ``taylor``: below this |θ| a closed form like sin(θ)/θ switches to its Taylor series.
@@ -50,6 +50,21 @@ def check_last_dim(x: torch.Tensor, size: int, what: str, manifold: str) -> None
         raise ValueError(
             f"{manifold}: {what} must have last axis of size {size} (ambient dimension), got shape {got}"
         )
+
+
+def broadcast_shapes(*shapes) -> torch.Size:
+    """``torch.broadcast_shapes`` with a fast path for the common case of equal shapes.
+
+    ``torch.broadcast_shapes`` goes through the symbolic-shape machinery of ``torch._refs`` and
+    costs more than a small tensor operation (~10× an elementwise add on a ``[1024, 8]`` tensor);
+    it sits on the hot path of ``inner``/``proju`` and the L∞ brackets, so equal shapes (nearly every
+    call) short-circuit here. Same result and the same errors as torch's for everything else.
+    """
+    first = shapes[0]
+    for shape in shapes[1:]:
+        if shape != first:
+            return torch.broadcast_shapes(*shapes)
+    return torch.Size(first)
 
 
 LOG_2PI = math.log(2 * math.pi)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from .._numerics import check_float
+from .._numerics import broadcast_shapes, check_float
 
 __all__ = ["GradedSpace"]
 
@@ -81,7 +81,7 @@ class GradedSpace:
             check_float(p, f"{self}: component {i}")
             if p.dim() == 0 or p.shape[-1] != d:
                 raise ValueError(f"{self}: component {i} must have last axis {d}, got shape {tuple(p.shape)}")
-        batch = torch.broadcast_shapes(*(p.shape[:-1] for p in parts))
+        batch = broadcast_shapes(*(p.shape[:-1] for p in parts))
         return torch.cat([p.expand(batch + p.shape[-1:]) for p in parts], dim=-1)
 
     def embed(self, part: torch.Tensor, degree: int) -> torch.Tensor:

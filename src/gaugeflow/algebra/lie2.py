@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from .._numerics import broadcast_shapes
 from .graded import GradedSpace
 from .linf import LInfinityAlgebra
 from .orthogonal import so
@@ -61,7 +62,7 @@ class SoCrossedModule(LInfinityAlgebra):
         return torch.cat([top, top.new_zeros(top.shape[:-1] + (1,))], dim=-1)
 
     def l3_000(self, x, y, z):
-        batch = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1], z.shape[:-1])
+        batch = broadcast_shapes(x.shape[:-1], y.shape[:-1], z.shape[:-1])
         return x.new_zeros(batch + (self.dims[1],))
 
     def l2(self, B, C):
@@ -69,7 +70,7 @@ class SoCrossedModule(LInfinityAlgebra):
         d = self.g.dim
         x, h = self.split(B)
         y, k = self.split(C)
-        batch = torch.broadcast_shapes(x.shape[:-1], y.shape[:-1])
+        batch = broadcast_shapes(x.shape[:-1], y.shape[:-1])
 
         def full(t):
             return t.expand(batch + t.shape[-1:])
@@ -115,7 +116,7 @@ class StringLie2(LInfinityAlgebra):
         return self.g.bracket(x, y)
 
     def l2_01(self, x, h):
-        return x.new_zeros(torch.broadcast_shapes(x.shape[:-1], h.shape[:-1]) + (1,))
+        return x.new_zeros(broadcast_shapes(x.shape[:-1], h.shape[:-1]) + (1,))
 
     def l3_000(self, x, y, z):
         return self.kappa * self.g.inner(x, self.g.bracket(y, z)).unsqueeze(-1)

@@ -44,6 +44,7 @@ from typing import Callable, Optional
 
 import torch
 
+from .._numerics import broadcast_shapes
 from .graded import GradedSpace
 
 __all__ = ["LInfinityAlgebra", "TwoTermLInfinity"]
@@ -133,7 +134,7 @@ class LInfinityAlgebra(abc.ABC):
         a, _ = self.split(A)
         x, _ = self.split(B)
         y, _ = self.split(C)
-        batch = torch.broadcast_shapes(a.shape[:-1], x.shape[:-1], y.shape[:-1])
+        batch = broadcast_shapes(a.shape[:-1], x.shape[:-1], y.shape[:-1])
         top = self.l3_000(a, x, y) if self.has_l3 else A.new_zeros(batch + (self.dims[1],))
         return self.join(A.new_zeros(batch + (self.dims[0],)), top)
 
@@ -148,7 +149,7 @@ class LInfinityAlgebra(abc.ABC):
             return self.l3(B, args[0], args[1])
         for i, a in enumerate((B,) + args):
             self.space.check(a, f"argument {i}")
-        batch = torch.broadcast_shapes(*(a.shape[:-1] for a in (B,) + args))
+        batch = broadcast_shapes(*(a.shape[:-1] for a in (B,) + args))
         return B.new_zeros(batch + (self.dim,))
 
     # ------------------------------------------------------------------ value semantics
@@ -161,7 +162,7 @@ class LInfinityAlgebra(abc.ABC):
 
 def _zero_like(size: int) -> Component:
     def zero(*args: torch.Tensor) -> torch.Tensor:
-        batch = torch.broadcast_shapes(*(a.shape[:-1] for a in args))
+        batch = broadcast_shapes(*(a.shape[:-1] for a in args))
         return args[0].new_zeros(batch + (size,))
 
     return zero

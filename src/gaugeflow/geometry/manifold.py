@@ -25,7 +25,7 @@ from typing import Optional
 
 import torch
 
-from .._numerics import check_float, check_last_dim, tol
+from .._numerics import broadcast_shapes, check_float, check_last_dim, tol
 
 __all__ = ["Manifold"]
 
@@ -96,7 +96,7 @@ class Manifold(abc.ABC):
     def inner(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Riemannian inner product ``g_x(u, v)``. ``[..., D] -> [...]``."""
         self._inputs(x=x, u=u, v=v)
-        return (u * v).sum(-1).expand(torch.broadcast_shapes(x.shape, u.shape, v.shape)[:-1])
+        return (u * v).sum(-1).expand(broadcast_shapes(x.shape, u.shape, v.shape)[:-1])
 
     def norm(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Riemannian norm with a zero (not NaN) gradient at ``u = 0``. ``[..., D] -> [...]``."""
@@ -129,7 +129,7 @@ class Manifold(abc.ABC):
 
     def cut_locus_mask(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``True`` where ``y`` lies within a dtype tolerance of the cut locus of ``x``. ``[...]``."""
-        return torch.zeros(torch.broadcast_shapes(x.shape, y.shape)[:-1], dtype=torch.bool, device=x.device)
+        return torch.zeros(broadcast_shapes(x.shape, y.shape)[:-1], dtype=torch.bool, device=x.device)
 
     def cut_vector(self, x: torch.Tensor, u: torch.Tensor) -> Optional[torch.Tensor]:
         """Tangent vector ``v`` along ``u`` such that ``exp(x, v)`` is the first cut point of that geodesic.
@@ -172,6 +172,8 @@ class Manifold(abc.ABC):
     # ------------------------------------------------------------------ validation (opt-in)
     def validate(self, x: torch.Tensor, what: str = "x") -> torch.Tensor:
         """Cheap front-door check: floating dtype and last-axis size. Returns ``x``."""
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() > 0 and x.shape[-1] == self.ambient_dim:
+            return x  # the hot path: no message formatting (validate runs several times per step)
         check_float(x, f"{self}: {what}")
         check_last_dim(x, self.ambient_dim, what, str(self))
         return x
