@@ -10,7 +10,12 @@ import torch
 
 PUBLIC_API = {
     "gaugeflow.manifolds": ["Euclidean", "Sphere", "FlatTorus", "Hyperbolic", "Product", "from_geoopt", "from_geomstats"],
-    "gaugeflow.geometry": ["Manifold"],
+    "gaugeflow.geometry": ["Manifold", "VectorBundle", "GradedVectorBundle", "FiberProduct"],
+    "gaugeflow.algebra": ["so", "so_crossed_module", "string_lie2"],
+    "gaugeflow.models": ["PlainFlow", "GaugeFlow", "HigherGaugeFlow"],
+    "gaugeflow.training": ["GeodesicPath", "rcfm_loss", "fit"],
+    "gaugeflow.sampling": ["sample", "log_prob"],
+    "gaugeflow.data": ["gaussian_mixture", "wrapped_mixture"],
     "gaugeflow.testing": ["check_manifold", "ManifoldCheckError", "CheckReport", "points", "tangent_vectors",
                           "point_pairs", "PAIR_KINDS"],
 }
