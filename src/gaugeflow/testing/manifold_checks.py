@@ -1,6 +1,7 @@
 """``check_manifold``: the whole conformance property suite for any gaugeflow Manifold, in one call.
 
 Example:
+    >>> import torch
     >>> from gaugeflow.manifolds import Sphere
     >>> from gaugeflow.testing import check_manifold
     >>> report = check_manifold(Sphere(2), max_examples=5)   # raises ManifoldCheckError on failure

@@ -11,6 +11,7 @@ All strategies produce torch tensors of the requested dtype with the manifold ax
   few ``tol("cut")``) and on it (e.g. antipodal on the sphere).
 
 Example:
+    >>> import torch
     >>> from hypothesis import given
     >>> from gaugeflow.manifolds import Sphere
     >>> M = Sphere(2)
@@ -18,6 +19,7 @@ Example:
     ... def test_symmetric(pair):
     ...     x, y, kinds = pair
     ...     assert torch.allclose(M.dist(x, y), M.dist(y, x))
+    >>> test_symmetric()
 """
 from __future__ import annotations
 
