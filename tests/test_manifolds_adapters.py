@@ -71,7 +71,9 @@ MUST_FAIL = {
     "geomstats.Hypersphere": {(p, b) for p in ("exp_log", "dist", "transp", "geodesic") for b in (32, 64)},
     "geoopt.Lorentz": {("exp_log", 64), ("log_exp", 64), ("dist", 64), ("transp", 64)},
 }
-MAY_FAIL = {"geoopt.Lorentz": {("dist", 32), ("geodesic", 64)}}
+# Defects that show only on some hypothesis draws (which examples a worker sees depends on the run's history):
+# geoopt's float32 distance floor (1.4e-2) makes log(x, exp(x, u)) too long for tiny u.
+MAY_FAIL = {"geoopt.Lorentz": {("dist", 32), ("geodesic", 64)}, "geoopt.Sphere": {("log_exp", 32)}}
 
 
 @pytest.mark.parametrize("name", sorted(MUST_FAIL))
