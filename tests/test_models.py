@@ -9,6 +9,7 @@ from gaugeflow.algebra import so, so_crossed_module, string_lie2
 from gaugeflow.manifolds import Euclidean, FlatTorus, Hyperbolic, Product, Sphere
 from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, count_parameters, gauge_contraction
 from gaugeflow.models import higher_gauge_contraction
+from gaugeflow.models.higher import crossed_module_projected
 from gaugeflow.testing import check_gauge_covariance, random_rotation
 from gaugeflow.training import rcfm_loss
 
@@ -129,6 +130,24 @@ def test_higher_contraction_matches_the_crossed_module_formula():
     expected = torch.cat([B1 + 0.5 * br(B0, V0), 0.5 * (br(B0, V1) + br(B1, V0)), torch.zeros(4, 1, dtype=B.dtype)], -1)
     got = higher_gauge_contraction(L, torch.tensor([1.0, 0.5], dtype=torch.float64), A, d, [V])
     assert torch.allclose(got, expected, atol=1e-13)
+
+
+@pytest.mark.parametrize("k, c", [(2, (1.0, 1.0)), (3, (0.5, 2.0)), (5, (1.0, 1.0))])
+def test_fused_crossed_module_path_matches_the_generic_brackets(k, c):
+    M = Sphere(2)
+    torch.manual_seed(0)
+    model = HigherGaugeFlow(M, hidden=8, k=k, c=c).double()
+    _perturb_projection(model)
+    x = _points(M, 8)
+    h, _ = model.inputs(x, 0.4)
+    A, d, slots = model.field_values(x, h)
+    fused = model.contract(x, A, d, slots)
+    generic = model.projection(x, higher_gauge_contraction(model.algebra, model.c, A, d, slots))
+    assert torch.allclose(fused, generic, atol=1e-12), float((fused - generic).abs().max())
+    W = model.projection.weight
+    B, V = torch.randn(8, model.algebra.dim, dtype=W.dtype), torch.randn(8, model.algebra.dim, dtype=W.dtype)
+    ref = (c[0] * model.algebra.bracket(B) + c[1] * model.algebra.bracket(B, V)) @ W.T
+    assert torch.allclose(crossed_module_projected(model.algebra, model.c, B, V, W), ref, atol=1e-12)
 
 
 def test_no_basis_tensor_in_the_forward_pass(monkeypatch):

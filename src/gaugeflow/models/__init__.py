@@ -1,7 +1,7 @@
 """Neural velocity fields on manifolds: the plain, gauge and higher gauge flow models (SPEC §5)."""
 from .flows import FlowModel, PlainFlow
-from .gauge import GaugeFlow, gauge_contraction
-from .higher import HigherGaugeFlow, higher_gauge_contraction
+from .gauge import GaugeFlow, contract_direction, gauge_contraction
+from .higher import HigherGaugeFlow, crossed_module_projected, higher_gauge_contraction
 from .networks import MLP, TimeWeight, count_parameters, time_column
 
 __all__ = [
@@ -15,4 +15,6 @@ __all__ = [
     "time_column",
     "gauge_contraction",
     "higher_gauge_contraction",
+    "crossed_module_projected",
+    "contract_direction",
 ]

@@ -1,0 +1,134 @@
+"""Overhead of the gauge term's contraction and projection in a training step (issue 4 acceptance).
+
+With the networks held fixed, a ``GaugeFlow`` / ``HigherGaugeFlow`` RCFM training step (path
+sampling, forward, loss, backward, Adam) is timed against the *same* networks whose
+``contract`` — the contraction ``A[d]``, the so(k)/L∞ action on the section, and the projection
+``Π_x`` — is replaced by a no-op. The no-op still consumes one entry of every network output, so
+every network runs its full forward *and* backward pass in both variants; only the gauge algebra
+differs. Target: ratio ≤ 1.30 for ``k ≤ 16``.
+
+Cases: ``k ∈ {4, 8, 16}`` on S² (``D = 3``, the real-data setting) and on ℝ^k (``D = k``, the
+Gaussian-mixture study's setting), width 64, batch 1024, float32. Reported: medians over
+interleaved repetitions (the two variants alternate, so background load hits both alike) of the
+wall time and of the CPU time of the process (``time.process_time``: on a shared machine it does
+not count the time the process waits for a core). The verdict uses CPU time on CPU devices and
+wall time (synchronised) on CUDA.
+
+Run: ``python experiments/benchmarks/bench_gauge_overhead.py [--reps N] [--device cuda]`` (< 3 min
+on 2 CPU cores).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+import types
+
+import torch
+
+from _harness import Bench, Row, format_table, machine_info
+from gaugeflow.manifolds import Euclidean, Sphere
+from gaugeflow.models import GaugeFlow, HigherGaugeFlow
+from gaugeflow.training import rcfm_loss
+
+__all__ = ["run", "noop_contract", "KS", "TARGET"]
+
+KS = (4, 8, 16)
+TARGET = 1.30
+BATCH = 1024
+WIDTH = 64
+
+
+def noop_contract(self, x, A, d, fields):
+    """Stand-in for ``contract``: ``[B, D]`` built from one entry of every network output.
+
+    Keeps every network in the autograd graph (so its backward runs) at O(B·D) cost.
+    """
+    fields = fields if isinstance(fields, (list, tuple)) else [fields]
+    out = d + A[..., 0]
+    for f in fields:
+        out = out + f[..., :1]
+    return out
+
+
+def _pairs(M, bench: Bench, n: int):
+    gen = torch.Generator().manual_seed(bench.seed)
+    x0 = M.random_base(n, generator=gen, dtype=bench.dtype)
+    x1 = M.random_base(n, generator=gen, dtype=bench.dtype)
+    return x0.to(bench.device), x1.to(bench.device)
+
+
+def _step(model, x0, x1):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = rcfm_loss(model, x0, x1)
+        loss.backward()
+        opt.step()
+        return loss.detach()
+
+    return step
+
+
+def timed(bench: Bench, fns: dict, reps: int, warmup: int = 3) -> dict[str, tuple[float, float]]:
+    """``name -> (median wall s, median CPU s)`` over ``reps`` interleaved rounds (order alternates)."""
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    walls = {n: [] for n in names}
+    cpus = {n: [] for n in names}
+    for r in range(reps):
+        for name in names if r % 2 == 0 else names[::-1]:
+            bench.sync()
+            w0, c0 = time.perf_counter(), time.process_time()
+            fns[name]()
+            bench.sync()
+            walls[name].append(time.perf_counter() - w0)
+            cpus[name].append(time.process_time() - c0)
+    return {n: (statistics.median(walls[n]), statistics.median(cpus[n])) for n in names}
+
+
+def run(bench: Bench, ks=KS) -> list[Row]:
+    """One row per (manifold, model, k): full step time over the no-op-contraction step time."""
+    rows = []
+    for k in ks:
+        for M in (Sphere(2), Euclidean(k)):
+            x0, x1 = _pairs(M, bench, BATCH)
+            for cls in (GaugeFlow, HigherGaugeFlow):
+                torch.manual_seed(bench.seed)
+                full = cls(M, hidden=WIDTH, k=k).to(bench.device, bench.dtype)
+                noop = copy.deepcopy(full)
+                noop.contract = types.MethodType(noop_contract, noop)
+                med = timed(bench, {"full": _step(full, x0, x1), "noop": _step(noop, x0, x1)}, bench.reps)
+                use = 0 if bench.device.type == "cuda" else 1
+                wall_ratio = med["full"][0] / med["noop"][0]
+                rows.append(Row("gauge overhead", f"{cls.__name__} {M} k={k}", med["full"][use], med["noop"][use],
+                                "same nets, no-op contract", target=TARGET, note=f"wall ratio {wall_ratio:.2f}",
+                                extra={"wall_full_s": med["full"][0], "wall_noop_s": med["noop"][0]}))
+    return rows
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=25, help="interleaved timed repetitions per case")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    bench = Bench(device=torch.device(args.device), reps=args.reps, memory=False)
+    t0 = time.perf_counter()
+    rows = run(bench)
+    print(format_table(rows))
+    print("\nwall-clock ratios: " + ", ".join(f"{r.case}: {r.note.split()[-1]}" for r in rows))
+    worst = max(r.ratio for r in rows)
+    print(f"\nworst ratio {worst:.3f} (target <= {TARGET}); {time.perf_counter() - t0:.0f} s; {machine_info(bench)}")
+    return 0 if all(r.ok for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
