@@ -67,13 +67,16 @@ def test_adapter_keeps_dtype_and_batch_shape(dtype):
 #     1e-5 apart 10x too short (float64) and dist(x, x) ~5e-4 in float32.
 MUST_FAIL = {
     "geoopt.Sphere": {("exp_log", 32), ("dist", 32), ("geodesic", 32), ("exp_log", 64), ("log_exp", 64),
-                      ("dist", 64), ("transp", 64), ("geodesic", 64), ("base_density", 64)},
+                      ("dist", 64), ("geodesic", 64), ("base_density", 64)},
     "geomstats.Hypersphere": {(p, b) for p in ("exp_log", "dist", "transp", "geodesic") for b in (32, 64)},
     "geoopt.Lorentz": {("exp_log", 64), ("log_exp", 64), ("dist", 64), ("transp", 64)},
 }
 # Defects that show only on some hypothesis draws (which examples a worker sees depends on the run's history):
 # geoopt's float32 distance floor (1.4e-2) makes log(x, exp(x, u)) too long for tiny u.
-MAY_FAIL = {"geoopt.Lorentz": {("dist", 32), ("geodesic", 64)}, "geoopt.Sphere": {("log_exp", 32)}}
+# geoopt's transport goes through its log, which is 0 at the antipode: whether a draw lands close enough to
+# the antipode to show it varies between runs.
+MAY_FAIL = {"geoopt.Lorentz": {("dist", 32), ("geodesic", 64)},
+            "geoopt.Sphere": {("log_exp", 32), ("transp", 32), ("transp", 64)}}
 
 
 @pytest.mark.parametrize("name", sorted(MUST_FAIL))
