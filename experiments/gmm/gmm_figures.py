@@ -38,6 +38,12 @@ def series(rows: list[dict[str, Any]], model: str, key: str, scale=None):
     return dims, [m for m, _ in stats], [s for _, s in stats]
 
 
+def paired_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """Rows whose ``key`` is replaced by its difference to the HGFM row of the same (N, seed)."""
+    ref = {(r["N"], r["seed"]): float(r[key]) for r in rows if r["model"] == "higher-gauge"}
+    return [{**r, key: float(r[key]) - ref[(r["N"], r["seed"])]} for r in rows if (r["N"], r["seed"]) in ref]
+
+
 def _panel(ax, rows, key, ylabel, scale=None, logy=False, offset=0.03):
     models = [m for m in ORDER if any(r["model"] == m for r in rows)]
     for i, model in enumerate(models):
@@ -80,10 +86,13 @@ def make_all(rows: list[dict[str, Any]], samples: dict, fig_dir: Path, cfg: dict
     ax.set_title("parameter count per model", fontsize=9)
     files.append(_save(fig, fig_dir / "gmm_params.png"))
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    _panel(ax, rows, "test_nll", "test NLL per dimension (nats)", scale=lambda n: n)
-    ax.legend(fontsize=8)
-    ax.set_title(f"test NLL / N (mean ± std, {n_seeds} seeds)", fontsize=9)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    _panel(axes[0], rows, "test_nll", "test NLL per dimension (nats)", scale=lambda n: n)
+    axes[0].legend(fontsize=8)
+    axes[0].set_title(f"test NLL / N (mean ± std, {n_seeds} seeds)", fontsize=9)
+    _panel(axes[1], paired_rows(rows, "test_nll"), "test_nll", "test NLL − HGFM test NLL (nats)")
+    axes[1].axhline(0.0, color="k", lw=0.8, ls=":")
+    axes[1].set_title("paired difference to HGFM, same seed (> 0: HGFM better)", fontsize=9)
     files.append(_save(fig, fig_dir / "gmm_nll.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))

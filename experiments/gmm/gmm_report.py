@@ -18,6 +18,26 @@ NAMES = {"plain": "Plain (papers' width)", "plain-matched": "Plain (param-matche
          "higher-gauge": "HGFM"}
 #: (better model, worse model) pairs of the claim HGFM ≤ GFM ≤ Plain, plus the size-matched control
 CLAIMS = (("higher-gauge", "gauge"), ("gauge", "plain"), ("higher-gauge", "plain"), ("higher-gauge", "plain-matched"))
+CAVEATS = [
+    "- *What is reproduced.* The papers publish figures of train/test FM loss normalised to HGFM and parameter "
+    "counts, but no budgets, optimiser settings, plain-baseline widths or data constants (SPEC §9). The data "
+    "generator is our reconstruction (SPEC §8) and the budget is ours, so this tests the *claim*, not their numbers.",
+    "- *Pairing.* All models of one (N, seed) cell saw the same batches, base points and times; the FM losses of "
+    "all models and seeds of one N are computed on the same fixed (x0, x1, t) triples, and the NLL on the same "
+    "test points (and, for Hutchinson, the same probes). The data set is the same for every seed, so the spread "
+    "across seeds reflects initialisation and the training stream only.",
+    "- *The FM loss has a floor.* Even the exact marginal velocity field has a positive conditional FM loss (the "
+    "conditional variance of x1 − x0 given x_t), so loss ratios near one can hide real differences in the "
+    "learned field; the NLL and the sample metrics are more sensitive to them.",
+    "- *Size versus structure.* With gauge rank k = N the connection networks output N·dim so(N) (GFM) or "
+    "N·dim L (HGFM) numbers, so the gauge models' parameter counts grow like N³ while the papers' plain baseline "
+    "stays small. The parameter-matched plain baseline separates \"more parameters\" from \"gauge structure\".",
+    "- *Stability.* The gauge term is a product of network outputs and grows like |x|³ away from the data; "
+    "rare sampling trajectories can blow up in finite time. Such samples are counted as *escaped* (table below) "
+    "and excluded from the sample distances, and failed likelihood solves are counted, never hidden.",
+    "- *Significance.* With a handful of seeds the verdict rule above is descriptive, not a hypothesis test; "
+    "Hutchinson estimates (large N) add probe noise to the NLL.",
+]
 NUMERIC = {"model", "label", "nll_divergence", "torch_version", "gaugeflow_version", "python_version", "git_commit", "k"}
 
 
@@ -103,31 +123,80 @@ def paired_table(rows, key: str, dims) -> list[str]:
     return head
 
 
-def verdict_counts(rows, key: str, dims) -> dict[tuple[str, str], dict[str, int]]:
+def verdict_dims(rows, key: str, dims) -> dict[tuple[str, str], dict[str, list[int]]]:
+    """For every claim pair, the dimensions N at which it is supported / contradicted / inconclusive."""
     out = {}
     for b, w in CLAIMS:
-        counts = {"supported": 0, "contradicted": 0, "inconclusive": 0}
+        found = {"supported": [], "contradicted": [], "inconclusive": []}
         for n in dims:
             p = paired(rows, b, w, n, key)
             if p["n"]:
-                counts[p["verdict"]] += 1
-        out[(b, w)] = counts
+                found[p["verdict"]].append(n)
+        out[(b, w)] = found
     return out
+
+
+def _ns(values: list[int]) -> str:
+    return "none" if not values else "N = " + ", ".join(str(n) for n in values)
+
+
+def chain_cells(rows, key: str) -> tuple[int, int]:
+    """(cells where HGFM < GFM < Plain (papers' width) holds for ``key``, cells with all three models)."""
+    cells = {(r["N"], r["seed"]) for r in rows}
+    hold = total = 0
+    for n, seed in cells:
+        v = {r["model"]: r[key] for r in rows if r["N"] == n and r["seed"] == seed}
+        if all(m in v for m in ("higher-gauge", "gauge", "plain")):
+            total += 1
+            hold += v["higher-gauge"] < v["gauge"] < v["plain"]
+    return hold, total
 
 
 def verdict_text(rows, dims) -> list[str]:
     """Plain-words verdict assembled from the paired statistics (no hand-typed numbers)."""
     lines = []
     for key, what in (("test_fm", "test FM loss"), ("train_fm", "train FM loss"), ("test_nll", "test NLL")):
-        counts = verdict_counts(rows, key, dims)
-        bits = []
-        for (b, w), c in counts.items():
-            if not any(c.values()):
-                continue
-            bits.append(f"{NAMES[b]} ≤ {NAMES[w]}: supported at {c['supported']}, contradicted at "
-                        f"{c['contradicted']}, inconclusive at {c['inconclusive']} of {sum(c.values())} dimensions")
-        lines.append(f"- **{what}** — " + "; ".join(bits) + ".")
+        hold, total = chain_cells(rows, key)
+        lines.append(f"- **{what}**: the full ordering HGFM < GFM < Plain (papers' width) holds in {hold} of {total} "
+                     f"(N, seed) cells.")
+        for (b, w), found in verdict_dims(rows, key, dims).items():
+            if any(found.values()):
+                lines.append(f"  - {NAMES[b]} ≤ {NAMES[w]}: supported at {_ns(found['supported'])}; contradicted at "
+                             f"{_ns(found['contradicted'])}; inconclusive at {_ns(found['inconclusive'])}.")
     return lines
+
+
+def summary_text(rows, dims) -> list[str]:
+    """The verdict in plain words; every list of dimensions and every number is computed here."""
+    fm, nll = verdict_dims(rows, "test_fm", dims), verdict_dims(rows, "test_nll", dims)
+    base = [("gauge", "plain"), ("higher-gauge", "plain")]
+    if all(v[c]["supported"] == list(dims) for v in (fm, nll) for c in base):
+        s1 = ("Against the papers' baseline (a plain network of the gauge models' width), GFM and HGFM are better at "
+              "every dimension in both test FM loss and test NLL, with every seed agreeing: this part of the claim "
+              "reproduces.")
+    else:
+        s1 = ("Against the papers' baseline (a plain network of the gauge models' width), GFM is better in test FM "
+              f"loss at {_ns(fm[base[0]]['supported'])} and HGFM at {_ns(fm[base[1]]['supported'])} (every seed "
+              "agreeing); elsewhere the comparison is reversed or unresolved.")
+    hg = fm[("higher-gauge", "gauge")]
+    gaps = [paired(rows, "higher-gauge", "gauge", n, "test_fm")["rel"] for n in dims]
+    gaps = [abs(g) for g in gaps if math.isfinite(g)]
+    s2 = (f"Between the two gauge models, HGFM ≤ GFM in test FM loss holds with every seed agreeing at "
+          f"{_ns(hg['supported'])}, is reversed at {_ns(hg['contradicted'])} and unresolved at "
+          f"{_ns(hg['inconclusive'])}; the mean gap never exceeds {100 * max(gaps, default=0):.1f} % of the GFM loss.")
+    f, l = fm[("higher-gauge", "plain-matched")], nll[("higher-gauge", "plain-matched")]
+    s3 = (f"Against a plain network with as many parameters as HGFM, HGFM has the lower test FM loss at "
+          f"{_ns(f['supported'])} (higher at {_ns(f['contradicted'])}, unresolved at {_ns(f['inconclusive'])}) and "
+          f"the lower test NLL at {_ns(l['supported'])} (higher at {_ns(l['contradicted'])}, unresolved at "
+          f"{_ns(l['inconclusive'])}).")
+    wins, losses = len(f["supported"]) + len(l["supported"]), len(f["contradicted"]) + len(l["contradicted"])
+    checks = f"HGFM ahead in {wins} and behind in {losses} of the {2 * len(dims)} dimension × metric checks"
+    s4 = (f"The size-matched comparison is at best mixed ({checks}), so at this budget the gauge models' advantage "
+          "over the papers' baseline is largely explained by their larger parameter count rather than by the gauge "
+          "structure as such." if losses >= wins else
+          f"The size-matched comparison favours HGFM ({checks}), so its advantage over the papers' baseline is not "
+          "explained by parameter count alone.")
+    return [f"**In plain words.** {s1} {s2} {s3} {s4}"]
 
 
 def settings_lines(settings: dict[str, Any]) -> list[str]:
@@ -173,11 +242,12 @@ def write_report(csv_path: Path, settings_path: Path, md_path: Path, figures: Se
     L = ["# Gaussian-mixture benchmark: Plain vs gauge vs higher-gauge flow models on ℝ^N", "",
          "Generated by `experiments/gmm/gmm_report.py` from `gmm_results.csv` and `gmm_settings.json`; "
          f"every entry is a mean ± sample standard deviation over {n_seeds} seeds unless stated otherwise.", ""]
-    L += ["## Verdict on the claim HGFM ≤ GFM ≤ Plain", "",
-          "Per dimension, the paired per-seed differences (worse − better model, same batches and evaluation "
+    L += ["## Verdict on the claim HGFM ≤ GFM ≤ Plain", ""] + summary_text(rows, dims) + [""]
+    L += ["Per dimension, the paired per-seed differences (worse − better model, same batches and evaluation "
           "triples) are called *supported* when every seed agrees and the mean exceeds two standard errors, "
           "*contradicted* when every seed disagrees with that margin, *inconclusive* otherwise.", ""]
     L += verdict_text(rows, dims) + [""]
+    L += ["### How to read this", ""] + CAVEATS + [""]
     L += ["## Settings", ""] + settings_lines(settings) + [""]
     L += ["## Parameter counts (identical across seeds)", ""] + table(rows, "params", ORDER, dims)
     L += ["", "Hidden widths: " + "; ".join(
@@ -204,7 +274,8 @@ def write_report(csv_path: Path, settings_path: Path, md_path: Path, figures: Se
                        ("escaped_fraction", "Fraction of samples that escaped (solve failed or beyond 3 × the data radius)"),
                        ("nll_failures", "Test points whose likelihood solve failed (excluded from the NLL mean)"),
                        ("train_seconds_per_step", "Training seconds per step (one thread, shared machine)")):
-        L += [f"## {title}", ""] + table(rows, key, ORDER, dims) + [""]
+        if key in rows[0]:
+            L += [f"## {title}", ""] + table(rows, key, ORDER, dims) + [""]
     if figures:
         L += ["## Figures", ""] + [f"![{Path(f).stem}]({rel(f)})" for f in figures] + [""]
     md_path.write_text("\n".join(L), encoding="utf-8")

@@ -137,6 +137,19 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writerows(rows)
 
 
+def render(out: Path, cache: Path) -> int:
+    """Figures and report from ``out/gmm_results.csv`` and ``out/gmm_settings.json`` (settings untouched)."""
+    settings = json.loads((out / "gmm_settings.json").read_text())
+    rows = gmm_report.read_rows(out / "gmm_results.csv")
+    samples = {}
+    for path in sorted(cache.glob("*_N2_s*.json")):
+        result = json.loads(path.read_text())["result"]
+        samples[(result["row"]["model"], result["row"]["seed"])] = result["samples"]
+    files = gmm_figures.make_all(rows, samples, out / "figures", settings["config"])
+    print(gmm_report.write_report(out / "gmm_results.csv", out / "gmm_settings.json", out / "gmm.md", files))
+    return 0
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="experiments/gmm/run.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="CI variant: N in {2,4}, 2 seeds, few steps (< 3 min)")
@@ -148,6 +161,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--dims", type=int, nargs="+", help="override the list of N")
     p.add_argument("--seeds", type=int, nargs="+", help="override the list of seeds")
     p.add_argument("--steps", type=int, help="override the number of training steps")
+    p.add_argument("--render-only", action="store_true",
+                   help="redraw figures and gmm.md from the CSV (and cached N=2 samples) in --out; no training")
     return p.parse_args(argv)
 
 
@@ -166,6 +181,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     out = args.out or DEFAULT_OUT[variant]
     cache = args.cache or (ROOT / "runs" / f"gmm-jobs-{variant}" if args.out is None else out / "gmm_jobs")
     (out / "figures").mkdir(parents=True, exist_ok=True)
+    if args.render_only:
+        return render(out, cache)
     start = time.perf_counter()
     jobs = plan(cfg)
     print(f"[gmm] {variant}: {len(jobs)} jobs, {cfg['workers']} worker(s), out={out}", flush=True)
