@@ -232,6 +232,27 @@ def settings_lines(settings: dict[str, Any]) -> list[str]:
     ]
 
 
+def nll_and_sample_sections(rows, dims) -> list[str]:
+    """Markdown sections: test NLL (+ SEM, paired differences), sample quality, failures and timing."""
+    L: list[str] = []
+    div = {n: next(r["nll_divergence"] for r in rows if r["N"] == n) for n in dims}
+    L += ["## Test NLL (nats; lower is better)", "", "Divergence estimator per N: "
+          + ", ".join(f"N={n}: {div[n]}" for n in dims) + ".", ""] + table(rows, "test_nll", ORDER, dims) + [""]
+    L += ["Standard error of the NLL mean over test points (first seed only: how precise one estimate is):", ""]
+    L += table([r for r in rows if r["seed"] == min(x["seed"] for x in rows)], "test_nll_sem", ORDER, dims) + [""]
+    L += ["## Paired differences, test NLL", ""] + paired_table(rows, "test_nll", dims) + [""]
+    for key, title in (("energy_distance", "Energy distance of samples to the test set (lower is better)"),
+                       ("sliced_wasserstein", "Sliced Wasserstein-2 to the test set (lower is better)"),
+                       ("mode_coverage", "Fraction of the modes covered"),
+                       ("mode_tv", "Mode TV distance (0 = perfectly balanced, no outliers)"),
+                       ("escaped_fraction", "Fraction of samples that escaped (solve failed or beyond 3 × the data radius)"),
+                       ("nll_failures", "Test points whose likelihood solve failed (excluded from the NLL mean)"),
+                       ("train_seconds_per_step", "Training seconds per step (one thread, shared machine)")):
+        if key in rows[0]:
+            L += [f"## {title}", ""] + table(rows, key, ORDER, dims) + [""]
+    return L
+
+
 def write_report(csv_path: Path, settings_path: Path, md_path: Path, figures: Sequence[Path] = ()) -> Path:
     """Render the markdown report; returns its path."""
     rows = read_rows(csv_path)
@@ -261,21 +282,7 @@ def write_report(csv_path: Path, settings_path: Path, md_path: Path, figures: Se
     L += ["## Paired differences, test FM loss (worse − better; positive supports the claim)", ""]
     L += paired_table(rows, "test_fm", dims) + [""]
     L += ["## Paired differences, train FM loss", ""] + paired_table(rows, "train_fm", dims) + [""]
-    div = {n: next(r["nll_divergence"] for r in rows if r["N"] == n) for n in dims}
-    L += ["## Test NLL (nats; lower is better)", "", "Divergence estimator per N: "
-          + ", ".join(f"N={n}: {div[n]}" for n in dims) + ".", ""] + table(rows, "test_nll", ORDER, dims) + [""]
-    L += ["Standard error of the NLL mean over test points (seed 0, 'how precise is one estimate'):", ""]
-    L += table([r for r in rows if r["seed"] == min(x["seed"] for x in rows)], "test_nll_sem", ORDER, dims) + [""]
-    L += ["## Paired differences, test NLL", ""] + paired_table(rows, "test_nll", dims) + [""]
-    for key, title in (("energy_distance", "Energy distance of samples to the test set (lower is better)"),
-                       ("sliced_wasserstein", "Sliced Wasserstein-2 to the test set (lower is better)"),
-                       ("mode_coverage", "Fraction of the 8 modes covered"),
-                       ("mode_tv", "Mode TV distance (0 = perfectly balanced, no outliers)"),
-                       ("escaped_fraction", "Fraction of samples that escaped (solve failed or beyond 3 × the data radius)"),
-                       ("nll_failures", "Test points whose likelihood solve failed (excluded from the NLL mean)"),
-                       ("train_seconds_per_step", "Training seconds per step (one thread, shared machine)")):
-        if key in rows[0]:
-            L += [f"## {title}", ""] + table(rows, key, ORDER, dims) + [""]
+    L += nll_and_sample_sections(rows, dims)
     if figures:
         L += ["## Figures", ""] + [f"![{Path(f).stem}]({rel(f)})" for f in figures] + [""]
     md_path.write_text("\n".join(L), encoding="utf-8")
