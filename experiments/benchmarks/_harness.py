@@ -22,6 +22,8 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+_T0 = time.perf_counter()
+
 __all__ = [
     "Bench", "Row", "interleaved", "peak_memory", "fit_exponent", "machine_info", "load_average",
     "format_table", "mib",
@@ -53,6 +55,11 @@ class Bench:
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+    def log(self, row: "Row") -> None:
+        """One progress line per finished comparison (the tables come at the end)."""
+        print(f"  [{time.perf_counter() - _T0:6.0f} s] {row.group}: {row.case}: ours {1e3 * row.ours_s:.2f} ms, "
+              f"{row.ref_name} {1e3 * row.ref_s:.2f} ms, ratio {row.ratio:.2f}", flush=True)
 
 
 @dataclass

@@ -49,6 +49,7 @@ def run_models(bench: Bench, widths=(64, 256)) -> list[Row]:
         for name in ("GaugeFlow", "HigherGaugeFlow"):
             rows.append(Row("gauge step S2", f"{name} w={w}", med[name], med["plain"], f"PlainFlow w={w}",
                             ours_peak=peaks.get(name), ref_peak=peaks.get("plain")))
+            bench.log(rows[-1])
     return rows
 
 
@@ -134,6 +135,8 @@ def run_terms(bench: Bench, ks=KS) -> dict:
             per["naive"].append(med["naive"] / b_n)
             per["batch"].append(b_o)
             per["batch_naive"].append(b_n)
+            print(f"  {name} gauge term k={k}: ours {1e6 * per['ours'][-1]:.3f} us/sample, "
+                  f"naive {1e6 * per['naive'][-1]:.3f} us/sample", flush=True)
         big = [i for i, k in enumerate(ks) if k >= FIT_FROM]
         for who in ("ours", "naive"):
             per[f"exp_{who}"] = fit_exponent([ks[i] for i in big], [per[who][i] for i in big])

@@ -95,6 +95,7 @@ def _race(bench: Bench, group: str, case: str, ref_name: str, fns: dict, target)
     for name, fn in fns.items():
         if name not in ("ours", "ref"):
             row.extra[name] = med[name]
+    bench.log(row)
     return row
 
 

@@ -14,7 +14,7 @@ during one call (CPU: replayed from torch.profiler's allocation events; CUDA: ma
 
 Usage:
     python experiments/benchmarks/run_all.py [--quick] [--threads N] [--device cpu|cuda]
-        [--reps 30] [--reps-long 5] [--compile] [--no-memory] [--only train sampling gauge terms]
+        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train sampling gauge terms]
         [--json results.json]
 
 The full run takes about 5–8 minutes on a 2-core CPU; ``--quick`` is a smoke test (sizes shrunk,
@@ -43,7 +43,7 @@ def _parse(argv):
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     p.add_argument("--reps", type=int, default=None, help="repetitions of the short cases (default 30; quick 5)")
-    p.add_argument("--reps-long", type=int, default=None, help="repetitions of sampling/likelihood (default 5; quick 2)")
+    p.add_argument("--reps-long", type=int, default=None, help="repetitions of sampling/likelihood (default 3; quick 2)")
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd variants of our models")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
     p.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS))
@@ -60,7 +60,7 @@ def _bench_from(args) -> Bench:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda requested but torch.cuda.is_available() is False")
     reps = args.reps if args.reps is not None else (5 if args.quick else 30)
-    reps_long = args.reps_long if args.reps_long is not None else (2 if args.quick else 5)
+    reps_long = args.reps_long if args.reps_long is not None else (2 if args.quick else 3)
     if reps < 1 or reps_long < 1:
         raise SystemExit("--reps and --reps-long must be >= 1")
     return Bench(device, getattr(torch, args.dtype), reps, reps_long, args.quick, not args.no_memory, args.compile)
@@ -79,6 +79,9 @@ def main(argv=None) -> dict:
     warnings.filterwarnings("ignore", category=FutureWarning)  # torchcfm's deprecated torch.jit.script
     t_start, info = time.perf_counter(), machine_info(bench)
     print("gaugeflow benchmarks  " + "  ".join(f"{k}={v}" for k, v in info.items()), flush=True)
+    if bench.device.type == "cpu" and torch.get_num_threads() > 1 and info["load_1min"] > 1.5:
+        print(f"warning: 1-min load {info['load_1min']} on {info['cores']} cores: multi-threaded CPU timings are "
+              "dominated by scheduling under load; prefer --threads 1 (or a quiet machine)", flush=True)
     rows, results = [], {"machine": info, "args": vars(args)}
     if "train" in args.only:
         import bench_training
