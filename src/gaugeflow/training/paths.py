@@ -14,6 +14,7 @@ are reported in the returned :class:`PathSample`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator, Optional, Union
 
@@ -104,15 +105,20 @@ class GeodesicPath:
             t = t.expand(x0.shape[0])
         if t.shape != x0.shape[:1]:
             raise ValueError(f"GeodesicPath: t must have shape [] or [{x0.shape[0]}], got {tuple(t.shape)}")
-        if not bool(((t >= 0) & (t <= 1)).all()):
+        lo, hi = torch.aminmax(t) if t.numel() else (t.new_zeros(()), t.new_zeros(()))  # one reduction
+        if not (float(lo) >= 0 and float(hi) <= 1):  # written so that NaN fails
             raise ValueError("GeodesicPath: times must lie in [0, 1]")
         return t
 
     def _resolve_cut(self, x0: torch.Tensor, x1: torch.Tensor, generator: Optional[torch.Generator]):
         """Apply the cut-locus policy. Returns ``(x0, valid, n_cut, n_resampled)``."""
         M = self.manifold
+        if math.isinf(M.injectivity_radius):  # no cut locus (ℝ^n, hyperbolic space): nothing to test or sync
+            return x0, torch.ones(x0.shape[:1], dtype=torch.bool, device=x0.device), 0, 0
         cut = M.cut_locus_mask(x0, x1)
         n_cut = int(cut.sum())
+        if n_cut == 0:
+            return x0, ~cut, 0, 0
         if n_cut and self.cut_locus == "raise":
             raise ValueError(f"GeodesicPath: {n_cut} of {len(x0)} pairs (x0, x1) lie at the cut locus of {M}")
         n_resampled = 0
@@ -151,4 +157,5 @@ class GeodesicPath:
         t = self._check(x0, x1, t)
         x0, valid, n_cut, n_resampled = self._resolve_cut(x0, x1, generator)
         x_t, u_t = self.manifold.geodesic(x0, x1, t)
-        return PathSample(x_t, u_t, t, x0, x1, valid, n_cut, n_resampled, int((~valid).sum()))
+        n_masked = int((~valid).sum()) if n_cut else 0
+        return PathSample(x_t, u_t, t, x0, x1, valid, n_cut, n_resampled, n_masked)
