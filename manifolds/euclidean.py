@@ -31,7 +31,8 @@ class Euclidean(Manifold):
 
     def proju(self, x, u):
         self._inputs(x=x, u=u)
-        return u.expand(broadcast_shapes(x.shape, u.shape))
+        shape = broadcast_shapes(x.shape, u.shape)
+        return u if u.shape == shape else u.expand(shape)  # no autograd view node in the common case
 
     def exp(self, x, u):
         self._inputs(x=x, u=u)

@@ -96,7 +96,8 @@ class Manifold(abc.ABC):
     def inner(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Riemannian inner product ``g_x(u, v)``. ``[..., D] -> [...]``."""
         self._inputs(x=x, u=u, v=v)
-        return (u * v).sum(-1).expand(broadcast_shapes(x.shape, u.shape, v.shape)[:-1])
+        out, shape = (u * v).sum(-1), broadcast_shapes(x.shape, u.shape, v.shape)[:-1]
+        return out if out.shape == shape else out.expand(shape)  # no autograd view node in the common case
 
     def norm(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Riemannian norm with a zero (not NaN) gradient at ``u = 0``. ``[..., D] -> [...]``."""
