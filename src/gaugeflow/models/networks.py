@@ -86,6 +86,9 @@ def time_column(t: TimeLike, x: torch.Tensor) -> torch.Tensor:
         TypeError: ``t`` is neither a number nor a tensor.
         ValueError: ``t`` has a shape other than ``[]``, ``[1]`` or ``[B]``.
     """
+    if isinstance(t, torch.Tensor) and t.dim() == 1 and t.shape[0] == x.shape[0] and t.dtype == x.dtype \
+            and t.device == x.device:
+        return t.unsqueeze(-1)  # the training hot path: one time per point, already in place
     if isinstance(t, bool) or not isinstance(t, (int, float, torch.Tensor)):
         raise TypeError(f"t must be a float or a tensor of shape [] or [B], got {type(t).__name__}")
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)

@@ -78,8 +78,9 @@ def rcfm_loss(
         raise TypeError(
             f"rcfm_loss: expected a model with a `manifold` attribute or manifold=<Manifold>, got {type(manifold).__name__}"
         )
-    path = GeodesicPath(manifold) if path is None else path
-    if path.manifold != manifold:
+    if path is None:
+        path = GeodesicPath(manifold)
+    elif path.manifold != manifold:
         raise ValueError(f"rcfm_loss: path is on {path.manifold} but the model is on {manifold}")
     manifold.validate(x0, "x0")
     if t is None:
