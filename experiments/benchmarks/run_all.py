@@ -73,22 +73,15 @@ def _print_compiled(rows) -> None:
                   f"({secs / r.ours_s:.2f} x ours eager)")
 
 
-def main(argv=None) -> dict:
-    args = _parse(argv)
-    bench = _bench_from(args)
-    warnings.filterwarnings("ignore", category=FutureWarning)  # torchcfm's deprecated torch.jit.script
-    t_start, info = time.perf_counter(), machine_info(bench)
-    print("gaugeflow benchmarks  " + "  ".join(f"{k}={v}" for k, v in info.items()), flush=True)
-    if bench.device.type == "cpu" and torch.get_num_threads() > 1 and info["load_1min"] > 1.5:
-        print(f"warning: 1-min load {info['load_1min']} on {info['cores']} cores: multi-threaded CPU timings are "
-              "dominated by scheduling under load; prefer --threads 1 (or a quiet machine)", flush=True)
-    rows, results = [], {"machine": info, "args": vars(args)}
-    if "train" in args.only:
+def _run_sections(bench: Bench, only, results: dict) -> list:
+    """Run the selected sections, printing their tables; returns the result rows."""
+    rows = []
+    if "train" in only:
         import bench_training
 
         rows += bench_training.run(bench)
         _print_compiled(rows)
-    if "sampling" in args.only:
+    if "sampling" in only:
         import bench_sampling
 
         rows += bench_sampling.run(bench)
@@ -98,19 +91,31 @@ def main(argv=None) -> dict:
         for r in rows:
             if r.note:
                 print(f"  {r.group}: {r.note}")
-    if "gauge" in args.only:
+    if "gauge" in only or "terms" in only:
         import bench_gauge_term
-
+    if "gauge" in only:
         gauge_rows = bench_gauge_term.run_models(bench)
         print("\nGauge models against PlainFlow of the same width (training step, S2, batch 1024):")
         print(format_table(gauge_rows))
         rows += gauge_rows
-    if "terms" in args.only:
-        import bench_gauge_term
+    if "terms" in only:
+        results["terms"] = bench_gauge_term.run_terms(bench)
+        print("\n" + bench_gauge_term.format_terms(results["terms"]))
+    return rows
 
-        terms = bench_gauge_term.run_terms(bench)
-        print("\n" + bench_gauge_term.format_terms(terms))
-        results["terms"] = terms
+
+def main(argv=None) -> dict:
+    """Run the suite; returns (and with ``--json`` writes) every number with the machine and load."""
+    args = _parse(argv)
+    bench = _bench_from(args)
+    warnings.filterwarnings("ignore", category=FutureWarning)  # torchcfm's deprecated torch.jit.script
+    t_start, info = time.perf_counter(), machine_info(bench)
+    print("gaugeflow benchmarks  " + "  ".join(f"{k}={v}" for k, v in info.items()), flush=True)
+    if bench.device.type == "cpu" and torch.get_num_threads() > 1 and info["load_1min"] > 1.5:
+        print(f"warning: 1-min load {info['load_1min']} on {info['cores']} cores: multi-threaded CPU timings are "
+              "dominated by scheduling under load; prefer --threads 1 (or a quiet machine)", flush=True)
+    results = {"machine": info, "args": vars(args)}
+    rows = _run_sections(bench, args.only, results)
     results["rows"] = [dict(asdict(r), ratio=r.ratio, ok=r.ok) for r in rows]
     results["elapsed_s"] = time.perf_counter() - t_start
     results["load_1min_end"] = round(load_average(), 2)
