@@ -89,6 +89,8 @@ def time_column(t: TimeLike, x: torch.Tensor) -> torch.Tensor:
     if isinstance(t, torch.Tensor) and t.dim() == 1 and t.shape[0] == x.shape[0] and t.dtype == x.dtype \
             and t.device == x.device:
         return t.unsqueeze(-1)  # the training hot path: one time per point, already in place
+    if isinstance(t, (int, float)) and not isinstance(t, bool):
+        return x.new_full((x.shape[0], 1), float(t))  # the sampling hot path: one op, no host tensor
     if isinstance(t, bool) or not isinstance(t, (int, float, torch.Tensor)):
         raise TypeError(f"t must be a float or a tensor of shape [] or [B], got {type(t).__name__}")
     t = torch.as_tensor(t, dtype=x.dtype, device=x.device)

@@ -81,20 +81,21 @@ class RungeKutta:
         for i in range(self.stages):
             y = x
             if i > 0:
-                y = self._retract(manifold, x, h * _combine(self.a[i], kx))
+                y = self._retract(manifold, x, _combine(h, self.a[i], kx))
             v, r = field(t + self.c[i] * h, y)
             kx.append(v)
             ka.append(r)
-        x_new = self._retract(manifold, x, h * _combine(self.b, kx))
-        acc_new = None if acc is None else acc + h * _combine(self.b, ka)
+        x_new = self._retract(manifold, x, _combine(h, self.b, kx))
+        acc_new = None if acc is None else acc + _combine(h, self.b, ka)
         return x_new, acc_new
 
 
-def _combine(weights: tuple[float, ...], ks: list[torch.Tensor]) -> torch.Tensor:
+def _combine(h: float, weights: tuple[float, ...], ks: list[torch.Tensor]) -> torch.Tensor:
+    """``h · Σ_j w_j k_j`` with one multiply and fused multiply-adds (``add_(k, alpha=h·w)``)."""
     out = None
     for w, k in zip(weights, ks):
         if w != 0.0:
-            out = w * k if out is None else out + w * k
+            out = k * (h * w) if out is None else out.add_(k, alpha=h * w)
     return out
 
 
