@@ -3,6 +3,7 @@ import os
 
 os.environ.setdefault("GEOMSTATS_BACKEND", "numpy")  # must precede the first geomstats import (process-wide)
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 
@@ -15,3 +16,12 @@ settings.load_profile(os.environ.get("GAUGEFLOW_HYPOTHESIS_PROFILE", "ci"))
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core: avoid thread oversubscription
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Single-threaded torch for a test module (small models; subprocess-heavy tests), restored afterwards."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

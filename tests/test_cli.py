@@ -18,12 +18,7 @@ TINY = ["--hidden", "8", "--batch-size", "16", "--n-data", "200", "--no-progress
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def cli(argv, capsys):

@@ -18,12 +18,7 @@ DATA = wrapped_mixture(M, n_train=200, n_val=40, n_test=40, seed=3)
 SMALL = dict(batch_size=16, progress=False, val_size=0, hidden=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(cls=HigherGaugeFlow, seed=0):
