@@ -40,8 +40,22 @@ def gauge_contraction(g: so, A: torch.Tensor, d: torch.Tensor, section: torch.Te
     the ``k×k`` matrix–vector product is a broadcast multiply-reduce, which on CPU beats ``bmm``
     (one tiny GEMV per sample).
     """
-    xi = contract_direction(A, d)
+    return _act(g, contract_direction(A, d), section)
+
+
+def _act(g: so, xi: torch.Tensor, section: torch.Tensor) -> torch.Tensor:
+    """``hat(ξ) v``, ``[B, dim], [B, k] -> [B, k]``: a broadcast multiply-reduce (beats a per-sample GEMV on CPU)."""
     return (g.hat(xi) * section.unsqueeze(-2)).sum(-1)
+
+
+def folds(mlp: MLP, n: int) -> bool:
+    """Whether a gauge model computes ``A[d]`` with :meth:`MLP.contracted` (``n`` coordinates per direction).
+
+    Folding replaces the ``[B, D, n]`` network output by a ``[B, D · hidden]`` outer product at
+    equal multiply-adds, so it pays when ``n > hidden`` (e.g. HigherGaugeFlow with ``k = 16``:
+    ``dim L = 241`` against width 64).
+    """
+    return n > mlp.out_layer.in_features
 
 
 def contract_direction(A: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
@@ -95,8 +109,16 @@ class GaugeFlow(FlowModel):
         return A, d, self.section(h)
 
     def contract(self, x: torch.Tensor, A: torch.Tensor, d: torch.Tensor, section: torch.Tensor) -> torch.Tensor:
-        """``Π_x(ρ(A[d]) v_s)`` ``[B, D]``: the contraction and projection of the gauge term."""
+        """``Π_x(ρ(A[d]) v_s)`` ``[B, D]``: the contraction and projection of the gauge term, from :meth:`fields`."""
         return self.projection(x, gauge_contraction(self.group, A, d, section))
 
     def gauge_term(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return self.contract(x, *self.fields(x, h))
+        """``Π_x(ρ(A[d]) v_s)``; equal to ``contract(x, *fields(x, h))``.
+
+        When ``dim so(k) > hidden`` the contraction ``A[d]`` is folded into the connection network's
+        output layer (:meth:`MLP.contracted`), so the ``[B, D, dim so(k)]`` tensor ``A`` is never formed.
+        """
+        if not folds(self.connection, self.group.dim):
+            return self.contract(x, *self.fields(x, h))
+        d = self.manifold.proju(x, self.direction(h))
+        return self.projection(x, _act(self.group, self.connection.contracted(h, d), self.section(h)))

@@ -10,9 +10,11 @@ antisymmetric ``l3(B, v̂, v̂)`` vanishes).
 
 Cost: ``A`` is contracted with ``d`` first (one batched product), then the brackets act on
 ``dim L`` coordinates: ``O(B·(D·dim L + k³))``. For the default ``so_crossed_module(k)`` with one
-field, :func:`crossed_module_projected` fuses ``l1 + l2`` with ``Π``'s linear map (one batched
-``2k×k · k×2k`` product and one GEMM, no coordinate gathers); other algebras use the generic
-:func:`higher_gauge_contraction` through ``algebra.bracket``.
+field, :func:`crossed_module_projected` fuses ``l1 + l2`` with ``Π``'s linear map (two batched
+products with ``3k³`` multiply-adds, the dual-number form of the brackets, and one GEMM); other
+algebras use the generic :func:`higher_gauge_contraction` through ``algebra.bracket``. When
+``dim L > hidden``, ``A[d]`` is folded into the connection network's output layer
+(:meth:`MLP.contracted`), so ``A`` itself is never formed.
 """
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ from ..algebra import LInfinityAlgebra, SoCrossedModule, so_crossed_module
 from ..geometry.bundles import FibreProjection, GradedVectorBundle
 from ..geometry.manifold import Manifold
 from .flows import FlowModel
-from .gauge import contract_direction
+from .gauge import contract_direction, folds
 from .networks import MLP, TimeWeight
 
 __all__ = ["HigherGaugeFlow", "higher_gauge_contraction", "crossed_module_projected"]
@@ -62,20 +64,19 @@ def crossed_module_projected(
 ) -> torch.Tensor:
     """``W (c_1 l1(B) + c_2 l2(B, V))`` for ``so_crossed_module(k)``: bracket and ``Π``'s linear map fused.
 
-    With ``B = (B0, (B1, b))``, ``V = (V0, (V1, v))``, ``X_i = hat(B_i)``, ``Y_i = hat(V_i)``, one
-    batched product ``P = [X0; X1] [Y0; Y1]ᵀ`` (``2k×k`` times ``k×2k``) holds the blocks
-    ``P_ij = X_i Y_jᵀ = −X_i Y_j``. For antisymmetric matrices the coordinates of ``[X, Y]`` are
-    those of ``XY − (XY)ᵀ``, and for a weight row ``w`` on so(k) coordinates
-    ``Σ_(a<b) w_ab (Q_ab − Q_ba) = ⟨hat(w), Q⟩_F``. Hence, with ``W = [W0 | W1 | w_c]`` split like
-    ``L = so(k) ⊕ (so(k) ⊕ ℝ)`` and ``l2(B, V) = ([B0, V0], ([B0, V1] + [B1, V0], 0))`` (SPEC §5.3),
+    With ``B = (B0, (B1, b))``, ``V = (V0, (V1, v))``, ``X_i = hat(B_i)``, ``Y_i = hat(V_i)`` and, for
+    each output row ``w`` of ``W = [W0 | W1 | w_c]``, ``H_i = hat(w_i)``: a weight row on so(k)
+    coordinates reads a bracket as ``w · [ξ, η] = ⟨hat w, hat ξ hat η⟩_F``, so with
+    ``l2(B, V) = ([B0, V0], ([B0, V1] + [B1, V0], 0))`` (SPEC §5.3)
 
-        W l2(B, V) = ⟨K, P⟩_F,   K = −[[hat(W0), hat(W1)], [hat(W1), 0]]   (one ``[D, 2k, 2k]`` per output),
-        W l1(B)    = W0 B1          (l1 maps the so(k) part of L1 into L0),
+        W l2(B, V) = ⟨H0, X0 Y0⟩_F + ⟨H1, X0 Y1 + X1 Y0⟩_F,     W l1(B) = W0 B1.
 
-    so the read-off of bracket coordinates (a gather and its scatter-add backward) becomes one
-    GEMM ``[N, 4k²] @ [4k², D]``. ``K`` is built from the parameters (``O(D k²)``, independent of
-    the batch); no ``[dim so(k), k, k]`` basis is formed. On CPU this keeps the whole gauge term of
-    ``HigherGaugeFlow`` to three small-matrix products per step direction.
+    ``X0 Y0`` and ``X0 Y1 + X1 Y0`` are the two parts of the dual-number product
+    ``(X0 + εX1)(Y0 + εY1)``: two batched products, ``X0 Y0`` and ``[X0 | X1] [Y1 ; Y0]``, with
+    ``3k³`` multiply-adds per sample (the three brackets computed separately would need six ``k×k``
+    products, and one ``2k×k · k×2k`` product four). ``[X0 | X1]`` and ``[Y1 ; Y0]`` are built by
+    one index gather each; the read-out against ``H`` is one GEMM ``[N, 2k²] @ [2k², D]``. No
+    ``[dim so(k), k, k]`` basis and no bracket coordinates are formed.
 
     Args:
         algebra: ``so_crossed_module(k)``.
@@ -86,13 +87,34 @@ def crossed_module_projected(
     Returns:
         ``[N, D]`` ambient vectors (``proju`` is applied by the caller).
     """
-    g, n, k = algebra.g, algebra.g.dim, algebra.g.k
-    X = g.hat(B[..., : 2 * n].unflatten(-1, (2, n))).flatten(-3, -2)  # [N, 2k, k]: X0 over X1
-    Y = g.hat(V[..., : 2 * n].unflatten(-1, (2, n))).flatten(-3, -2)  # [N, 2k, k]: Y0 over Y1
-    P = X @ Y.transpose(-1, -2)  # [N, 2k, 2k]
-    H = g.hat(W[:, : 2 * n].unflatten(-1, (2, n)))  # [D, 2, k, k]: hat(W0), hat(W1)
-    K = torch.cat([torch.cat([H[:, 0], H[:, 1]], -1), torch.cat([H[:, 1], torch.zeros_like(H[:, 1])], -1)], -2)
-    return c[0] * (B[..., n : 2 * n] @ W[:, :n].T) - c[1] * (P.flatten(-2) @ K.flatten(-2).T)
+    g = algebra.g
+    k, n = g.k, g.dim
+    N = B.shape[0]
+    idx_x, sign_x, idx_y, sign_y = _dual_layout(g, B.device, B.dtype)
+    Xh = (B.index_select(-1, idx_x) * sign_x).view(N, k, 2 * k)  # [X0 | X1]
+    Yv = (V.index_select(-1, idx_y) * sign_y).view(N, 2 * k, k)  # [Y1 ; Y0]
+    T = torch.cat([torch.bmm(Xh[:, :, :k], Yv[:, k:]), torch.bmm(Xh, Yv)], 1).view(N, 2 * k * k)  # X0Y0 ; X0Y1 + X1Y0
+    H = g.hat(W[:, : 2 * n].unflatten(-1, (2, n))).flatten(1)  # [D, 2k²]: hat(W0), hat(W1)
+    return c[0] * (B[:, n : 2 * n] @ W[:, :n].T) + c[1] * (T @ H.T)
+
+
+_LAYOUTS: dict = {}
+
+
+def _dual_layout(g, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """Gather indices and signs of ``[X0 | X1]`` (``[k, 2k]``) and ``[Y1 ; Y0]`` (``[2k, k]``) from ``so(k) ⊕ so(k)`` coordinates."""
+    key = (g.k, str(device), dtype)
+    hit = _LAYOUTS.get(key)
+    if hit is None:
+        k, n = g.k, g.dim
+        gather, sign = g._gather.view(k, k), g._sign.view(k, k)
+        hit = _LAYOUTS[key] = (
+            torch.cat([gather, gather + n], 1).reshape(-1).to(device),
+            torch.cat([sign, sign], 1).reshape(-1).to(device=device, dtype=dtype),
+            torch.cat([gather + n, gather], 0).reshape(-1).to(device),
+            torch.cat([sign, sign], 0).reshape(-1).to(device=device, dtype=dtype),
+        )
+    return hit
 
 
 class HigherGaugeFlow(FlowModel):
@@ -169,10 +191,25 @@ class HigherGaugeFlow(FlowModel):
         ``so_crossed_module`` with one field slot takes the fused :func:`crossed_module_projected`
         (same value; a test compares it with the generic path).
         """
-        if isinstance(self.algebra, SoCrossedModule) and len(slots) == 1:
-            B = contract_direction(A, d)
-            return self.manifold.proju(x, crossed_module_projected(self.algebra, self.c, B, slots[0], self.projection.weight))
+        if self._fused:
+            return self._crossed_module_term(x, contract_direction(A, d), slots[0])
         return self.projection(x, higher_gauge_contraction(self.algebra, self.c, A, d, slots))
 
+    @property
+    def _fused(self) -> bool:
+        return isinstance(self.algebra, SoCrossedModule) and self.m_max - 1 == 1
+
+    def _crossed_module_term(self, x: torch.Tensor, B: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+        return self.manifold.proju(x, crossed_module_projected(self.algebra, self.c, B, V, self.projection.weight))
+
     def gauge_term(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return self.contract(x, *self.field_values(x, h))
+        """``Π_x(G)``; equal to ``contract(x, *field_values(x, h))``.
+
+        For the fused crossed-module path with ``dim L > hidden``, ``A[d]`` is folded into the
+        connection network's output layer (:meth:`MLP.contracted`): the ``[B, D, dim L]`` tensor
+        ``A`` is never formed.
+        """
+        if not (self._fused and folds(self.connection, self.algebra.dim)):
+            return self.contract(x, *self.field_values(x, h))
+        d = self.manifold.proju(x, self.direction(h))
+        return self._crossed_module_term(x, self.connection.contracted(h, d), self.fields[0](h))

@@ -57,10 +57,42 @@ class MLP(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled():
             return self.net(h)
+        return self.out_layer(self.features(h))
+
+    def features(self, h: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations ``[..., hidden]`` (the input of :attr:`out_layer`)."""
+        first, _, middle, _, _ = self.net
+        if torch.is_grad_enabled():
+            return F.silu(middle(F.silu(first(h))))
         # no autograd graph (sampling): SiLU in place on the fresh Linear outputs, which saves
-        # allocating and writing two [B, hidden] buffers per call; same values as self.net(h)
-        first, _, middle, _, last = self.net
-        return last(F.silu(middle(F.silu(first(h), inplace=True)), inplace=True))
+        # allocating and writing two [B, hidden] buffers per call; same values
+        return F.silu(middle(F.silu(first(h), inplace=True)), inplace=True)
+
+    def contracted(self, h: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """``Σ_μ d^μ y_μ`` for the output ``y = self(h)`` read as ``[B, D, n]``, without forming ``y``.
+
+        The output layer is linear, so ``Σ_μ d^μ (W_μ z + b_μ) = (d ⊗ z) W' + d b'`` with ``W'`` the
+        ``[D · hidden, n]`` rearrangement of its weight: one GEMM with the same multiply-adds as the
+        output layer itself, and a ``[B, D · hidden]`` outer product in place of the ``[B, D, n]``
+        output and its gradient. The gauge models use it for ``A[d]`` when ``n > hidden``.
+
+        Args:
+            h: network input ``[B, in_dim]``.
+            d: ``[B, D]`` with ``D`` dividing ``out_dim``.
+
+        Returns:
+            ``[B, out_dim / D]``; equal to ``(self(h).unflatten(-1, (D, -1)) * d[..., None]).sum(-2)``.
+        """
+        last = self.out_layer
+        D = d.shape[-1]
+        if d.dim() != 2 or h.dim() != 2 or d.shape[0] != h.shape[0] or last.out_features % D:
+            raise ValueError(f"MLP.contracted: expected h [B, {self.net[0].in_features}] and d [B, D] with D "
+                             f"dividing {last.out_features}, got {tuple(h.shape)} and {tuple(d.shape)}")
+        z = self.features(h)
+        n, H = last.out_features // D, last.in_features
+        weight = last.weight.view(D, n, H).transpose(1, 2).reshape(D * H, n)
+        outer = (d.unsqueeze(-1) * z.unsqueeze(-2)).reshape(z.shape[0], D * H)
+        return torch.addmm(d @ last.bias.view(D, n), outer, weight)
 
 
 class TimeWeight(nn.Module):
