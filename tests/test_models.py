@@ -9,7 +9,10 @@ from gaugeflow.algebra import so, so_crossed_module, string_lie2
 from gaugeflow.manifolds import Euclidean, FlatTorus, Hyperbolic, Product, Sphere
 from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, count_parameters, gauge_contraction
 from gaugeflow.models import higher_gauge_contraction
+from gaugeflow.models import higher
+from gaugeflow.models.gauge import contract_direction, folds
 from gaugeflow.models.higher import crossed_module_projected
+from gaugeflow.models.networks import MLP
 from gaugeflow.testing import check_gauge_covariance, random_rotation
 from gaugeflow.training import rcfm_loss
 
@@ -148,6 +151,90 @@ def test_fused_crossed_module_path_matches_the_generic_brackets(k, c):
     B, V = torch.randn(8, model.algebra.dim, dtype=W.dtype), torch.randn(8, model.algebra.dim, dtype=W.dtype)
     ref = (c[0] * model.algebra.bracket(B) + c[1] * model.algebra.bracket(B, V)) @ W.T
     assert torch.allclose(crossed_module_projected(model.algebra, model.c, B, V, W), ref, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", ["_crossed_module_dual", "_crossed_module_bilinear"])
+@pytest.mark.parametrize("k, D", [(2, 3), (3, 3), (4, 2), (6, 5)])
+def test_both_crossed_module_kernels_match_the_algebra_brackets_in_value_and_gradient(path, k, D):
+    # the dispatch picks one per (k, D); each must equal W(c1 l1(B) + c2 l2(B, V)) with its gradients
+    L = so_crossed_module(k)
+    gen = torch.Generator().manual_seed(k * 10 + D)
+    B, V = (torch.randn(7, L.dim, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    W = torch.randn(D, L.dim, generator=gen, dtype=torch.float64, requires_grad=True)
+    c = torch.tensor([0.6, 1.7], dtype=torch.float64)
+    got = getattr(higher, path)(L, c, B, V, W)
+    ref = (c[0] * L.bracket(B) + c[1] * L.bracket(B, V)) @ W.T
+    assert torch.allclose(got, ref, atol=1e-12), float((got - ref).abs().max())
+    cot = torch.randn(7, D, generator=gen, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(got, (B, V, W), cot), torch.autograd.grad(ref, (B, V, W), cot)):
+        assert torch.allclose(a, b, atol=1e-11), float((a - b).abs().max())
+    assert torch.autograd.gradgradcheck(lambda B, V, W: getattr(higher, path)(L, c, B, V, W), (B, V, W))
+
+
+def test_crossed_module_dispatch_uses_the_k_cubed_kernel_for_large_k(monkeypatch):
+    calls = []
+    monkeypatch.setattr(higher, "_crossed_module_bilinear", lambda *a: calls.append("bilinear"))
+    monkeypatch.setattr(higher, "_crossed_module_dual", lambda *a: calls.append("dual"))
+    for k, D in [(4, 3), (16, 3), (8, 8), (32, 3)]:
+        L = so_crossed_module(k)
+        crossed_module_projected(L, torch.ones(2), torch.zeros(1, L.dim), torch.zeros(1, L.dim), torch.zeros(D, L.dim))
+    assert calls == ["bilinear", "dual", "dual", "dual"]
+
+
+def test_contract_direction_gradients_batched_and_second_order():
+    gen = torch.Generator().manual_seed(3)
+    A = torch.randn(5, 3, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    d = torch.randn(5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(contract_direction(A, d), torch.einsum("bmn,bm->bn", A, d), atol=1e-14)
+    assert torch.autograd.gradcheck(contract_direction, (A, d))
+    assert torch.autograd.gradgradcheck(contract_direction, (A, d))
+    cots = torch.randn(4, 5, 7, generator=gen, dtype=torch.float64)
+    gA, gd = torch.autograd.grad(contract_direction(A, d), (A, d), cots, is_grads_batched=True)
+    for r in range(4):
+        eA, ed = torch.autograd.grad(torch.einsum("bmn,bm->bn", A, d), (A, d), cots[r])
+        assert torch.allclose(gA[r], eA, atol=1e-14) and torch.allclose(gd[r], ed, atol=1e-14)
+    with pytest.raises(ValueError, match="expected A"):
+        contract_direction(A, d[:, :2])
+
+
+def test_mlp_contracted_equals_contracting_the_output():
+    torch.manual_seed(0)
+    net = MLP(4, 3 * 11, hidden=5).double()
+    h = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    d = torch.randn(6, 3, dtype=torch.float64, requires_grad=True)
+    ref = (net(h).unflatten(-1, (3, 11)) * d.unsqueeze(-1)).sum(-2)
+    got = net.contracted(h, d)
+    assert torch.allclose(got, ref, atol=1e-13)
+    assert torch.autograd.gradcheck(lambda h, d: net.contracted(h, d), (h, d))
+    with torch.no_grad():  # the in-place SiLU path gives the same numbers
+        assert torch.allclose(net.contracted(h, d), ref, atol=1e-13)
+    with pytest.raises(ValueError, match="dividing 33"):
+        net.contracted(h, d[:, :2])
+
+
+@pytest.mark.parametrize("cls, k, hidden", [(GaugeFlow, 5, 4), (GaugeFlow, 5, 16), (HigherGaugeFlow, 4, 8),
+                                            (HigherGaugeFlow, 4, 32)])
+def test_folded_gauge_term_equals_the_unfolded_path(cls, k, hidden):
+    # A[d] folded into the connection's output layer (dim > hidden) must change nothing but speed
+    M = Sphere(2)
+    torch.manual_seed(1)
+    model = cls(M, hidden=hidden, k=k).double()
+    _perturb_projection(model)
+    dim = model.group.dim if cls is GaugeFlow else model.algebra.dim
+    assert folds(model.connection, dim) == (dim > hidden)
+    x = _points(M, 9)
+    h, _ = model.inputs(x, 0.6)
+    values = model.fields(x, h) if cls is GaugeFlow else model.field_values(x, h)
+    unfolded = model.contract(x, *values)
+    folded = model.gauge_term(x, h)
+    assert torch.allclose(folded, unfolded, atol=1e-12), float((folded - unfolded).abs().max())
+    params = [p for p in model.parameters() if p.requires_grad]
+    cot = torch.randn_like(folded)
+    for a, b in zip(torch.autograd.grad(folded, params, cot, allow_unused=True),
+                    torch.autograd.grad(unfolded, params, cot, allow_unused=True)):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=1e-11)
 
 
 def test_no_basis_tensor_in_the_forward_pass(monkeypatch):

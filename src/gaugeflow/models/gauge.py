@@ -59,13 +59,37 @@ def folds(mlp: MLP, n: int) -> bool:
 
 
 def contract_direction(A: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """``A[d] = Σ_μ d^μ A_μ``: ``[B, D, n], [B, D] -> [B, n]`` as one ``bmm``.
+    """``A[d] = Σ_μ d^μ A_μ``: ``[B, D, n], [B, D] -> [B, n]``.
 
-    Measured on CPU (fwd + bwd, B = 1024, D = 16, n = 241) it is 2–3× faster than ``einsum``
-    (which copies to a contiguous layout) and than a broadcast multiply-sum (a ``[B, D, n]``
-    temporary in both passes).
+    Forward: one ``bmm`` (on CPU 2–3× faster than ``einsum``, which copies to a contiguous layout,
+    and than a broadcast multiply-sum). Backward, hand-written: ``∂A = d ⊗ g`` as a broadcast product
+    and ``∂d = A g`` as one ``bmm``. Autograd's rule for ``bmm`` would form ``∂A`` with a batched
+    product of inner dimension 1, which on CPU costs several times the broadcast. The backward is
+    written in differentiable operations on the inputs, so higher derivatives and batched
+    gradients (``is_grads_batched``, used by the exact divergence) work.
     """
-    return torch.bmm(d.unsqueeze(-2), A).squeeze(-2)
+    if A.dim() != 3 or d.dim() != 2 or A.shape[:2] != d.shape:
+        raise ValueError(f"contract_direction: expected A [B, D, n] and d [B, D], got {tuple(A.shape)} and {tuple(d.shape)}")
+    return _ContractDirection.apply(A, d)
+
+
+class _ContractDirection(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(A: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(d.unsqueeze(-2), A).squeeze(-2)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        A, d = ctx.saved_tensors
+        gA = d.unsqueeze(-1) * g.unsqueeze(-2) if ctx.needs_input_grad[0] else None
+        gd = torch.matmul(A, g.unsqueeze(-1)).squeeze(-1) if ctx.needs_input_grad[1] else None
+        return gA, gd
 
 
 class GaugeFlow(FlowModel):

@@ -76,7 +76,10 @@ def crossed_module_projected(
     ``3k³`` multiply-adds per sample (the three brackets computed separately would need six ``k×k``
     products, and one ``2k×k · k×2k`` product four). ``[X0 | X1]`` and ``[Y1 ; Y0]`` are built by
     one index gather each; the read-out against ``H`` is one GEMM ``[N, 2k²] @ [2k², D]``. No
-    ``[dim so(k), k, k]`` basis and no bracket coordinates are formed.
+    ``[dim so(k), k, k]`` basis and no bracket coordinates are formed. For small ``k`` and ``D``
+    (``D · (2 dim so(k))² ≤ 8 · 3k³``, e.g. ``k ≤ 8`` on S²) the same value is computed as ``D``
+    bilinear forms in one GEMM instead (:func:`_crossed_module_bilinear`), because batched products
+    of tiny matrices are dominated by per-matrix overhead on CPU.
 
     Args:
         algebra: ``so_crossed_module(k)``.
@@ -87,6 +90,14 @@ def crossed_module_projected(
     Returns:
         ``[N, D]`` ambient vectors (``proju`` is applied by the caller).
     """
+    n, k, D = algebra.g.dim, algebra.g.k, W.shape[0]
+    if D * 4 * n * n <= _BILINEAR_FACTOR * 3 * k**3:
+        return _crossed_module_bilinear(algebra, c, B, V, W)
+    return _crossed_module_dual(algebra, c, B, V, W)
+
+
+def _crossed_module_dual(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """The dual-number path of :func:`crossed_module_projected` (``3k³`` per sample)."""
     g = algebra.g
     k, n = g.k, g.dim
     N = B.shape[0]
@@ -99,6 +110,46 @@ def crossed_module_projected(
 
 
 _LAYOUTS: dict = {}
+_BILINEAR_FACTOR = 8  # small k (and D): the bilinear GEMM's D·(2 dim so(k))² multiply-adds beat 3k³ in tiny per-sample products
+
+
+def _crossed_module_bilinear(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """Same value as :func:`crossed_module_projected` for small ``k``: ``W l2(B, V)`` as ``D`` bilinear forms.
+
+    ``w · [ξ, η] = ξᵀ F(w) η`` with ``F(w)_ab = ⟨w, [T_a, T_b]⟩`` (the matrix of ``−ad_w``), so
+    ``W l2(B, V) = [B0 | B1] M [V0 | V1]ᵀ`` with ``M = [[F(W0), F(W1)], [F(W1), 0]]`` per output
+    row: one GEMM ``[N, 2 dim] @ [2 dim, D · 2 dim]`` and a row-wise product with ``V``. ``F`` is
+    read off ``hat(w)`` by index gathers (``[T_ij, T_lm] = δ_jl T_im − δ_il T_jm − δ_jm T_il + δ_im T_jl``),
+    ``O(D dim²)`` per call and independent of the batch. ``O(B · D · k⁴)``, so only used while that
+    is within a small factor of the ``3k³`` products (the batched ``k×k`` products of tiny matrices
+    are dominated by per-matrix overhead on CPU).
+    """
+    g = algebra.g
+    k, n = g.k, g.dim
+    N, D = B.shape[0], W.shape[0]
+    idx, sign = _ad_layout(g, W.device, W.dtype)
+    H = g.hat(W[:, : 2 * n].unflatten(-1, (2, n))).flatten(-2)  # [D, 2, k²]
+    F = (H.index_select(-1, idx).unflatten(-1, (4, n, n)) * sign).sum(-3)  # [D, 2, n, n]: F(W0), F(W1)
+    M = torch.cat([torch.cat([F[:, 0], F[:, 1]], -1), torch.cat([F[:, 1], torch.zeros_like(F[:, 1])], -1)], -2)
+    U = B[:, : 2 * n] @ M.transpose(0, 1).reshape(2 * n, D * 2 * n)  # [N, D · 2 dim]
+    out2 = (U.view(N, D, 2 * n) * V[:, None, : 2 * n]).sum(-1)
+    return c[0] * (B[:, n : 2 * n] @ W[:, :n].T) + c[1] * out2
+
+
+def _ad_layout(g, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``F(w)_ab = Σ_t sign[t, a, b] · hat(w)_flat[idx[t, a, b]]`` (four terms of the so(k) bracket of basis elements)."""
+    key = ("ad", g.k, str(device), dtype)
+    hit = _LAYOUTS.get(key)
+    if hit is None:
+        k, n = g.k, g.dim
+        i, j = g._rows.view(n, 1), g._cols.view(n, 1)  # a = (i < j)
+        l, m = g._rows.view(1, n), g._cols.view(1, n)  # b = (l < m)
+        # [T_ij, T_lm] = δ_jl T_im − δ_il T_jm − δ_jm T_il + δ_im T_jl and ⟨w, T_xy⟩ = hat(w)[x, y]
+        terms = [(j == l, i, m, 1.0), (i == l, j, m, -1.0), (j == m, i, l, -1.0), (i == m, j, l, 1.0)]
+        idx = torch.stack([(x * k + y).expand(n, n) for _, x, y, _ in terms])
+        sign = torch.stack([cond.to(torch.float64) * s for cond, _, _, s in terms])
+        hit = _LAYOUTS[key] = (idx.reshape(-1).to(device), sign.to(device=device, dtype=dtype))
+    return hit
 
 
 def _dual_layout(g, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
