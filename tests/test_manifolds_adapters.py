@@ -74,8 +74,9 @@ MUST_FAIL = {
 # Defects that show only on some hypothesis draws (which examples a worker sees depends on the run's history):
 # geoopt's float32 distance floor (1.4e-2) makes log(x, exp(x, u)) too long for tiny u.
 # geoopt's transport goes through its log, which is 0 at the antipode: whether a draw lands close enough to
-# the antipode to show it varies between runs.
-MAY_FAIL = {"geoopt.Lorentz": {("dist", 32), ("geodesic", 64)},
+# the antipode to show it varies between runs. geoopt's float32 Lorentz transport and geodesic velocity lose
+# tangency for far-apart draws (transp off the tangent space by 17 against a tolerance of 0.6 in one run).
+MAY_FAIL = {"geoopt.Lorentz": {("dist", 32), ("geodesic", 64), ("transp", 32), ("geodesic", 32)},
             "geoopt.Sphere": {("log_exp", 32), ("transp", 32), ("transp", 64)}}
 
 

@@ -14,20 +14,21 @@ The models fold ``A[d]`` into the connection network's output layer when ``dim >
 
 Cases: ``k ∈ {4, 8, 16}`` on S² (``D = 3``, the real-data setting) and on ℝ^k (``D = k``, the
 Gaussian-mixture study's setting), width 64, batch 1024, float32. Reported: medians over
-interleaved repetitions (the two variants alternate, so background load hits both alike) of the
+interleaved repetitions (the variants alternate, so background load hits all alike) of the
 wall time and of the CPU time of the process (``time.process_time``: on a shared machine it does
 not count the time the process waits for a core). The verdict uses CPU time on CPU devices and
 wall time (synchronised) on CUDA.
 
-Run: ``python experiments/benchmarks/bench_gauge_overhead.py [--reps N] [--threads T] [--device cuda]``
-(about 40 s on one CPU core with the default 25 repetitions).
+Run: ``python experiments/benchmarks/bench_gauge_overhead.py [--reps N] [--threads T] [--widths W ...] [--device cuda]``
+(about 50 s per width on one CPU core with the default 25 repetitions).
 
-Where the time goes (CPU): the gauge term of ``HigherGaugeFlow`` needs three ``k×k`` products per
-sample (``[B0, V0]``, ``[B0, V1]``, ``[B1, V0]``; computed as one ``2k×k · k×2k`` batched product)
-and their backward. Batched products of such small matrices run at a fraction of the throughput of
-the networks' large GEMMs on CPU, so for ``k ≥ 8`` with narrow networks on a low-dimensional base
-(S², width 64) this term alone can exceed the 30 % budget; ``GaugeFlow`` (one matrix–vector
-product) stays within it.
+What the gauge term costs (CPU, per step and sample): GaugeFlow one ``k×k`` matrix–vector
+product; HigherGaugeFlow (``so_crossed_module``) three ``k×k`` products forward and six backward
+(the dual-number form, ``models/higher.py``), or for small ``k·D`` one bilinear GEMM. Against
+width-64 networks on S² (``D = 3``) with ``k = 16`` the brackets are a sizeable share of all
+multiply-adds, and batched products of small matrices plus the gathers around them run far below
+GEMM throughput on CPU, so that case stays above the target at width 64 (it drops with width:
+``--widths 64 128``). See docs/performance.md for the measured table and the breakdown.
 """
 from __future__ import annotations
 
@@ -116,15 +117,15 @@ def timed(bench: Bench, fns: dict, reps: int, warmup: int = 3) -> dict[str, tupl
     return {n: (statistics.median(walls[n]), statistics.median(cpus[n])) for n in names}
 
 
-def run(bench: Bench, ks=KS) -> list[Row]:
-    """One row per (manifold, model, k): full step time over the no-op-contraction step time."""
+def run(bench: Bench, ks=KS, width: int = WIDTH) -> list[Row]:
+    """One row per (manifold, model, k): full step time over the no-op-gauge-algebra step time."""
     rows = []
     for k in ks:
         for M in (Sphere(2), Euclidean(k)):
             x0, x1 = _pairs(M, bench, BATCH)
             for cls in (GaugeFlow, HigherGaugeFlow):
                 torch.manual_seed(bench.seed)
-                full = cls(M, hidden=WIDTH, k=k).to(bench.device, bench.dtype)
+                full = cls(M, hidden=width, k=k).to(bench.device, bench.dtype)
                 noop, unfolded = copy.deepcopy(full), copy.deepcopy(full)
                 noop.gauge_term = types.MethodType(noop_gauge_term, noop)
                 unfolded.gauge_term = types.MethodType(unfolded_gauge_term, unfolded)
@@ -133,7 +134,7 @@ def run(bench: Bench, ks=KS) -> list[Row]:
                 use = 0 if bench.device.type == "cuda" else 1
                 wall_ratio = med["full"][0] / med["noop"][0]
                 unfolded_ratio = med["unfolded"][use] / med["noop"][use]
-                rows.append(Row("gauge overhead", f"{cls.__name__} {M} k={k}", med["full"][use], med["noop"][use],
+                rows.append(Row("gauge overhead", f"{cls.__name__} {M} k={k} w={width}", med["full"][use], med["noop"][use],
                                 "same nets, no-op gauge algebra", target=TARGET,
                                 note=f"unfolded {unfolded_ratio:.2f}, wall ratio {wall_ratio:.2f}",
                                 extra={"wall_full_s": med["full"][0], "wall_noop_s": med["noop"][0],
@@ -145,13 +146,15 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=25, help="interleaved timed repetitions per case")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--widths", type=int, nargs="+", default=[WIDTH],
+                        help=f"hidden widths of the networks (default {WIDTH}, the models' default; the verdict uses all)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: batch-1024 steps of width-64 nets are dispatch-bound)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     bench = Bench(device=torch.device(args.device), reps=args.reps, memory=False)
     t0 = time.perf_counter()
-    rows = run(bench)
+    rows = [row for width in args.widths for row in run(bench, width=width)]
     print(format_table(rows))
     print("\nunfolded (A formed) and wall-clock ratios: " + "; ".join(f"{r.case}: {r.note}" for r in rows))
     worst = max(r.ratio for r in rows)

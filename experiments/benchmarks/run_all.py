@@ -7,6 +7,8 @@ Sections (each a module of this folder, runnable alone):
   and the exact log-likelihood of 10⁴ points vs the per-coordinate ``autograd.grad`` loop.
 * ``bench_gauge_term`` — GaugeFlow / HigherGaugeFlow step time over PlainFlow, and the gauge term
   alone for k ∈ {4, …, 64} with fitted exponents and a naive dense-basis version beside it.
+* ``bench_gauge_overhead`` — the gauge term's share of a training step, k ∈ {4, 8, 16}, against the
+  same networks with the gauge algebra replaced by a no-op (target ≤ 1.30).
 
 Every comparison interleaves the contenders repetition by repetition and reports medians; the ratio
 column is ours / reference (below 1: ours is faster). Peak memory is the peak of the bytes allocated
@@ -14,7 +16,7 @@ during one call (CPU: replayed from torch.profiler's allocation events; CUDA: ma
 
 Usage:
     python experiments/benchmarks/run_all.py [--quick] [--threads N] [--device cpu|cuda]
-        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train sampling gauge terms]
+        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train sampling gauge overhead terms]
         [--json results.json]
 
 The full run takes about 5–8 minutes on a 2-core CPU; ``--quick`` is a smoke test (sizes shrunk,
@@ -33,7 +35,7 @@ import torch
 
 from _harness import Bench, format_table, load_average, machine_info
 
-SECTIONS = ("train", "sampling", "gauge", "terms")
+SECTIONS = ("train", "sampling", "gauge", "overhead", "terms")
 
 
 def _parse(argv):
@@ -98,6 +100,16 @@ def _run_sections(bench: Bench, only, results: dict) -> list:
         print("\nGauge models against PlainFlow of the same width (training step, S2, batch 1024):")
         print(format_table(gauge_rows))
         rows += gauge_rows
+    if "overhead" in only:
+        import bench_gauge_overhead
+
+        overhead_rows = bench_gauge_overhead.run(bench, ks=(4, 8) if bench.quick else bench_gauge_overhead.KS)
+        print("\nGauge-term overhead in a training step (same networks, gauge algebra replaced by a no-op; "
+              f"target <= {bench_gauge_overhead.TARGET}; CPU time on CPU):")
+        print(format_table(overhead_rows))
+        for r in overhead_rows:
+            print(f"  {r.case}: {r.note}")
+        rows += overhead_rows
     if "terms" in only:
         results["terms"] = bench_gauge_term.run_terms(bench)
         print("\n" + bench_gauge_term.format_terms(results["terms"]))
