@@ -118,8 +118,11 @@ class so:  # noqa: N801 - the mathematical name, as in DESIGN.md
         """Antisymmetric matrix ``Σ_a ξ_a T_a``. ``[..., dim] -> [..., k, k]`` (index gather, ``O(k²)``)."""
         self._check(xi, self.dim, "xi")
         gather, _, _ = self._index(xi.device)
-        flat = xi.index_select(-1, gather) * self._signs(xi.dtype, xi.device)
-        return flat.unflatten(-1, (self.k, self.k))
+        if xi.dim() > 2 and xi.is_contiguous():  # a 2-D gather is several times faster than along the last of 3+ axes
+            flat = xi.reshape(-1, self.dim).index_select(-1, gather).view(*xi.shape[:-1], self.k * self.k)
+        else:
+            flat = xi.index_select(-1, gather)
+        return (flat * self._signs(xi.dtype, xi.device)).unflatten(-1, (self.k, self.k))
 
     def vee(self, X: torch.Tensor) -> torch.Tensor:
         """Coordinates ``ξ_(i,j) = ½(X_ij − X_ji)``, ``i < j``. ``[..., k, k] -> [..., dim]``.

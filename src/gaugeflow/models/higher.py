@@ -105,7 +105,7 @@ def _crossed_module_dual(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.
     Xh = (B.index_select(-1, idx_x) * sign_x).view(N, k, 2 * k)  # [X0 | X1]
     Yv = (V.index_select(-1, idx_y) * sign_y).view(N, 2 * k, k)  # [Y1 ; Y0]
     T = torch.cat([torch.bmm(Xh[:, :, :k], Yv[:, k:]), torch.bmm(Xh, Yv)], 1).view(N, 2 * k * k)  # X0Y0 ; X0Y1 + X1Y0
-    H = g.hat(W[:, : 2 * n].unflatten(-1, (2, n))).flatten(1)  # [D, 2k²]: hat(W0), hat(W1)
+    H = g.hat(W[:, : 2 * n].reshape(2 * W.shape[0], n)).reshape(W.shape[0], 2 * k * k)  # [D, 2k²]: hat(W0), hat(W1)
     return c[0] * (B[:, n : 2 * n] @ W[:, :n].T) + c[1] * (T @ H.T)
 
 
@@ -128,8 +128,8 @@ def _crossed_module_bilinear(algebra: SoCrossedModule, c, B: torch.Tensor, V: to
     k, n = g.k, g.dim
     N, D = B.shape[0], W.shape[0]
     idx, sign = _ad_layout(g, W.device, W.dtype)
-    H = g.hat(W[:, : 2 * n].unflatten(-1, (2, n))).flatten(-2)  # [D, 2, k²]
-    F = (H.index_select(-1, idx).unflatten(-1, (4, n, n)) * sign).sum(-3)  # [D, 2, n, n]: F(W0), F(W1)
+    H = g.hat(W[:, : 2 * n].reshape(2 * D, n)).reshape(2 * D, k * k)  # rows hat(W0_d), hat(W1_d)
+    F = (H.index_select(-1, idx).view(D, 2, 4, n, n) * sign).sum(-3)  # [D, 2, n, n]: F(W0), F(W1)
     M = torch.cat([torch.cat([F[:, 0], F[:, 1]], -1), torch.cat([F[:, 1], torch.zeros_like(F[:, 1])], -1)], -2)
     U = B[:, : 2 * n] @ M.transpose(0, 1).reshape(2 * n, D * 2 * n)  # [N, D · 2 dim]
     out2 = (U.view(N, D, 2 * n) * V[:, None, : 2 * n]).sum(-1)
