@@ -77,7 +77,7 @@ def crossed_module_projected(
     products, and one ``2k×k · k×2k`` product four). ``[X0 | X1]`` and ``[Y1 ; Y0]`` are built by
     one index gather each; the read-out against ``H`` is one GEMM ``[N, 2k²] @ [2k², D]``. No
     ``[dim so(k), k, k]`` basis and no bracket coordinates are formed. For small ``k`` and ``D``
-    (``D · (2 dim so(k))² ≤ 8 · 3k³``, e.g. ``k ≤ 8`` on S²) the same value is computed as ``D``
+    (``D · (2 dim so(k))² ≤ 8 · 3k³``: ``k ≤ 9`` on S², ``k ≤ 5`` on ℝ^k) the same value is computed as ``D``
     bilinear forms in one GEMM instead (:func:`_crossed_module_bilinear`), because batched products
     of tiny matrices are dominated by per-matrix overhead on CPU.
 
