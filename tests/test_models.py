@@ -197,6 +197,21 @@ def test_contract_direction_gradients_batched_and_second_order():
         contract_direction(A, d[:, :2])
 
 
+@pytest.mark.parametrize("cls, k", [(GaugeFlow, 5), (HigherGaugeFlow, 3), (HigherGaugeFlow, 12)])
+def test_forward_mode_derivative_of_every_gauge_route(cls, k):
+    # torch.func.jvp through the model (custom contraction, folded layer, both crossed-module kernels)
+    # against a central finite difference in float64
+    M = Euclidean(3)
+    torch.manual_seed(2)
+    model = cls(M, hidden=8, k=k).double()
+    _perturb_projection(model)
+    x, v = _points(M, 5), _points(M, 5, seed=7)
+    _, tangent = torch.func.jvp(lambda y: model(y, 0.3), (x,), (v,))
+    eps = 1e-6
+    fd = (model(x + eps * v, 0.3) - model(x - eps * v, 0.3)) / (2 * eps)
+    assert torch.allclose(tangent, fd, atol=1e-7), float((tangent - fd).abs().max())
+
+
 def test_mlp_contracted_equals_contracting_the_output():
     torch.manual_seed(0)
     net = MLP(4, 3 * 11, hidden=5).double()

@@ -66,7 +66,8 @@ def contract_direction(A: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     and ``∂d = A g`` as one ``bmm``. Autograd's rule for ``bmm`` would form ``∂A`` with a batched
     product of inner dimension 1, which on CPU costs several times the broadcast. The backward is
     written in differentiable operations on the inputs, so higher derivatives and batched
-    gradients (``is_grads_batched``, used by the exact divergence) work.
+    gradients (``is_grads_batched``, used by the exact divergence) work; forward mode
+    (``torch.func.jvp``) has its own rule.
     """
     if A.dim() != 3 or d.dim() != 2 or A.shape[:2] != d.shape:
         raise ValueError(f"contract_direction: expected A [B, D, n] and d [B, D], got {tuple(A.shape)} and {tuple(d.shape)}")
@@ -83,6 +84,17 @@ class _ContractDirection(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         ctx.save_for_backward(*inputs)
+        ctx.save_for_forward(*inputs)
+
+    @staticmethod
+    def jvp(ctx, dA, dd):  # forward-mode AD (torch.func.jvp through a model)
+        A, d = ctx.saved_tensors
+        out = 0
+        if dA is not None:
+            out = torch.bmm(d.unsqueeze(-2), dA).squeeze(-2)
+        if dd is not None:
+            out = out + torch.bmm(dd.unsqueeze(-2), A).squeeze(-2)
+        return out
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
