@@ -153,7 +153,7 @@ def test_fused_crossed_module_path_matches_the_generic_brackets(k, c):
     assert torch.allclose(crossed_module_projected(model.algebra, model.c, B, V, W), ref, atol=1e-12)
 
 
-@pytest.mark.parametrize("path", ["_crossed_module_dual", "_crossed_module_bilinear"])
+@pytest.mark.parametrize("path", ["_crossed_module_dual", "_crossed_module_bilinear", "_crossed_module_wide"])
 @pytest.mark.parametrize("k, D", [(2, 3), (3, 3), (4, 2), (6, 5)])
 def test_both_crossed_module_kernels_match_the_algebra_brackets_in_value_and_gradient(path, k, D):
     # the dispatch picks one per (k, D); each must equal W(c1 l1(B) + c2 l2(B, V)) with its gradients
@@ -172,13 +172,15 @@ def test_both_crossed_module_kernels_match_the_algebra_brackets_in_value_and_gra
 
 
 def test_crossed_module_dispatch_uses_the_k_cubed_kernel_for_large_k(monkeypatch):
+    # bilinear for small k·D, one 4k³ product up to k = 8, the 3k³ dual form beyond
     calls = []
     monkeypatch.setattr(higher, "_crossed_module_bilinear", lambda *a: calls.append("bilinear"))
     monkeypatch.setattr(higher, "_crossed_module_dual", lambda *a: calls.append("dual"))
-    for k, D in [(4, 3), (16, 3), (8, 8), (32, 3)]:
+    monkeypatch.setattr(higher, "_crossed_module_wide", lambda *a: calls.append("wide"))
+    for k, D in [(4, 3), (9, 3), (10, 3), (16, 3), (5, 5), (6, 6), (8, 8), (9, 9), (32, 3)]:
         L = so_crossed_module(k)
         crossed_module_projected(L, torch.ones(2), torch.zeros(1, L.dim), torch.zeros(1, L.dim), torch.zeros(D, L.dim))
-    assert calls == ["bilinear", "dual", "dual", "dual"]
+    assert calls == ["bilinear", "bilinear", "dual", "dual", "bilinear", "wide", "wide", "dual", "dual"]
 
 
 def test_contract_direction_gradients_batched_and_second_order():
@@ -197,11 +199,12 @@ def test_contract_direction_gradients_batched_and_second_order():
         contract_direction(A, d[:, :2])
 
 
-@pytest.mark.parametrize("cls, k", [(GaugeFlow, 5), (HigherGaugeFlow, 3), (HigherGaugeFlow, 12)])
-def test_forward_mode_derivative_of_every_gauge_route(cls, k):
-    # torch.func.jvp through the model (custom contraction, folded layer, both crossed-module kernels)
-    # against a central finite difference in float64
-    M = Euclidean(3)
+@pytest.mark.parametrize("cls, k, dim", [(GaugeFlow, 5, 3), (HigherGaugeFlow, 3, 3), (HigherGaugeFlow, 6, 6),
+                                         (HigherGaugeFlow, 12, 3)])
+def test_forward_mode_derivative_of_every_gauge_route(cls, k, dim):
+    # torch.func.jvp through the model (custom contraction, folded layer, the three crossed-module
+    # kernels: bilinear, wide, dual) against a central finite difference in float64
+    M = Euclidean(dim)
     torch.manual_seed(2)
     model = cls(M, hidden=8, k=k).double()
     _perturb_projection(model)
