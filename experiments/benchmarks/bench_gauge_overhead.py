@@ -24,7 +24,8 @@ Run: ``python experiments/benchmarks/bench_gauge_overhead.py [--reps N] [--threa
 
 What the gauge term costs (CPU, per step and sample): GaugeFlow one ``k×k`` matrix–vector
 product; HigherGaugeFlow (``so_crossed_module``) three ``k×k`` products forward and six backward
-(the dual-number form, ``models/higher.py``), or for small ``k·D`` one bilinear GEMM. Against
+(the dual-number form, ``models/higher.py``), or for small ``k`` one ``4k³`` product or one
+bilinear GEMM. Against
 width-64 networks on S² (``D = 3``) with ``k = 16`` the brackets are a sizeable share of all
 multiply-adds, and batched products of small matrices plus the gathers around them run far below
 GEMM throughput on CPU, so that case stays above the target at width 64 (it drops with width:
