@@ -43,9 +43,9 @@ import types
 import torch
 
 from _harness import Bench, Row, format_table, machine_info
+from bench_training import ours_step
 from gaugeflow.manifolds import Euclidean, Sphere
 from gaugeflow.models import GaugeFlow, HigherGaugeFlow
-from gaugeflow.training import rcfm_loss
 
 __all__ = ["run", "noop_contract", "noop_gauge_term", "unfolded_gauge_term", "KS", "TARGET"]
 
@@ -55,16 +55,19 @@ BATCH = 1024
 WIDTH = 64
 
 
+def _network_outputs(model, x, h):
+    """Every gauge network evaluated to its full output (``A`` as ``[B, D, dim]``)."""
+    return model.field_values(x, h) if isinstance(model, HigherGaugeFlow) else model.fields(x, h)
+
+
 def noop_gauge_term(self, x, h):
     """The no-op variant's gauge term: every network evaluated to its full output, then :func:`noop_contract`."""
-    values = self.field_values(x, h) if isinstance(self, HigherGaugeFlow) else self.fields(x, h)
-    return noop_contract(self, x, *values)
+    return noop_contract(self, x, *_network_outputs(self, x, h))
 
 
 def unfolded_gauge_term(self, x, h):
     """The model's gauge term through ``A``: networks to their full outputs, then the model's ``contract``."""
-    values = self.field_values(x, h) if isinstance(self, HigherGaugeFlow) else self.fields(x, h)
-    return self.contract(x, *values)
+    return self.contract(x, *_network_outputs(self, x, h))
 
 
 def noop_contract(self, x, A, d, fields):
@@ -84,19 +87,6 @@ def _pairs(M, bench: Bench, n: int):
     x0 = M.random_base(n, generator=gen, dtype=bench.dtype)
     x1 = M.random_base(n, generator=gen, dtype=bench.dtype)
     return x0.to(bench.device), x1.to(bench.device)
-
-
-def _step(model, x0, x1):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        loss = rcfm_loss(model, x0, x1)
-        loss.backward()
-        opt.step()
-        return loss.detach()
-
-    return step
 
 
 def timed(bench: Bench, fns: dict, reps: int, warmup: int = 3) -> dict[str, tuple[float, float]]:
@@ -130,8 +120,8 @@ def run(bench: Bench, ks=KS, width: int = WIDTH) -> list[Row]:
                 noop, unfolded = copy.deepcopy(full), copy.deepcopy(full)
                 noop.gauge_term = types.MethodType(noop_gauge_term, noop)
                 unfolded.gauge_term = types.MethodType(unfolded_gauge_term, unfolded)
-                med = timed(bench, {"full": _step(full, x0, x1), "noop": _step(noop, x0, x1),
-                                    "unfolded": _step(unfolded, x0, x1)}, bench.reps)
+                med = timed(bench, {"full": ours_step(full, x0, x1), "noop": ours_step(noop, x0, x1),
+                                    "unfolded": ours_step(unfolded, x0, x1)}, bench.reps)
                 use = 0 if bench.device.type == "cuda" else 1
                 wall_ratio = med["full"][0] / med["noop"][0]
                 unfolded_ratio = med["unfolded"][use] / med["noop"][use]

@@ -114,8 +114,8 @@ def _crossed_module_wide(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.
     Xh = (B.index_select(-1, idx_x) * sign_x).view(N, k, 2 * k)  # [X0 | X1]
     Yw = (V.index_select(-1, idx_y) * sign_y).view(N, 2 * k, 2 * k)  # [[Y0, Y1], [0, Y0]]
     T = torch.bmm(Xh, Yw).view(N, 2 * k * k)  # [X0Y0 | X0Y1 + X1Y0] as k × 2k
-    H = g.hat(W[:, : 2 * n].reshape(2 * D, n)).view(D, 2, k, k).transpose(1, 2).reshape(D, 2 * k * k)  # [H0 | H1]
-    return c[0] * (B[:, n : 2 * n] @ W[:, :n].T) + c[1] * (T @ H.T)
+    H = _hat_weights(g, W).transpose(1, 2).reshape(D, 2 * k * k)  # [H0 | H1]
+    return _with_l1(c, B, W, n, T @ H.T)
 
 
 def _crossed_module_dual(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
@@ -127,8 +127,19 @@ def _crossed_module_dual(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.
     Xh = (B.index_select(-1, idx_x) * sign_x).view(N, k, 2 * k)  # [X0 | X1]
     Yv = (V.index_select(-1, idx_y) * sign_y).view(N, 2 * k, k)  # [Y1 ; Y0]
     T = torch.cat([torch.bmm(Xh[:, :, :k], Yv[:, k:]), torch.bmm(Xh, Yv)], 1).view(N, 2 * k * k)  # X0Y0 ; X0Y1 + X1Y0
-    H = g.hat(W[:, : 2 * n].reshape(2 * W.shape[0], n)).reshape(W.shape[0], 2 * k * k)  # [D, 2k²]: hat(W0), hat(W1)
-    return c[0] * (B[:, n : 2 * n] @ W[:, :n].T) + c[1] * (T @ H.T)
+    H = _hat_weights(g, W).reshape(W.shape[0], 2 * k * k)  # [D, 2k²]: hat(W0), hat(W1)
+    return _with_l1(c, B, W, n, T @ H.T)
+
+
+def _hat_weights(g, W: torch.Tensor) -> torch.Tensor:
+    """``[D, 2, k, k]``: ``hat(W0_d)``, ``hat(W1_d)`` for each row of ``Π``'s weight (a 2-D gather)."""
+    D, n = W.shape[0], g.dim
+    return g.hat(W[:, : 2 * n].reshape(2 * D, n)).view(D, 2, g.k, g.k)
+
+
+def _with_l1(c, B: torch.Tensor, W: torch.Tensor, n: int, l2_read: torch.Tensor) -> torch.Tensor:
+    """``c_1 W l1(B) + c_2 W l2(B, V)`` from the kernels' ``W l2(B, V)``: ``W l1(B) = W0 B1``."""
+    return c[0] * (B[:, n : 2 * n] @ W[:, :n].T) + c[1] * l2_read
 
 
 _LAYOUTS: dict = {}
@@ -151,12 +162,11 @@ def _crossed_module_bilinear(algebra: SoCrossedModule, c, B: torch.Tensor, V: to
     k, n = g.k, g.dim
     N, D = B.shape[0], W.shape[0]
     idx, sign = _ad_layout(g, W.device, W.dtype)
-    H = g.hat(W[:, : 2 * n].reshape(2 * D, n)).reshape(2 * D, k * k)  # rows hat(W0_d), hat(W1_d)
+    H = _hat_weights(g, W).reshape(2 * D, k * k)  # rows hat(W0_d), hat(W1_d)
     F = (H.index_select(-1, idx).view(D, 2, 4, n, n) * sign).sum(-3)  # [D, 2, n, n]: F(W0), F(W1)
     M = torch.cat([torch.cat([F[:, 0], F[:, 1]], -1), torch.cat([F[:, 1], torch.zeros_like(F[:, 1])], -1)], -2)
     U = B[:, : 2 * n] @ M.transpose(0, 1).reshape(2 * n, D * 2 * n)  # [N, D · 2 dim]
-    out2 = (U.view(N, D, 2 * n) * V[:, None, : 2 * n]).sum(-1)
-    return c[0] * (B[:, n : 2 * n] @ W[:, :n].T) + c[1] * out2
+    return _with_l1(c, B, W, n, (U.view(N, D, 2 * n) * V[:, None, : 2 * n]).sum(-1))
 
 
 def _ad_layout(g, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
