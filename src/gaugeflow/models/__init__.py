@@ -1,7 +1,7 @@
 """Neural velocity fields on manifolds: the plain, gauge and higher gauge flow models (SPEC §5)."""
 from .flows import FlowModel, PlainFlow
 from .gauge import GaugeFlow, contract_direction, gauge_contraction
-from .higher import HigherGaugeFlow, crossed_module_projected, higher_gauge_contraction
+from .higher import HigherGaugeFlow, crossed_module_features, crossed_module_projected, higher_gauge_contraction
 from .networks import MLP, TimeWeight, count_parameters, time_column
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "gauge_contraction",
     "higher_gauge_contraction",
     "crossed_module_projected",
+    "crossed_module_features",
     "contract_direction",
 ]
