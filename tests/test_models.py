@@ -166,9 +166,20 @@ def test_both_crossed_module_kernels_match_the_algebra_brackets_in_value_and_gra
     ref = (c[0] * L.bracket(B) + c[1] * L.bracket(B, V)) @ W.T
     assert torch.allclose(got, ref, atol=1e-12), float((got - ref).abs().max())
     cot = torch.randn(7, D, generator=gen, dtype=torch.float64)
-    for a, b in zip(torch.autograd.grad(got, (B, V, W), cot), torch.autograd.grad(ref, (B, V, W), cot)):
+    for a, b in zip(torch.autograd.grad(got, (B, V, W), cot, retain_graph=True),
+                    torch.autograd.grad(ref, (B, V, W), cot, retain_graph=True)):
         assert torch.allclose(a, b, atol=1e-11), float((a - b).abs().max())
     assert torch.autograd.gradgradcheck(lambda B, V, W: getattr(higher, path)(L, c, B, V, W), (B, V, W))
+    # batched cotangents (the exact divergence) and forward mode (jvp) agree with the generic brackets
+    cots = torch.randn(3, 7, D, generator=gen, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(got, (B, V, W), cots, is_grads_batched=True),
+                    torch.autograd.grad(ref, (B, V, W), cots, is_grads_batched=True)):
+        assert torch.allclose(a, b, atol=1e-11), float((a - b).abs().max())
+    tangents = tuple(torch.randn(t.shape, generator=gen, dtype=torch.float64) for t in (B, V, W))
+    kernel = lambda B, V, W: getattr(higher, path)(L, c, B, V, W)  # noqa: E731
+    generic = lambda B, V, W: (c[0] * L.bracket(B) + c[1] * L.bracket(B, V)) @ W.T  # noqa: E731
+    primals = tuple(t.detach() for t in (B, V, W))
+    assert torch.allclose(torch.func.jvp(kernel, primals, tangents)[1], torch.func.jvp(generic, primals, tangents)[1], atol=1e-11)
 
 
 def test_crossed_module_dispatch_uses_the_k_cubed_kernel_for_large_k(monkeypatch):
