@@ -80,7 +80,7 @@ def crossed_module_projected(
     value where they are faster on CPU, because batched products of small matrices are dominated by
     per-call and per-matrix overheads there: for ``D · (2 dim so(k))² ≤ 8 · 3k³`` (``k ≤ 9`` on S²,
     ``k ≤ 5`` on ℝ^k) ``D`` bilinear forms in one GEMM (:func:`_crossed_module_bilinear`), and
-    otherwise for ``k ≤ 8`` one ``4k³`` product (:func:`_crossed_module_wide`).
+    otherwise for ``k ≤ 12`` one ``4k³`` product (:func:`_crossed_module_wide`).
 
     Args:
         algebra: ``so_crossed_module(k)``.
@@ -132,23 +132,10 @@ def crossed_module_features(
     Returns:
         ``[N, D_out]``, equal to ``crossed_module_projected(algebra, c, A[d], V, W)``.
     """
-    g = algebra.g
-    k, n, n_l = g.k, g.dim, algebra.dim
+    n, n_l = algebra.g.dim, algebra.dim
     N, H = z.shape
     D, D_out, J = d.shape[-1], W.shape[0], f.shape[-1] + 1
-    # G: ⟨H0, X0 Y0⟩ + ⟨H1, X0 Y1 + X1 Y0⟩ = ⟨H0 Y0ᵀ + H1 Y1ᵀ, X0⟩ + ⟨H1 Y0ᵀ, X1⟩ and Yᵀ = −Y;
-    # ⟨M, hat ξ⟩ = Σ_a ξ_a (M_ij − M_ji), so the ξ-coordinates of −Z are Z_ji − Z_ij
-    Wf = torch.cat([field.weight, field.bias[:, None]], 1)  # [dim L, J]: columns η_j
-    Y = g.hat(Wf[: 2 * n].T.reshape(J, 2, n)).permute(1, 2, 0, 3).reshape(2 * k, J * k)  # [Y0_1 … Y0_J ; Y1_1 … Y1_J]
-    Hs = _hat_weights(g, W)
-    H0, H1 = Hs[:, 0].reshape(D_out * k, k), Hs[:, 1].reshape(D_out * k, k)
-    L = torch.cat([torch.cat([H0, H1], 1), torch.cat([H1, torch.zeros_like(H1)], 1)], 0)  # Z0 = H0Y0 + H1Y1, Z1 = H1Y0
-    Z = (L @ Y).view(2, D_out, k, J, k).permute(1, 3, 0, 2, 4).reshape(D_out, J, 2, k * k)
-    _, upper, lower = g._index(Z.device)
-    G = c[1] * (Z.index_select(-1, lower) - Z.index_select(-1, upper))  # [D_out, J, 2, n]
-    l1 = G.new_zeros(G.shape)
-    l1[:, -1, 1] = W[:, :n]  # c_1 W0 B1, read by the bias column (f'_J = 1)
-    G = G + c[0] * l1
+    G = _bracket_coefficients(algebra, c, field, W)  # [D_out, J, 2n]
     Wc = torch.cat([connection.weight, connection.bias[:, None]], 1).view(D, n_l, H + 1)[:, : 2 * n]
     K = Wc.transpose(1, 2).reshape(D * (H + 1), 2 * n) @ G.view(D_out * J, 2 * n).T  # [D (H+1), D_out J]
     u = (d[:, :, None] * torch.cat([z, z.new_ones(N, 1)], 1)[:, None, :]).reshape(N, D * (H + 1))
@@ -156,18 +143,44 @@ def crossed_module_features(
     return (Q[..., :-1] * f[:, None, :]).sum(-1) + Q[..., -1]
 
 
+def _bracket_coefficients(algebra: SoCrossedModule, c, field: nn.Linear, W: torch.Tensor) -> torch.Tensor:
+    """``G [D_out, Hf + 1, 2 dim so(k)]``: ``G[r, j] · ξ = c_2 W_r l2(ξ, η_j) (+ c_1 W_r l1(ξ) for the bias column)``.
+
+    ``η_j`` are the columns of the field's ``[Wf | bf]``. From ``hat`` matrices: ``⟨H0, X0 Y0⟩ +
+    ⟨H1, X0 Y1 + X1 Y0⟩ = ⟨H0 Y0ᵀ + H1 Y1ᵀ, X0⟩ + ⟨H1 Y0ᵀ, X1⟩`` with ``Yᵀ = −Y``, and
+    ``⟨M, hat ξ⟩ = Σ_a ξ_a (M_ij − M_ji)``; the two products for all ``r`` and ``j`` are one GEMM
+    ``[2 D_out k, 2k] @ [2k, (Hf + 1) k]``. Independent of the batch.
+    """
+    g = algebra.g
+    k, n = g.k, g.dim
+    D_out, J = W.shape[0], field.in_features + 1
+    Wf = torch.cat([field.weight, field.bias[:, None]], 1)  # [dim L, J]: columns η_j
+    Y = g.hat(Wf[: 2 * n].T.reshape(J, 2, n)).permute(1, 2, 0, 3).reshape(2 * k, J * k)  # [Y0_1 … Y0_J ; Y1_1 … Y1_J]
+    Hs = _hat_weights(g, W)
+    H0, H1 = Hs[:, 0].reshape(D_out * k, k), Hs[:, 1].reshape(D_out * k, k)
+    L = torch.cat([torch.cat([H0, H1], 1), torch.cat([H1, torch.zeros_like(H1)], 1)], 0)  # Z0 = H0Y0 + H1Y1, Z1 = H1Y0
+    Z = (L @ Y).view(2, D_out, k, J, k).permute(1, 3, 0, 2, 4).reshape(D_out, J, 2, k * k)
+    _, upper, lower = g._index(Z.device)
+    G = c[1] * (Z.index_select(-1, lower) - Z.index_select(-1, upper))  # coordinates of −Z: Z_ji − Z_ij
+    l1 = G.new_zeros(G.shape)
+    l1[:, -1, 1] = W[:, :n]  # c_1 W0 B1, read by the bias column (f'_J = 1)
+    return (G + c[0] * l1).view(D_out, J, 2 * n)
+
+
 def _features_pay(D: int, H: int, Hf: int, k: int, n_l: int, N: int) -> bool:
     """Whether :func:`crossed_module_features` is cheaper than output layers + :func:`crossed_module_projected`.
 
     Multiply-adds per sample, forward: the feature form's ``D² (H+1)(Hf+1)`` plus its batch-independent
     ``G`` and ``K`` spread over the batch, against the two output layers ``(D · H + Hf) · dim L`` and
-    ``3k³`` for the brackets, weighted 3× because batched ``k×k`` products run at about a third of
-    GEMM throughput on CPU. Measured (S², width 64, batch 1024): ``k = 16`` 1.03 against 1.68;
-    ``k = 8`` 1.46 against 1.30, where the rule keeps the brackets; width 128, ``k = 16``, a tie.
+    ``3k³`` for the brackets, weighted 4× because batched ``k×k`` products and the gathers around
+    them run far below GEMM throughput on CPU (calibrated on the overhead benchmark, batch 1024).
+    Measured on S², width 64: ``k = 16`` 1.03 against 1.53–1.68 for the brackets, ``k = 11`` 1.32
+    against 1.45; ``k = 10`` a tie (1.35 / 1.34) and ``k = 8`` 1.46–1.53 against 1.27–1.30, where
+    the rule keeps the brackets; width 32, ``k = 8``: 1.27 against 1.37; width 128, ``k = 16``, a tie.
     """
     J, so2 = Hf + 1, k * (k - 1)
     feature = D * D * (H + 1) * J + (D * (H + 1) * so2 * D * J + 4 * D * J * k**3) / max(N, 1)
-    brackets = (D * H + Hf) * n_l + 3 * 3 * k**3
+    brackets = (D * H + Hf) * n_l + 4 * 3 * k**3
     return feature < brackets
 
 
@@ -176,8 +189,9 @@ def _crossed_module_wide(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.
 
     ``[X0 | X1] [[Y0, Y1], [0, Y0]] = [X0 Y0 | X0 Y1 + X1 Y0]``: ``4k³`` multiply-adds (the zero
     block is wasted) but one product with contiguous operands instead of two, no strided views and
-    no concatenation; for ``k ≤ 8`` the per-call and per-matrix overheads it saves outweigh the
-    extra arithmetic (ℝ⁸, ``k = 8``: 1.29–1.32 against 1.36 for the two-product form).
+    no concatenation; for ``k ≤ 12`` the per-call and per-matrix overheads it saves outweigh the
+    extra arithmetic (overhead benchmark, width 64: ℝ⁸ 1.29–1.32 against 1.30–1.36 for the
+    two-product form, ℝ¹⁰ 1.30 / 1.34, ℝ¹² 1.18 / 1.21, S² with ``k = 10`` 1.34 / 1.44–1.49).
     """
     g = algebra.g
     k, n = g.k, g.dim
@@ -216,7 +230,7 @@ def _with_l1(c, B: torch.Tensor, W: torch.Tensor, n: int, l2_read: torch.Tensor)
 
 _LAYOUTS: dict = {}
 _BILINEAR_FACTOR = 8  # small k (and D): the bilinear GEMM's D·(2 dim so(k))² multiply-adds beat 3k³ in tiny per-sample products
-_WIDE_MAX_K = 8  # up to here one 4k³ product beats two with 3k³ (per-call and per-matrix overheads dominate)
+_WIDE_MAX_K = 12  # up to here one 4k³ product beats two with 3k³ (per-call and per-matrix overheads dominate)
 
 
 def _crossed_module_bilinear(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
