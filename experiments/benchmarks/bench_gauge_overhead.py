@@ -23,13 +23,15 @@ Run: ``python experiments/benchmarks/bench_gauge_overhead.py [--reps N] [--threa
 (about 50 s per width on one CPU core with the default 25 repetitions).
 
 What the gauge term costs (CPU, per step and sample): GaugeFlow one ``k×k`` matrix–vector
-product; HigherGaugeFlow (``so_crossed_module``) three ``k×k`` products forward and six backward
-(the dual-number form, ``models/higher.py``), or for small ``k`` one ``4k³`` product or one
-bilinear GEMM. Against
-width-64 networks on S² (``D = 3``) with ``k = 16`` the brackets are a sizeable share of all
-multiply-adds, and batched products of small matrices plus the gathers around them run far below
-GEMM throughput on CPU, so that case stays above the target at width 64 (it drops with width:
-``--widths 64 128``). See docs/performance.md for the measured table and the breakdown.
+product; HigherGaugeFlow (``so_crossed_module``) either the brackets — three ``k×k`` products
+forward and six backward (the dual-number form, ``models/crossed_module.py``), or for small ``k`` one
+``4k³`` product or one bilinear GEMM — or, when ``k`` is large against ``D`` and the width (S²
+with ``k ≥ 11`` at width 64), the feature form: the connection's and the field's output layers
+absorbed into one batch-independent bilinear form on their hidden features, ``D² (w + 1)²``
+multiply-adds per sample in one GEMM and the two output layers skipped. The no-op variant still
+evaluates those output layers, so the feature form can come out below 1. See
+docs/performance.md for the measured tables, including widths 32 and 128 and the ``k`` between
+the three cases here.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Neural velocity fields on manifolds: the plain, gauge and higher gauge flow models (SPEC §5)."""
 from .flows import FlowModel, PlainFlow
 from .gauge import GaugeFlow, contract_direction, gauge_contraction
-from .higher import HigherGaugeFlow, crossed_module_features, crossed_module_projected, higher_gauge_contraction
+from .crossed_module import crossed_module_features, crossed_module_projected
+from .higher import HigherGaugeFlow, higher_gauge_contraction
 from .networks import MLP, TimeWeight, count_parameters, time_column
 
 __all__ = [
