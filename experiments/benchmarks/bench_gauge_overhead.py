@@ -19,7 +19,7 @@ wall time and of the CPU time of the process (``time.process_time``: on a shared
 not count the time the process waits for a core). The verdict uses CPU time on CPU devices and
 wall time (synchronised) on CUDA.
 
-Run: ``python experiments/benchmarks/bench_gauge_overhead.py [--reps N] [--threads T] [--widths W ...] [--device cuda]``
+Run: ``python experiments/benchmarks/bench_gauge_overhead.py [--reps N] [--threads T] [--widths W ...] [--ks K ...] [--device cuda]``
 (about 50 s per width on one CPU core with the default 25 repetitions).
 
 What the gauge term costs (CPU, per step and sample): GaugeFlow one ``k×k`` matrix–vector
@@ -141,13 +141,15 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--widths", type=int, nargs="+", default=[WIDTH],
                         help=f"hidden widths of the networks (default {WIDTH}, the models' default; the verdict uses all)")
+    parser.add_argument("--ks", type=int, nargs="+", default=list(KS),
+                        help=f"gauge dimensions k (default {' '.join(map(str, KS))}; e.g. --ks 3 5 6 7 9 10 11 12 for the k between)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads (default 1: batch-1024 steps of width-64 nets are dispatch-bound)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     bench = Bench(device=torch.device(args.device), reps=args.reps, memory=False)
     t0 = time.perf_counter()
-    rows = [row for width in args.widths for row in run(bench, width=width)]
+    rows = [row for width in args.widths for row in run(bench, ks=args.ks, width=width)]
     print(format_table(rows))
     print("\nunfolded (A formed) and wall-clock ratios: " + "; ".join(f"{r.case}: {r.note}" for r in rows))
     worst = max(r.ratio for r in rows)
