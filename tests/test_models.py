@@ -395,6 +395,7 @@ COVARIANCE_CASES = [
     (Hyperbolic(2), lambda M: HigherGaugeFlow(M, hidden=16)),
     (Product(Sphere(2), FlatTorus(1)), lambda M: GaugeFlow(M, hidden=16)),
     (Sphere(2), lambda M: HigherGaugeFlow(M, algebra=string_lie2(3, 2.0), n_fields=2, hidden=16)),
+    (Sphere(2), lambda M: HigherGaugeFlow(M, hidden=8, k=16)),  # 64 points: the feature form
 ]
 
 
