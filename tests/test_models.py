@@ -24,6 +24,17 @@ def _points(M, n=16, dtype=torch.float64, seed=0):
     return M.random_base(n, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
+def _assert_parameter_grads_match(model, got, ref, tol):
+    """``got`` and ``ref`` pull one random cotangent back to the same parameter gradients (unused alike)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    cot = torch.randn_like(got)
+    for a, b in zip(torch.autograd.grad(got, params, cot, allow_unused=True),
+                    torch.autograd.grad(ref, params, cot, allow_unused=True)):
+        assert (a is None) == (b is None)
+        if a is not None:
+            assert torch.allclose(a, b, atol=tol * (1 + float(b.abs().max()))), float((a - b).abs().max())
+
+
 def _perturb_projection(model, seed=0):
     """Move ``W`` away from its identity initialisation so ``Π`` is a generic linear map."""
     g = torch.Generator().manual_seed(seed)
@@ -254,13 +265,7 @@ def test_model_takes_the_feature_form_and_agrees_with_contract(monkeypatch):
     assert calls == [1]
     ref = model.contract(x, *model.field_values(x, h))
     assert torch.allclose(got, ref, atol=1e-11 * float(ref.abs().max())), float((got - ref).abs().max())
-    params = [p for p in model.parameters() if p.requires_grad]
-    cot = torch.randn_like(got)
-    for a, b in zip(torch.autograd.grad(got, params, cot, allow_unused=True),
-                    torch.autograd.grad(ref, params, cot, allow_unused=True)):
-        assert (a is None) == (b is None)
-        if a is not None:
-            assert torch.allclose(a, b, atol=1e-10 * (1 + float(b.abs().max()))), float((a - b).abs().max())
+    _assert_parameter_grads_match(model, got, ref, 1e-10)
     v = M.proju(x, _points(M, 64, seed=9))
     _, tangent = torch.func.jvp(lambda y: model(y, 0.4), (x,), (v,))
     eps = 1e-6
@@ -331,13 +336,7 @@ def test_folded_gauge_term_equals_the_unfolded_path(cls, k, hidden):
     unfolded = model.contract(x, *values)
     folded = model.gauge_term(x, h)
     assert torch.allclose(folded, unfolded, atol=1e-12), float((folded - unfolded).abs().max())
-    params = [p for p in model.parameters() if p.requires_grad]
-    cot = torch.randn_like(folded)
-    for a, b in zip(torch.autograd.grad(folded, params, cot, allow_unused=True),
-                    torch.autograd.grad(unfolded, params, cot, allow_unused=True)):
-        assert (a is None) == (b is None)
-        if a is not None:
-            assert torch.allclose(a, b, atol=1e-11)
+    _assert_parameter_grads_match(model, folded, unfolded, 1e-11)
 
 
 def test_no_basis_tensor_in_the_forward_pass(monkeypatch):
