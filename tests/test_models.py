@@ -8,11 +8,11 @@ from torch import nn
 from gaugeflow.algebra import so, so_crossed_module, string_lie2
 from gaugeflow.manifolds import Euclidean, FlatTorus, Hyperbolic, Product, Sphere
 from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, count_parameters, gauge_contraction
-from gaugeflow.models import higher_gauge_contraction
-from gaugeflow.models import crossed_module, higher
-from gaugeflow.models.gauge import contract_direction, folds
+from gaugeflow.models import crossed_module, higher, higher_gauge_contraction
 from gaugeflow.models.crossed_module import _features_pay, crossed_module_features, crossed_module_projected
+from gaugeflow.models.gauge import contract_direction, folds
 from gaugeflow.models.networks import MLP
+from gaugeflow.sampling.divergence import exact_divergence
 from gaugeflow.testing import check_gauge_covariance, random_rotation
 from gaugeflow.training import rcfm_loss
 
@@ -271,6 +271,24 @@ def test_model_takes_the_feature_form_and_agrees_with_contract(monkeypatch):
     eps = 1e-6
     fd = (model(x + eps * v, 0.4) - model(x - eps * v, 0.4)) / (2 * eps)
     assert torch.allclose(tangent, fd, atol=1e-6 * (1 + float(fd.abs().max()))), float((tangent - fd).abs().max())
+
+
+def test_exact_divergence_through_the_feature_form(monkeypatch):
+    # the likelihood's exact divergence (batched cotangents over a tangent frame) through the feature
+    # form equals the one through the brackets
+    M = Sphere(2)
+    torch.manual_seed(5)
+    model = HigherGaugeFlow(M, hidden=16, k=16).double()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    x = _points(M, 256)
+    assert _features_pay(3, 16, 16, 16, model.algebra.dim, 256)
+    v_feature, div_feature = exact_divergence(lambda y: model(y, 0.3), M, x)
+    monkeypatch.setattr(higher, "_features_pay", lambda *a: False)
+    v_brackets, div_brackets = exact_divergence(lambda y: model(y, 0.3), M, x)
+    assert torch.allclose(v_feature, v_brackets, atol=1e-12)
+    assert torch.allclose(div_feature, div_brackets, atol=1e-12) and float(div_brackets.abs().max()) > 1e-2
 
 
 def test_contract_direction_gradients_batched_and_second_order():
