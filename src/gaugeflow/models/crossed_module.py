@@ -128,9 +128,8 @@ def _bracket_coefficients(algebra: SoCrossedModule, c, field: nn.Linear, W: torc
     Hs = _hat_weights(g, W)
     H0, H1 = Hs[:, 0].reshape(D_out * k, k), Hs[:, 1].reshape(D_out * k, k)
     L = torch.cat([torch.cat([H0, H1], 1), torch.cat([H1, torch.zeros_like(H1)], 1)], 0)  # Z0 = H0Y0 + H1Y1, Z1 = H1Y0
-    Z = (L @ Y).view(2, D_out, k, J, k).permute(1, 3, 0, 2, 4).reshape(D_out, J, 2, k * k)
-    _, upper, lower = g._index(Z.device)
-    G = c[1] * (Z.index_select(-1, lower) - Z.index_select(-1, upper))  # coordinates of −Z: Z_ji − Z_ij
+    Z = (L @ Y).view(2, D_out, k, J, k).permute(1, 3, 0, 2, 4)  # [D_out, J, 2, k, k]
+    G = -2 * c[1] * g.vee(Z)  # ξ-coordinates of −Z: Z_ji − Z_ij = −2 vee(Z)
     l1 = G.new_zeros(G.shape)
     l1[:, -1, 1] = W[:, :n]  # c_1 W0 B1, read by the bias column (f'_J = 1)
     return (G + c[0] * l1).view(D_out, J, 2 * n)

@@ -161,12 +161,12 @@ class HigherGaugeFlow(FlowModel):
             return self.contract(x, *self.field_values(x, h))
         conn, field = self.connection, self.fields[0]
         D, H, Hf = self.manifold.ambient_dim, conn.out_layer.in_features, field.out_layer.in_features
-        if _features_pay(D, H, Hf, self.algebra.g.k, self.algebra.dim, x.shape[0]):
-            d = self.manifold.proju(x, self.direction(h))
+        feature_form = _features_pay(D, H, Hf, self.algebra.g.k, self.algebra.dim, x.shape[0])
+        if not (feature_form or folds(conn, self.algebra.dim)):
+            return self.contract(x, *self.field_values(x, h))
+        d = self.manifold.proju(x, self.direction(h))
+        if feature_form:
             out = crossed_module_features(self.algebra, self.c, conn.features(h), d, field.features(h),
                                           conn.out_layer, field.out_layer, self.projection.weight)
             return self.manifold.proju(x, out)
-        if not folds(conn, self.algebra.dim):
-            return self.contract(x, *self.field_values(x, h))
-        d = self.manifold.proju(x, self.direction(h))
         return self._crossed_module_term(x, conn.contracted(h, d), field(h))
