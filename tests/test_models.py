@@ -164,7 +164,7 @@ def test_fused_crossed_module_path_matches_the_generic_brackets(k, c):
     assert torch.allclose(crossed_module_projected(model.algebra, model.c, B, V, W), ref, atol=1e-12)
 
 
-@pytest.mark.parametrize("path", ["_crossed_module_dual", "_crossed_module_bilinear", "_crossed_module_wide"])
+@pytest.mark.parametrize("path", ["_crossed_module_dual", "_crossed_module_bilinear", "_crossed_module_wide", "_crossed_module_native"])
 @pytest.mark.parametrize("k, D", [(2, 3), (3, 3), (4, 2), (6, 5)])
 def test_both_crossed_module_kernels_match_the_algebra_brackets_in_value_and_gradient(path, k, D):
     # the dispatch picks one per (k, D); each must equal W(c1 l1(B) + c2 l2(B, V)) with its gradients
@@ -194,15 +194,25 @@ def test_both_crossed_module_kernels_match_the_algebra_brackets_in_value_and_gra
 
 
 def test_crossed_module_dispatch_uses_the_k_cubed_kernel_for_large_k(monkeypatch):
-    # bilinear for small k·D, one 4k³ product up to k = 12, the 3k³ dual form beyond
+    # with the native kernel: bilinear for small k·D, the native brackets beyond (and for k > 32 the
+    # PyTorch dual form); without it: bilinear, one 4k³ product up to k = 12, the 3k³ dual form beyond
     calls = []
-    monkeypatch.setattr(crossed_module, "_crossed_module_bilinear", lambda *a: calls.append("bilinear"))
-    monkeypatch.setattr(crossed_module, "_crossed_module_dual", lambda *a: calls.append("dual"))
-    monkeypatch.setattr(crossed_module, "_crossed_module_wide", lambda *a: calls.append("wide"))
-    for k, D in [(4, 3), (9, 3), (10, 3), (16, 3), (5, 5), (6, 6), (8, 8), (12, 12), (13, 13), (32, 3)]:
-        L = so_crossed_module(k)
-        crossed_module_projected(L, torch.ones(2), torch.zeros(1, L.dim), torch.zeros(1, L.dim), torch.zeros(D, L.dim))
-    assert calls == ["bilinear", "bilinear", "wide", "dual", "bilinear", "wide", "wide", "wide", "dual", "dual"]
+    for name in ("bilinear", "dual", "wide", "native"):
+        monkeypatch.setattr(crossed_module, f"_crossed_module_{name}", lambda *a, name=name: calls.append(name))
+    cases = [(4, 3), (6, 3), (7, 3), (9, 3), (10, 3), (16, 3), (5, 5), (6, 6), (8, 8), (12, 12), (13, 13), (32, 3), (33, 3)]
+
+    def dispatch():
+        calls.clear()
+        for k, D in cases:
+            L = so_crossed_module(k)
+            crossed_module_projected(L, torch.ones(2), torch.zeros(1, L.dim), torch.zeros(1, L.dim), torch.zeros(D, L.dim))
+        return list(calls)
+
+    assert dispatch() == ["bilinear", "bilinear", "native", "native", "native", "native", "native", "native", "native",
+                          "native", "native", "native", "dual"]
+    monkeypatch.setattr(crossed_module, "native_brackets", lambda *a: False)
+    assert dispatch() == ["bilinear", "bilinear", "bilinear", "bilinear", "wide", "dual", "bilinear", "wide", "wide", "wide",
+                          "dual", "dual", "dual"]
 
 
 @pytest.mark.parametrize("k, D, H, Hf", [(2, 3, 3, 4), (5, 3, 4, 3), (4, 2, 6, 5)])
@@ -244,6 +254,12 @@ def test_feature_form_dispatch_follows_the_cost_model():
     assert not _features_pay(8, 32, 32, 8, so_crossed_module(8).dim, 1024)
     assert not _features_pay(16, 64, 64, 16, n_l, 1024)
     assert not _features_pay(3, 64, 64, 16, n_l, 1)
+    # against the native brackets (cheaper), the feature form starts at k = 12 on S² at width 64
+    assert _features_pay(3, 64, 64, 12, so_crossed_module(12).dim, 1024, native=True)
+    assert _features_pay(3, 64, 64, 16, n_l, 1024, native=True)
+    assert not _features_pay(3, 64, 64, 11, so_crossed_module(11).dim, 1024, native=True)
+    assert not _features_pay(3, 64, 64, 10, so_crossed_module(10).dim, 1024, native=True)
+    assert not _features_pay(16, 64, 64, 16, n_l, 1024, native=True)
 
 
 def test_model_takes_the_feature_form_and_agrees_with_contract(monkeypatch):
@@ -285,7 +301,7 @@ def test_exact_divergence_through_the_feature_form(monkeypatch):
     x = _points(M, 256)
     assert _features_pay(3, 16, 16, 16, model.algebra.dim, 256)
     v_feature, div_feature = exact_divergence(lambda y: model(y, 0.3), M, x)
-    monkeypatch.setattr(higher, "_features_pay", lambda *a: False)
+    monkeypatch.setattr(higher, "_features_pay", lambda *a, **kw: False)
     v_brackets, div_brackets = exact_divergence(lambda y: model(y, 0.3), M, x)
     assert torch.allclose(v_feature, v_brackets, atol=1e-12)
     assert torch.allclose(div_feature, div_brackets, atol=1e-12) and float(div_brackets.abs().max()) > 1e-2

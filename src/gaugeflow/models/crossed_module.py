@@ -23,7 +23,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from .. import _native
 from ..algebra import SoCrossedModule
+from ..algebra.bracket_sums import bracket_sums
 
 __all__ = ["crossed_module_projected", "crossed_module_features"]
 
@@ -61,8 +63,11 @@ def crossed_module_projected(
         ``[N, D]`` ambient vectors (``proju`` is applied by the caller).
     """
     n, k, D = algebra.g.dim, algebra.g.k, W.shape[0]
-    if D * 4 * n * n <= _BILINEAR_FACTOR * 3 * k**3:
+    native = native_brackets(B, k)
+    if D * 4 * n * n <= (_BILINEAR_NATIVE if native else _BILINEAR_FACTOR * 3) * k**3:
         return _crossed_module_bilinear(algebra, c, B, V, W)
+    if native:
+        return _crossed_module_native(algebra, c, B, V, W)
     if k <= _WIDE_MAX_K:
         return _crossed_module_wide(algebra, c, B, V, W)
     return _crossed_module_dual(algebra, c, B, V, W)
@@ -135,7 +140,7 @@ def _bracket_coefficients(algebra: SoCrossedModule, c, field: nn.Linear, W: torc
     return (G + c[0] * l1).view(D_out, J, 2 * n)
 
 
-def _features_pay(D: int, H: int, Hf: int, k: int, n_l: int, N: int) -> bool:
+def _features_pay(D: int, H: int, Hf: int, k: int, n_l: int, N: int, native: bool = False) -> bool:
     """Whether :func:`crossed_module_features` is cheaper than output layers + :func:`crossed_module_projected`.
 
     A count of multiply-adds per sample (forward) with weights calibrated on the overhead
@@ -150,8 +155,32 @@ def _features_pay(D: int, H: int, Hf: int, k: int, n_l: int, N: int) -> bool:
     """
     J, so2 = Hf + 1, k * (k - 1)
     feature = D * D * (H + 1) * J + 0.5 * (D * (H + 1) * so2 * D * J + 4 * D * J * k**3) / max(N, 1)
-    brackets = (D * H + Hf) * n_l + 7 * 3 * k**3
+    brackets = (D * H + Hf) * n_l + (_NATIVE_WEIGHT if native else 7) * 3 * k**3
     return feature < brackets
+
+
+def native_brackets(B: torch.Tensor, k: int) -> bool:
+    """Whether the brackets of ``B`` go through the native kernel (:mod:`gaugeflow._native`).
+
+    CPU tensors of float32/float64 with ``k ≤ 32``, when the kernel could be built (a C compiler is
+    present and ``GAUGEFLOW_NATIVE`` is not ``0``).
+    """
+    return B.device.type == "cpu" and B.dtype in (torch.float32, torch.float64) and k <= 32 and _native.library() is not None
+
+
+_CM_TERMS = ((0, 0, 0, 1.0), (1, 0, 1, 1.0), (1, 1, 0, 1.0))  # l2(B, V) = ([B0, V0], [B0, V1] + [B1, V0])
+
+
+def _crossed_module_native(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """The brackets as one :func:`~gaugeflow.algebra.bracket_sums` (native kernel), read out by one GEMM.
+
+    ``l2(B, V)``'s two ``so(k)`` blocks come from the fused per-sample kernel (three ``k×k``
+    products in registers, its gradients six); ``W l2 = l2 · W[:, :2 dim]ᵀ``.
+    """
+    g = algebra.g
+    n, N = g.dim, B.shape[0]
+    l2 = bracket_sums(g, B[:, : 2 * n].view(N, 2, n), V[:, : 2 * n].view(N, 2, n), _CM_TERMS, 2).view(N, 2 * n)
+    return _with_l1(c, B, W, n, l2 @ W[:, : 2 * n].T)
 
 
 def _crossed_module_wide(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
@@ -200,6 +229,8 @@ def _with_l1(c, B: torch.Tensor, W: torch.Tensor, n: int, l2_read: torch.Tensor)
 
 _LAYOUTS: dict = {}
 _BILINEAR_FACTOR = 8  # small k (and D): the bilinear GEMM's D·(2 dim so(k))² multiply-adds beat 3k³ in tiny per-sample products
+_NATIVE_WEIGHT = 2  # _features_pay's weight of 3k³ for the native brackets (7 for the PyTorch kernels)
+_BILINEAR_NATIVE = 14  # against the native kernel: bilinear while D·(2 dim so(k))² ≤ 14 k³ (k ≤ 5 on ℝ^k, k ≤ 6 on S²)
 _WIDE_MAX_K = 12  # up to here one 4k³ product beats two with 3k³ (per-call and per-matrix overheads dominate)
 
 

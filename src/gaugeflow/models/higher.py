@@ -27,7 +27,7 @@ from torch import nn
 from ..algebra import LInfinityAlgebra, SoCrossedModule, so_crossed_module
 from ..geometry.bundles import FibreProjection, GradedVectorBundle
 from ..geometry.manifold import Manifold
-from .crossed_module import _features_pay, crossed_module_features, crossed_module_projected
+from .crossed_module import _features_pay, crossed_module_features, crossed_module_projected, native_brackets
 from .flows import FlowModel
 from .gauge import contract_direction, folds
 from .networks import MLP, TimeWeight
@@ -161,7 +161,8 @@ class HigherGaugeFlow(FlowModel):
             return self.contract(x, *self.field_values(x, h))
         conn, field = self.connection, self.fields[0]
         D, H, Hf = self.manifold.ambient_dim, conn.out_layer.in_features, field.out_layer.in_features
-        feature_form = _features_pay(D, H, Hf, self.algebra.g.k, self.algebra.dim, x.shape[0])
+        k = self.algebra.g.k
+        feature_form = _features_pay(D, H, Hf, k, self.algebra.dim, x.shape[0], native=native_brackets(x, k))
         if not (feature_form or folds(conn, self.algebra.dim)):
             return self.contract(x, *self.field_values(x, h))
         d = self.manifold.proju(x, self.direction(h))

@@ -1,0 +1,157 @@
+/* gaugeflow native kernel: sums of so(k) brackets in coordinates, fused per sample.
+ *
+ *   out[s, r] = sum over terms t with r_t == r of  sign_t * [ x[s, a_t], y[s, b_t] ]
+ *
+ * x: [N, P, n] (row stride sx elements; the P blocks of n coordinates contiguous), y: [N, Q, n]
+ * (row stride sy), out: [N, R, n] contiguous. n = k(k-1)/2 coordinates in row-major upper-triangle
+ * order (0,1), (0,2), ..., (1,2), ...: hat(x)_ij = x_c and hat(x)_ji = -x_c for i < j.
+ * Bracket coordinates: [X, Y]_ij = (XY)_ij - (XY)_ji for i < j (X, Y antisymmetric).
+ *
+ * Layout: samples in vector lanes (8 floats or 4 doubles per 32-byte vector), so a k x k product
+ * costs k^2 (k - 1) lane-parallel multiply-adds with no padding of k to the vector width. For a
+ * group of samples the blocks are written as dense hat matrices of vectors, each row i of X Y is
+ * accumulated in registers (k is a compile-time constant for k <= 16, so the accumulators of a row
+ * stay in registers), and its entries are added to, or subtracted from, the output coordinates
+ * (i, j) or (j, i). One buffer per thread and call; the batch is split over OpenMP threads when nthreads > 1 and
+ * OpenMP is compiled in.
+ *
+ * Built at first use by gaugeflow/_native/__init__.py; called through ctypes by
+ * gaugeflow/algebra/bracket_sums.py, which checks every argument before the call.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+static inline void gf_split(int64_t N, int64_t *lo, int64_t *hi)  /* this thread's share of the batch */
+{
+    const int64_t nt = omp_get_num_threads(), id = omp_get_thread_num();
+    *lo = N * id / nt;
+    *hi = N * (id + 1) / nt;
+}
+#else
+static inline void gf_split(int64_t N, int64_t *lo, int64_t *hi) { *lo = 0; *hi = N; }
+#endif
+
+#define MAXB 8   /* most blocks in x, y or out */
+#define MAXK 32  /* largest k */
+#define LANES(T) ((int)(32 / sizeof(T)))
+
+/* c(i, j) for i < j in the row-major upper triangle */
+static inline int gf_coord(int k, int i, int j) { return i * k - i * (i + 1) / 2 + (j - i - 1); }
+
+#define DEFINE_KERNEL(T, NAME)                                                                       \
+typedef T NAME##_vec __attribute__((vector_size(32)));                                               \
+                                                                                                     \
+/* one group of up to LANES samples starting at s0; K == k (a literal for k <= 16), JC the j-chunk */ \
+static inline __attribute__((always_inline)) void NAME##_group(                                      \
+    int64_t s0, int m, const int K, const int JC, int n, const T *x, int64_t sx, int P, const T *y,  \
+    int64_t sy, int Q, T *out, int R, int nterms, const int32_t *tr, const int32_t *ta,              \
+    const int32_t *tb, const T *tsg, NAME##_vec *Xs, NAME##_vec *Ys, NAME##_vec *ot, NAME##_vec *ct)  \
+{                                                                                                    \
+    const int L = LANES(T), KJ = (K + JC - 1) / JC * JC;  /* row stride: columns padded to the j-chunk */ \
+    /* transpose the group's coordinates into lanes (absent lanes zero), then write the hats */      \
+    for (int lane = 0; lane < L; ++lane) {                                                           \
+        const int live = lane < m;                                                                   \
+        const T *xr = x + (s0 + (live ? lane : 0)) * sx, *yr = y + (s0 + (live ? lane : 0)) * sy;    \
+        for (int c = 0; c < P * n; ++c) ct[c][lane] = live ? xr[c] : (T)0;                           \
+        for (int c = 0; c < Q * n; ++c) ct[P * n + c][lane] = live ? yr[c] : (T)0;                   \
+    }                                                                                                \
+    for (int a = 0; a < P + Q; ++a) {                                                                \
+        NAME##_vec *X = Xs + a * K * KJ;                                                             \
+        const NAME##_vec *v = ct + a * n;                                                            \
+        int c = 0;                                                                                   \
+        for (int i = 0; i < K; ++i)                                                                  \
+            for (int j = i + 1; j < K; ++j, ++c) { X[i * KJ + j] = v[c]; X[j * KJ + i] = -v[c]; }    \
+    }                                                                                                \
+    for (int r = 0; r < R; ++r) {                                                                    \
+        for (int c = 0; c < n; ++c) ot[c] = (NAME##_vec){0};                                         \
+        for (int t = 0; t < nterms; ++t) {                                                           \
+            if (tr[t] != r) continue;                                                                \
+            const NAME##_vec *X = Xs + ta[t] * K * KJ, *Y = Xs + (P + tb[t]) * K * KJ; /* y after x */ \
+            const T sg = tsg[t];                                                                     \
+            for (int i = 0; i < K; ++i)                                                              \
+                for (int j0 = 0; j0 < K; j0 += JC) {                                                 \
+                    NAME##_vec acc[JC];                                                              \
+                    _Pragma("GCC unroll 16")                                                         \
+                    for (int j = 0; j < JC; ++j) acc[j] = (NAME##_vec){0};                           \
+                    for (int l = 0; l < K; ++l) {  /* X_ii = 0: l == i adds nothing */               \
+                        const NAME##_vec xv = X[i * KJ + l] * sg;                                    \
+                        const NAME##_vec *Yl = Y + l * KJ + j0;                                      \
+                        _Pragma("GCC unroll 16")                                                     \
+                        for (int j = 0; j < JC; ++j) acc[j] += xv * Yl[j];                           \
+                    }                                                                                \
+                    NAME##_vec row[JC];                                                              \
+                    _Pragma("GCC unroll 16")                                                         \
+                    for (int j = 0; j < JC; ++j) row[j] = acc[j];                                    \
+                    for (int j = 0; j < JC && j0 + j < K; ++j) {                                     \
+                        const int jj = j0 + j;                                                       \
+                        if (jj > i) ot[gf_coord(K, i, jj)] += row[j];                                \
+                        else if (jj < i) ot[gf_coord(K, jj, i)] -= row[j];                           \
+                    }                                                                                \
+                }                                                                                    \
+        }                                                                                            \
+        for (int lane = 0; lane < m; ++lane) {                                                       \
+            T *o = out + (s0 + lane) * (int64_t)R * n + (int64_t)r * n;                              \
+            for (int c = 0; c < n; ++c) o[c] = ot[c][lane];                                          \
+        }                                                                                            \
+    }                                                                                                \
+}                                                                                                    \
+                                                                                                     \
+static inline __attribute__((always_inline)) void NAME##_range(                                      \
+    int64_t lo, int64_t hi, const int K, const int JC, int n, const T *x, int64_t sx, int P,         \
+    const T *y, int64_t sy, int Q, T *out, int R, int nterms, const int32_t *tr, const int32_t *ta,  \
+    const int32_t *tb, const T *tsg, NAME##_vec *Xs, NAME##_vec *Ys, NAME##_vec *ot, NAME##_vec *ct)  \
+{                                                                                                    \
+    /* diagonals and padding columns stay zero */                                                    \
+    memset(Xs, 0, sizeof(NAME##_vec) * (size_t)(P + Q) * K * ((K + JC - 1) / JC * JC));              \
+    for (int64_t s0 = lo; s0 < hi; s0 += LANES(T)) {                                                 \
+        const int m = hi - s0 < LANES(T) ? (int)(hi - s0) : LANES(T);                                \
+        NAME##_group(s0, m, K, JC, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); \
+    }                                                                                                \
+}                                                                                                    \
+                                                                                                     \
+int NAME(int64_t N, int k, const T *x, int64_t sx, int P, const T *y, int64_t sy, int Q,             \
+         T *out, int R, int nterms, const int32_t *tr, const int32_t *ta, const int32_t *tb,         \
+         const T *tsg, int nthreads)                                                                 \
+{                                                                                                    \
+    if (P > MAXB || Q > MAXB || R > MAXB || P < 1 || Q < 1 || R < 1 || k < 2 || nterms < 1) return 1; \
+    if (k > MAXK) return 2;                                                                          \
+    const int n = k * (k - 1) / 2;                                                                   \
+    int failed = 0;                                                                                  \
+    (void)nthreads;                                                                                  \
+    _Pragma("omp parallel num_threads(nthreads) if(nthreads > 1)")                                   \
+    {                                                                                                \
+        NAME##_vec *Xs = aligned_alloc(32, sizeof(NAME##_vec) * (size_t)((P + Q) * (k * (k + 8) + n) + n)); \
+        NAME##_vec *Ys = Xs + P * k * (k + 8), *ot = Ys + Q * k * (k + 8), *ct = ot + n;            \
+        int64_t lo, hi;                                                                              \
+        gf_split(N, &lo, &hi);                                                                       \
+        if (!Xs) { _Pragma("omp atomic write") failed = 1; lo = hi = 0; }                            \
+        switch (k) {  /* k a literal in each case: row accumulators in registers */                  \
+        case 2:  NAME##_range(lo, hi, 2, 2, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
+        case 3:  NAME##_range(lo, hi, 3, 3, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
+        case 4:  NAME##_range(lo, hi, 4, 4, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
+        case 5:  NAME##_range(lo, hi, 5, 5, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
+        case 6:  NAME##_range(lo, hi, 6, 6, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
+        case 7:  NAME##_range(lo, hi, 7, 7, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
+        case 8:  NAME##_range(lo, hi, 8, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
+        case 9:  NAME##_range(lo, hi, 9, 9, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
+        case 10: NAME##_range(lo, hi, 10, 10, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break; \
+        case 11: NAME##_range(lo, hi, 11, 11, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break; \
+        case 12: NAME##_range(lo, hi, 12, 12, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break; \
+        case 13: NAME##_range(lo, hi, 13, 7, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;  \
+        case 14: NAME##_range(lo, hi, 14, 7, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;  \
+        case 15: NAME##_range(lo, hi, 15, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;  \
+        case 16: NAME##_range(lo, hi, 16, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;  \
+        default: NAME##_range(lo, hi, k, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
+        }                                                                                            \
+        free(Xs);                                                                                    \
+    }                                                                                                \
+    return failed ? 3 : 0;                                                                           \
+}
+
+DEFINE_KERNEL(float, gf_so_brackets_f32)
+DEFINE_KERNEL(double, gf_so_brackets_f64)
+
+int gf_abi_version(void) { return 3; }
