@@ -147,3 +147,32 @@ def test_crossed_module_without_the_native_kernel_gives_the_same_values(monkeypa
     cot = torch.randn(20, 3, generator=gen, dtype=torch.float64)
     for a, b in zip(torch.autograd.grad(native, (B, V, W), cot), torch.autograd.grad(fallback, (B, V, W), cot)):
         assert torch.allclose(a, b, atol=1e-11)
+
+
+def test_folded_layer_outer_product_native_and_differentiable():
+    # MLP.contracted's d ⊗ z: the native forward and backward equal PyTorch's broadcast products
+    # (float32 at batch 1000: the training step), and the differentiable PyTorch backward serves
+    # second derivatives, batched cotangents, jvp and vmap
+    from gaugeflow.models.networks import _Outer
+
+    gen = torch.Generator().manual_seed(2)
+    d, z = torch.randn(1000, 9, generator=gen, requires_grad=True), torch.randn(1000, 61, generator=gen, requires_grad=True)
+    u = _Outer.apply(d, z)
+    ref = (d.unsqueeze(-1) * z.unsqueeze(-2)).reshape(1000, 9 * 61)
+    assert torch.equal(u, ref)
+    gu = torch.randn(1000, 9 * 61, generator=gen)
+    for a, b in zip(torch.autograd.grad(u, (d, z), gu), torch.autograd.grad(ref, (d, z), gu)):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-5)
+    d64, z64 = d[:6].detach().double().requires_grad_(), z[:6, :5].detach().double().requires_grad_()
+    assert torch.autograd.gradcheck(_Outer.apply, (d64, z64))
+    assert torch.autograd.gradgradcheck(_Outer.apply, (d64, z64))
+    ref64 = (d64.unsqueeze(-1) * z64.unsqueeze(-2)).reshape(6, 45)
+    cots = torch.randn(3, 6, 45, generator=gen, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad(_Outer.apply(d64, z64), (d64, z64), cots, is_grads_batched=True),
+                    torch.autograd.grad(ref64, (d64, z64), cots, is_grads_batched=True)):
+        assert torch.allclose(a, b, atol=1e-13)
+    dd, dz = torch.randn_like(d64), torch.randn_like(z64)
+    _, tangent = torch.func.jvp(_Outer.apply, (d64.detach(), z64.detach()), (dd, dz))
+    assert torch.allclose(tangent, (dd.unsqueeze(-1) * z64.unsqueeze(-2) + d64.unsqueeze(-1) * dz.unsqueeze(-2)).reshape(6, 45))
+    batched = torch.func.vmap(_Outer.apply, in_dims=(0, None))(torch.stack([d64.detach(), dd]), z64.detach())
+    assert torch.allclose(batched[1], (dd.unsqueeze(-1) * z64.unsqueeze(-2)).reshape(6, 45).detach())

@@ -1,9 +1,9 @@
-"""The optional native kernel (``brackets.c``): built with the system C compiler at first use, loaded with ctypes.
+"""The optional native kernel (``kernels.c``): built with the system C compiler at first use, loaded with ctypes.
 
 Why: sums of ``so(k)`` brackets over a batch (the crossed-module gauge term of
 :class:`~gaugeflow.models.HigherGaugeFlow` and its gradients) are, in PyTorch, index gathers,
 sign products, batched products of tiny ``k×k`` matrices and scatter-adds: a dozen memory-bound
-passes per step. ``brackets.c`` does the whole sum per sample in registers and cache.
+passes per step. ``kernels.c`` does the whole sum per sample in registers and cache.
 
 How: no build step at install time and no PyTorch headers. The first call compiles one C file
 (``cc -O3 -march=native -fopenmp -shared``, about a second) into a per-user cache
@@ -26,10 +26,12 @@ import tempfile
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["library", "status", "SOURCE"]
+import torch
 
-SOURCE = Path(__file__).with_name("brackets.c")
-_ABI = 3
+__all__ = ["library", "status", "for_tensors", "SOURCE"]
+
+SOURCE = Path(__file__).with_name("kernels.c")
+_ABI = 4
 _FLAGS = ["-O3", "-march=native", "-std=gnu11", "-shared", "-fPIC"]
 _state: dict = {}
 
@@ -79,6 +81,12 @@ def _bind(lib: ctypes.CDLL) -> ctypes.CDLL:
     for fn in (lib.gf_so_brackets_f32, lib.gf_so_brackets_f64):
         fn.argtypes = [i64, i, p, i64, i, p, i64, i, p, i, i, p, p, p, p, i]
         fn.restype = i
+    for fn in (lib.gf_outer_f32_forward, lib.gf_outer_f64_forward):
+        fn.argtypes = [i64, i, i, p, i64, p, i64, p, i64, i]
+        fn.restype = i
+    for fn in (lib.gf_outer_f32_backward, lib.gf_outer_f64_backward):
+        fn.argtypes = [i64, i, i, p, i64, p, i64, p, i64, p, p, i]
+        fn.restype = i
     lib.gf_abi_version.restype = i
     return lib
 
@@ -96,7 +104,7 @@ def _load() -> tuple[Optional[ctypes.CDLL], str]:
     key = hashlib.sha256(b"\0".join(s.encode() for s in (SOURCE.read_text(), " ".join(_FLAGS), version, _cpu_tag()))).hexdigest()[:20]
     errors = []
     for folder in (_cache_dir(), Path(tempfile.gettempdir()) / f"gaugeflow-{os.getuid() if hasattr(os, 'getuid') else 'user'}"):
-        path = folder / f"brackets-{key}.so"
+        path = folder / f"kernels-{key}.so"
         if not path.exists():
             try:
                 ok, msg = _compile(cc, path)
@@ -128,3 +136,20 @@ def status() -> str:
     """One line: where the native kernel was loaded from, or why it is not used."""
     library()
     return _state["status"]
+
+
+def for_tensors(*tensors: torch.Tensor) -> Optional[ctypes.CDLL]:
+    """The library, if it may read these tensors' memory: plain CPU float32/float64 tensors of one dtype.
+
+    Not for tensors that wrap others (the batched tensors that ``autograd.grad(...,
+    is_grads_batched=True)`` hands a backward, functorch wrappers): callers take their PyTorch
+    path for those.
+    """
+    dtype = tensors[0].dtype
+    for t in tensors:
+        if (t.dtype != dtype or t.layout != torch.strided
+                or not torch._C._dispatch_keys(t).has(torch._C.DispatchKey.CPU)):
+            return None
+    if dtype not in (torch.float32, torch.float64):
+        return None
+    return library()

@@ -123,15 +123,8 @@ def _rows(t: torch.Tensor, width: int) -> torch.Tensor:
     return t if t.stride(-1) == 1 and (t.shape[0] <= 1 or t.stride(0) >= width) else t.contiguous()
 
 
-def _dense_cpu(t: torch.Tensor) -> bool:
-    """A plain CPU tensor whose memory the kernel may read (not a batched or otherwise wrapped tensor:
-    the backward of ``autograd.grad(..., is_grads_batched=True)`` runs on batched tensors)."""
-    return t.layout == torch.strided and torch._C._dispatch_keys(t).has(torch._C.DispatchKey.CPU)
-
-
 def _evaluate(x: torch.Tensor, y: torch.Tensor, g: so, terms: Terms, blocks: int) -> torch.Tensor:
-    native = g.k <= 32 and x.dtype in (torch.float32, torch.float64) and y.dtype == x.dtype and _dense_cpu(x) and _dense_cpu(y)
-    lib = _native.library() if native else None
+    lib = _native.for_tensors(x, y) if g.k <= 32 else None
     if lib is None:
         return _evaluate_torch(x, y, g, terms, blocks)
     lead, P, Q, n = x.shape[:-2], x.shape[-2], y.shape[-2], g.dim

@@ -154,4 +154,66 @@ int NAME(int64_t N, int k, const T *x, int64_t sx, int P, const T *y, int64_t sy
 DEFINE_KERNEL(float, gf_so_brackets_f32)
 DEFINE_KERNEL(double, gf_so_brackets_f64)
 
-int gf_abi_version(void) { return 3; }
+
+/* ---------------------------------------------------------------------------------------------
+ * The outer product of a folded output layer (models/networks.py, MLP.contracted):
+ *   u[s, m*H + h] = d[s, m] * z[s, h]                                     (forward)
+ *   gd[s, m] = sum_h gu[s, m*H + h] z[s, h],  gz[s, h] = sum_m gu[s, m*H + h] d[s, m]   (backward)
+ * d: [N, D] (row stride sd), z: [N, H] (row stride sz), u and gu: [N, D*H] (row stride su / sg),
+ * gd: [N, D], gz: [N, H] contiguous. One pass over u or gu instead of PyTorch's broadcast
+ * products and reductions, each a full pass over a [N, D*H] temporary.
+ */
+#define DEFINE_OUTER(T, NAME)                                                                        \
+typedef T NAME##_vec __attribute__((vector_size(32)));                                               \
+int NAME##_forward(int64_t N, int D, int H, const T *d, int64_t sd, const T *z, int64_t sz,           \
+                   T *u, int64_t su, int nthreads)                                                   \
+{                                                                                                    \
+    (void)nthreads;                                                                                  \
+    _Pragma("omp parallel for num_threads(nthreads) if(nthreads > 1) schedule(static)")              \
+    for (int64_t s = 0; s < N; ++s) {                                                                \
+        const T *ds = d + s * sd, *zs = z + s * sz;                                                  \
+        T *us = u + s * su;                                                                          \
+        for (int m = 0; m < D; ++m) {                                                                \
+            const T dm = ds[m];                                                                      \
+            T *row = us + (int64_t)m * H;                                                            \
+            for (int h = 0; h < H; ++h) row[h] = dm * zs[h];                                         \
+        }                                                                                            \
+    }                                                                                                \
+    return 0;                                                                                        \
+}                                                                                                    \
+int NAME##_backward(int64_t N, int D, int H, const T *gu, int64_t sg, const T *d, int64_t sd,         \
+                    const T *z, int64_t sz, T *gd, T *gz, int nthreads)                              \
+{                                                                                                    \
+    (void)nthreads;                                                                                  \
+    _Pragma("omp parallel for num_threads(nthreads) if(nthreads > 1) schedule(static)")              \
+    for (int64_t s = 0; s < N; ++s) {                                                                \
+        const T *gs = gu + s * sg, *ds = d + s * sd, *zs = z + s * sz;                               \
+        T *gds = gd + s * D, *gzs = gz + s * H;                                                      \
+        for (int h = 0; h < H; ++h) gzs[h] = 0;                                                      \
+        for (int m = 0; m < D; ++m) {                                                                \
+            const T *row = gs + (int64_t)m * H;                                                      \
+            const T dm = ds[m];                                                                      \
+            NAME##_vec accv = {0};  /* the dot product in vector lanes: no reassociation flags needed */ \
+            int h = 0;                                                                               \
+            for (; h + LANES(T) <= H; h += LANES(T)) {                                               \
+                NAME##_vec r, zv, gv;                                                                \
+                memcpy(&r, row + h, sizeof r);                                                       \
+                memcpy(&zv, zs + h, sizeof zv);                                                      \
+                memcpy(&gv, gzs + h, sizeof gv);                                                     \
+                accv += r * zv;                                                                      \
+                gv += r * dm;                                                                        \
+                memcpy(gzs + h, &gv, sizeof gv);                                                     \
+            }                                                                                        \
+            T acc = 0;                                                                               \
+            for (int j = 0; j < LANES(T); ++j) acc += accv[j];                                       \
+            for (; h < H; ++h) { acc += row[h] * zs[h]; gzs[h] += row[h] * dm; }                     \
+            gds[m] = acc;                                                                            \
+        }                                                                                            \
+    }                                                                                                \
+    return 0;                                                                                        \
+}
+
+DEFINE_OUTER(float, gf_outer_f32)
+DEFINE_OUTER(double, gf_outer_f64)
+
+int gf_abi_version(void) { return 4; }
