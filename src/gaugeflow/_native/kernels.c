@@ -38,6 +38,46 @@ static inline void gf_split(int64_t N, int64_t *lo, int64_t *hi) { *lo = 0; *hi 
 #define MAXK 32  /* largest k */
 #define LANES(T) ((int)(32 / sizeof(T)))
 
+typedef float gf_vfloat __attribute__((vector_size(32)));
+typedef double gf_vdouble __attribute__((vector_size(32)));
+typedef int32_t gf_vi32 __attribute__((vector_size(32)));
+typedef int64_t gf_vi64 __attribute__((vector_size(32)));
+
+/* r[j] <- column j of the 8 x 8 block whose rows are r[0..7] (in registers: unpack, shuffle, permute) */
+static inline __attribute__((always_inline)) void gf_transpose_float(gf_vfloat *r)
+{
+    const gf_vi32 lo = {0, 8, 1, 9, 4, 12, 5, 13}, hi = {2, 10, 3, 11, 6, 14, 7, 15};
+    const gf_vi32 s0 = {0, 1, 8, 9, 4, 5, 12, 13}, s1 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const gf_vi32 p0 = {0, 1, 2, 3, 8, 9, 10, 11}, p1 = {4, 5, 6, 7, 12, 13, 14, 15};
+    gf_vfloat t[8], u[8];
+    for (int q = 0; q < 4; ++q) {
+        t[2 * q] = __builtin_shuffle(r[2 * q], r[2 * q + 1], lo);
+        t[2 * q + 1] = __builtin_shuffle(r[2 * q], r[2 * q + 1], hi);
+    }
+    for (int q = 0; q < 2; ++q) {
+        u[4 * q + 0] = __builtin_shuffle(t[4 * q + 0], t[4 * q + 2], s0);
+        u[4 * q + 1] = __builtin_shuffle(t[4 * q + 0], t[4 * q + 2], s1);
+        u[4 * q + 2] = __builtin_shuffle(t[4 * q + 1], t[4 * q + 3], s0);
+        u[4 * q + 3] = __builtin_shuffle(t[4 * q + 1], t[4 * q + 3], s1);
+    }
+    for (int q = 0; q < 4; ++q) {
+        r[q] = __builtin_shuffle(u[q], u[q + 4], p0);
+        r[q + 4] = __builtin_shuffle(u[q], u[q + 4], p1);
+    }
+}
+
+/* the same for a 4 x 4 block of doubles */
+static inline __attribute__((always_inline)) void gf_transpose_double(gf_vdouble *r)
+{
+    const gf_vi64 lo = {0, 4, 2, 6}, hi = {1, 5, 3, 7}, s0 = {0, 1, 4, 5}, s1 = {2, 3, 6, 7};
+    const gf_vdouble t0 = __builtin_shuffle(r[0], r[1], lo), t1 = __builtin_shuffle(r[0], r[1], hi);
+    const gf_vdouble t2 = __builtin_shuffle(r[2], r[3], lo), t3 = __builtin_shuffle(r[2], r[3], hi);
+    r[0] = __builtin_shuffle(t0, t2, s0);
+    r[2] = __builtin_shuffle(t0, t2, s1);
+    r[1] = __builtin_shuffle(t1, t3, s0);
+    r[3] = __builtin_shuffle(t1, t3, s1);
+}
+
 /* c(i, j) for i < j in the row-major upper triangle */
 static inline int gf_coord(int k, int i, int j) { return i * k - i * (i + 1) / 2 + (j - i - 1); }
 
@@ -48,15 +88,33 @@ typedef T NAME##_vec __attribute__((vector_size(32)));                          
 static inline __attribute__((always_inline)) void NAME##_group(                                      \
     int64_t s0, int m, const int K, const int JC, int n, const T *x, int64_t sx, int P, const T *y,  \
     int64_t sy, int Q, T *out, int R, int nterms, const int32_t *tr, const int32_t *ta,              \
-    const int32_t *tb, const T *tsg, NAME##_vec *Xs, NAME##_vec *Ys, NAME##_vec *ot, NAME##_vec *ct)  \
+    const int32_t *tb, const T *tsg, NAME##_vec *Xs, NAME##_vec *Ys, NAME##_vec *ot, NAME##_vec *ct, NAME##_vec *S)  \
 {                                                                                                    \
     const int L = LANES(T), KJ = (K + JC - 1) / JC * JC;  /* row stride: columns padded to the j-chunk */ \
     /* transpose the group's coordinates into lanes (absent lanes zero), then write the hats */      \
-    for (int lane = 0; lane < L; ++lane) {                                                           \
-        const int live = lane < m;                                                                   \
-        const T *xr = x + (s0 + (live ? lane : 0)) * sx, *yr = y + (s0 + (live ? lane : 0)) * sy;    \
-        for (int c = 0; c < P * n; ++c) ct[c][lane] = live ? xr[c] : (T)0;                           \
-        for (int c = 0; c < Q * n; ++c) ct[P * n + c][lane] = live ? yr[c] : (T)0;                   \
+    if (m == L) {  /* L x L blocks transposed in registers, the remainder one by one */              \
+        for (int src = 0; src < 2; ++src) {                                                          \
+            const T *base = src ? y : x;                                                             \
+            const int64_t stride = src ? sy : sx;                                                    \
+            const int width = src ? Q * n : P * n;                                                   \
+            NAME##_vec *dst = ct + (src ? P * n : 0);                                                \
+            int c0 = 0;                                                                              \
+            for (; c0 + L <= width; c0 += L) {                                                       \
+                NAME##_vec blk[LANES(T)];                                                            \
+                for (int lane = 0; lane < L; ++lane) memcpy(&blk[lane], base + (s0 + lane) * stride + c0, sizeof blk[0]); \
+                gf_transpose_##T(blk);                                                               \
+                for (int j = 0; j < L; ++j) dst[c0 + j] = blk[j];                                    \
+            }                                                                                        \
+            for (int lane = 0; lane < L; ++lane)                                                     \
+                for (int c = c0; c < width; ++c) dst[c][lane] = base[(s0 + lane) * stride + c];      \
+        }                                                                                            \
+    } else {                                                                                         \
+        for (int lane = 0; lane < L; ++lane) {                                                       \
+            const int live = lane < m;                                                               \
+            const T *xr = x + (s0 + (live ? lane : 0)) * sx, *yr = y + (s0 + (live ? lane : 0)) * sy; \
+            for (int c = 0; c < P * n; ++c) ct[c][lane] = live ? xr[c] : (T)0;                       \
+            for (int c = 0; c < Q * n; ++c) ct[P * n + c][lane] = live ? yr[c] : (T)0;               \
+        }                                                                                            \
     }                                                                                                \
     for (int a = 0; a < P + Q; ++a) {                                                                \
         NAME##_vec *X = Xs + a * K * KJ;                                                             \
@@ -66,35 +124,42 @@ static inline __attribute__((always_inline)) void NAME##_group(                 
             for (int j = i + 1; j < K; ++j, ++c) { X[i * KJ + j] = v[c]; X[j * KJ + i] = -v[c]; }    \
     }                                                                                                \
     for (int r = 0; r < R; ++r) {                                                                    \
-        for (int c = 0; c < n; ++c) ot[c] = (NAME##_vec){0};                                         \
-        for (int t = 0; t < nterms; ++t) {                                                           \
-            if (tr[t] != r) continue;                                                                \
-            const NAME##_vec *X = Xs + ta[t] * K * KJ, *Y = Xs + (P + tb[t]) * K * KJ; /* y after x */ \
-            const T sg = tsg[t];                                                                     \
-            for (int i = 0; i < K; ++i)                                                              \
-                for (int j0 = 0; j0 < K; j0 += JC) {                                                 \
-                    NAME##_vec acc[JC];                                                              \
-                    _Pragma("GCC unroll 16")                                                         \
-                    for (int j = 0; j < JC; ++j) acc[j] = (NAME##_vec){0};                           \
+        /* S = sum_t sign_t X_a Y_b, row by row: a row's accumulators stay in registers over the terms */ \
+        for (int i = 0; i < K; ++i)                                                                  \
+            for (int j0 = 0; j0 < K; j0 += JC) {                                                     \
+                NAME##_vec acc[JC];                                                                  \
+                _Pragma("GCC unroll 16")                                                             \
+                for (int j = 0; j < JC; ++j) acc[j] = (NAME##_vec){0};                               \
+                for (int t = 0; t < nterms; ++t) {                                                   \
+                    if (tr[t] != r) continue;                                                        \
+                    const NAME##_vec *X = Xs + ta[t] * K * KJ + i * KJ, *Y = Xs + (P + tb[t]) * K * KJ + j0; \
+                    const T sg = tsg[t];                                                             \
                     for (int l = 0; l < K; ++l) {  /* X_ii = 0: l == i adds nothing */               \
-                        const NAME##_vec xv = X[i * KJ + l] * sg;                                    \
-                        const NAME##_vec *Yl = Y + l * KJ + j0;                                      \
+                        const NAME##_vec xv = X[l] * sg;                                             \
+                        const NAME##_vec *Yl = Y + l * KJ;                                           \
                         _Pragma("GCC unroll 16")                                                     \
                         for (int j = 0; j < JC; ++j) acc[j] += xv * Yl[j];                           \
                     }                                                                                \
-                    NAME##_vec row[JC];                                                              \
-                    _Pragma("GCC unroll 16")                                                         \
-                    for (int j = 0; j < JC; ++j) row[j] = acc[j];                                    \
-                    for (int j = 0; j < JC && j0 + j < K; ++j) {                                     \
-                        const int jj = j0 + j;                                                       \
-                        if (jj > i) ot[gf_coord(K, i, jj)] += row[j];                                \
-                        else if (jj < i) ot[gf_coord(K, jj, i)] -= row[j];                           \
-                    }                                                                                \
                 }                                                                                    \
-        }                                                                                            \
+                NAME##_vec *Si = S + i * KJ + j0;                                                    \
+                _Pragma("GCC unroll 16")                                                             \
+                for (int j = 0; j < JC; ++j) Si[j] = acc[j];                                         \
+            }                                                                                        \
+        int c = 0;                                                                                   \
+        for (int i = 0; i < K; ++i)                                                                  \
+            for (int j = i + 1; j < K; ++j, ++c) ot[c] = S[i * KJ + j] - S[j * KJ + i];              \
+        int c0 = 0;                                                                                  \
+        if (m == L)                                                                                  \
+            for (; c0 + L <= n; c0 += L) {                                                           \
+                NAME##_vec blk[LANES(T)];                                                            \
+                for (int j = 0; j < L; ++j) blk[j] = ot[c0 + j];                                     \
+                gf_transpose_##T(blk);                                                               \
+                for (int lane = 0; lane < L; ++lane)                                                 \
+                    memcpy(out + (s0 + lane) * (int64_t)R * n + (int64_t)r * n + c0, &blk[lane], sizeof blk[0]); \
+            }                                                                                        \
         for (int lane = 0; lane < m; ++lane) {                                                       \
             T *o = out + (s0 + lane) * (int64_t)R * n + (int64_t)r * n;                              \
-            for (int c = 0; c < n; ++c) o[c] = ot[c][lane];                                          \
+            for (int c = c0; c < n; ++c) o[c] = ot[c][lane];                                         \
         }                                                                                            \
     }                                                                                                \
 }                                                                                                    \
@@ -102,13 +167,13 @@ static inline __attribute__((always_inline)) void NAME##_group(                 
 static inline __attribute__((always_inline)) void NAME##_range(                                      \
     int64_t lo, int64_t hi, const int K, const int JC, int n, const T *x, int64_t sx, int P,         \
     const T *y, int64_t sy, int Q, T *out, int R, int nterms, const int32_t *tr, const int32_t *ta,  \
-    const int32_t *tb, const T *tsg, NAME##_vec *Xs, NAME##_vec *Ys, NAME##_vec *ot, NAME##_vec *ct)  \
+    const int32_t *tb, const T *tsg, NAME##_vec *Xs, NAME##_vec *Ys, NAME##_vec *ot, NAME##_vec *ct, NAME##_vec *S)  \
 {                                                                                                    \
     /* diagonals and padding columns stay zero */                                                    \
     memset(Xs, 0, sizeof(NAME##_vec) * (size_t)(P + Q) * K * ((K + JC - 1) / JC * JC));              \
     for (int64_t s0 = lo; s0 < hi; s0 += LANES(T)) {                                                 \
         const int m = hi - s0 < LANES(T) ? (int)(hi - s0) : LANES(T);                                \
-        NAME##_group(s0, m, K, JC, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); \
+        NAME##_group(s0, m, K, JC, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); \
     }                                                                                                \
 }                                                                                                    \
                                                                                                      \
@@ -123,28 +188,29 @@ int NAME(int64_t N, int k, const T *x, int64_t sx, int P, const T *y, int64_t sy
     (void)nthreads;                                                                                  \
     _Pragma("omp parallel num_threads(nthreads) if(nthreads > 1)")                                   \
     {                                                                                                \
-        NAME##_vec *Xs = aligned_alloc(32, sizeof(NAME##_vec) * (size_t)((P + Q) * (k * (k + 8) + n) + n)); \
+        NAME##_vec *Xs = aligned_alloc(32, sizeof(NAME##_vec) * (size_t)((P + Q + 1) * (k * (k + 8) + n) + n)); \
         NAME##_vec *Ys = Xs + P * k * (k + 8), *ot = Ys + Q * k * (k + 8), *ct = ot + n;            \
+        NAME##_vec *S = ct + (P + Q) * n;  /* one k x (k + 8) matrix of vectors */                    \
         int64_t lo, hi;                                                                              \
         gf_split(N, &lo, &hi);                                                                       \
         if (!Xs) { _Pragma("omp atomic write") failed = 1; lo = hi = 0; }                            \
         switch (k) {  /* k a literal in each case: row accumulators in registers */                  \
-        case 2:  NAME##_range(lo, hi, 2, 2, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
-        case 3:  NAME##_range(lo, hi, 3, 3, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
-        case 4:  NAME##_range(lo, hi, 4, 4, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
-        case 5:  NAME##_range(lo, hi, 5, 5, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
-        case 6:  NAME##_range(lo, hi, 6, 6, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
-        case 7:  NAME##_range(lo, hi, 7, 7, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
-        case 8:  NAME##_range(lo, hi, 8, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
-        case 9:  NAME##_range(lo, hi, 9, 9, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
-        case 10: NAME##_range(lo, hi, 10, 10, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break; \
-        case 11: NAME##_range(lo, hi, 11, 11, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break; \
-        case 12: NAME##_range(lo, hi, 12, 12, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break; \
-        case 13: NAME##_range(lo, hi, 13, 7, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;  \
-        case 14: NAME##_range(lo, hi, 14, 7, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;  \
-        case 15: NAME##_range(lo, hi, 15, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;  \
-        case 16: NAME##_range(lo, hi, 16, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;  \
-        default: NAME##_range(lo, hi, k, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct); break;   \
+        case 2:  NAME##_range(lo, hi, 2, 2, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
+        case 3:  NAME##_range(lo, hi, 3, 3, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
+        case 4:  NAME##_range(lo, hi, 4, 4, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
+        case 5:  NAME##_range(lo, hi, 5, 5, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
+        case 6:  NAME##_range(lo, hi, 6, 6, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
+        case 7:  NAME##_range(lo, hi, 7, 7, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
+        case 8:  NAME##_range(lo, hi, 8, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
+        case 9:  NAME##_range(lo, hi, 9, 9, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
+        case 10: NAME##_range(lo, hi, 10, 10, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break; \
+        case 11: NAME##_range(lo, hi, 11, 11, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break; \
+        case 12: NAME##_range(lo, hi, 12, 12, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break; \
+        case 13: NAME##_range(lo, hi, 13, 7, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;  \
+        case 14: NAME##_range(lo, hi, 14, 7, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;  \
+        case 15: NAME##_range(lo, hi, 15, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;  \
+        case 16: NAME##_range(lo, hi, 16, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;  \
+        default: NAME##_range(lo, hi, k, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
         }                                                                                            \
         free(Xs);                                                                                    \
     }                                                                                                \
