@@ -21,6 +21,7 @@ from typing import Sequence
 import torch
 
 from .. import _native
+from .._autograd import FastApply
 from .orthogonal import so
 
 __all__ = ["bracket_sums"]
@@ -51,12 +52,23 @@ def bracket_sums(g: so, x: torch.Tensor, y: torch.Tensor, terms: Sequence[tuple[
     if x.dim() < 2 or y.dim() < 2 or x.shape[-1] != g.dim or y.shape[-1] != g.dim or x.shape[:-2] != y.shape[:-2]:
         raise ValueError(f"bracket_sums: expected x [..., P, {g.dim}] and y [..., Q, {g.dim}] with the same leading shape, "
                          f"got {tuple(x.shape)} and {tuple(y.shape)}")
-    terms = tuple((int(r), int(a), int(b), float(s)) for r, a, b, s in terms)
-    P, Q = x.shape[-2], y.shape[-2]
-    bad = [t for t in terms if not (0 <= t[0] < blocks and 0 <= t[1] < P and 0 <= t[2] < Q)]
-    if bad or not terms:
-        raise ValueError(f"bracket_sums: terms must be a non-empty list of (r < {blocks}, a < {P}, b < {Q}, s), got {terms}")
-    return _BracketSums.apply(x, y, g, terms, blocks)
+    return _BracketSums.apply(x, y, g, _checked_terms(terms, x.shape[-2], y.shape[-2], blocks), blocks)
+
+
+_CHECKED: dict = {}
+
+
+def _checked_terms(terms, P: int, Q: int, blocks: int) -> Terms:
+    """``terms`` as a tuple of ``(int, int, int, float)``, each index in range (checked once per pattern)."""
+    key = (terms if isinstance(terms, tuple) else None, P, Q, blocks)
+    hit = _CHECKED.get(key) if key[0] is not None else None
+    if hit is None:
+        hit = tuple((int(r), int(a), int(b), float(s)) for r, a, b, s in terms)
+        if not hit or any(not (0 <= r < blocks and 0 <= a < P and 0 <= b < Q) for r, a, b, _ in hit):
+            raise ValueError(f"bracket_sums: terms must be a non-empty list of (r < {blocks}, a < {P}, b < {Q}, s), got {hit}")
+        if key[0] is not None:
+            _CHECKED[key] = hit
+    return hit
 
 
 def _vjp_terms(terms: Terms) -> tuple[Terms, Terms]:
@@ -64,7 +76,7 @@ def _vjp_terms(terms: Terms) -> tuple[Terms, Terms]:
     return tuple((a, b, r, s) for r, a, b, s in terms), tuple((b, r, a, s) for r, a, b, s in terms)
 
 
-class _BracketSums(torch.autograd.Function):
+class _BracketSums(FastApply, torch.autograd.Function):
     @staticmethod
     def forward(x, y, g, terms, blocks):
         return _evaluate(x, y, g, terms, blocks)

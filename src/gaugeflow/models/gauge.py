@@ -15,6 +15,8 @@ from typing import Optional
 
 import torch
 
+from .._autograd import FastApply
+
 from ..algebra import so
 from ..geometry.bundles import FibreProjection, VectorBundle
 from ..geometry.manifold import Manifold
@@ -74,7 +76,7 @@ def contract_direction(A: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     return _ContractDirection.apply(A, d)
 
 
-class _ContractDirection(torch.autograd.Function):
+class _ContractDirection(FastApply, torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod

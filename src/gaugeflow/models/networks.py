@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import _native
+from .._autograd import FastApply
 
 __all__ = ["MLP", "TimeWeight", "time_column", "count_parameters"]
 
@@ -96,7 +97,7 @@ class MLP(nn.Module):
         return torch.addmm(d @ last.bias.view(D, n), _Outer.apply(d, z), weight)
 
 
-class _Outer(torch.autograd.Function):
+class _Outer(FastApply, torch.autograd.Function):
     """``d ⊗ z`` as ``[B, D · H]`` (``u[b, μ H + h] = d[b, μ] z[b, h]``), the input of a folded output layer.
 
     PyTorch's broadcast product and its gradient (two more broadcast products and two reductions)
