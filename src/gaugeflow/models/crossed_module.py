@@ -229,7 +229,7 @@ def _with_l1(c, B: torch.Tensor, W: torch.Tensor, n: int, l2_read: torch.Tensor)
 
 _LAYOUTS: dict = {}
 _BILINEAR_FACTOR = 8  # small k (and D): the bilinear GEMM's D·(2 dim so(k))² multiply-adds beat 3k³ in tiny per-sample products
-_NATIVE_WEIGHT = 2  # _features_pay's weight of 3k³ for the native brackets (7 for the PyTorch kernels)
+_NATIVE_WEIGHT = 1  # _features_pay's weight of 3k³ for the native brackets (7 for the PyTorch kernels)
 _BILINEAR_NATIVE = 14  # against the native kernel: bilinear while D·(2 dim so(k))² ≤ 14 k³ (k ≤ 5 on ℝ^k, k ≤ 6 on S²)
 _WIDE_MAX_K = 12  # up to here one 4k³ product beats two with 3k³ (per-call and per-matrix overheads dominate)
 
