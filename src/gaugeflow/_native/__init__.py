@@ -6,7 +6,7 @@ sign products, batched products of tiny ``k×k`` matrices and scatter-adds: a do
 passes per step. ``kernels.c`` does the whole sum per sample in registers and cache.
 
 How: no build step at install time and no PyTorch headers. The first call compiles one C file
-(``cc -O3 -march=native -fopenmp -shared``, about a second) into a per-user cache
+(``cc -O3 -march=native -fopenmp -shared``, about three seconds) into a per-user cache
 (``$GAUGEFLOW_NATIVE_CACHE``, else ``$XDG_CACHE_HOME/gaugeflow`` or ``~/.cache/gaugeflow``),
 keyed by the source, the compiler and the CPU; the file is written under a temporary name and
 renamed, so concurrent processes (pytest-xdist workers) never load a partial library.

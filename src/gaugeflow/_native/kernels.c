@@ -8,12 +8,13 @@
  * Bracket coordinates: [X, Y]_ij = (XY)_ij - (XY)_ji for i < j (X, Y antisymmetric).
  *
  * Layout: samples in vector lanes (8 floats or 4 doubles per 32-byte vector), so a k x k product
- * costs k^2 (k - 1) lane-parallel multiply-adds with no padding of k to the vector width. For a
- * group of samples the blocks are written as dense hat matrices of vectors, each row i of X Y is
- * accumulated in registers (k is a compile-time constant for k <= 16, so the accumulators of a row
- * stay in registers), and its entries are added to, or subtracted from, the output coordinates
- * (i, j) or (j, i). One buffer per thread and call; the batch is split over OpenMP threads when nthreads > 1 and
- * OpenMP is compiled in.
+ * costs about k^3 lane-parallel multiply-adds with no padding of k to the vector width. For a group
+ * of samples the coordinates are transposed into lanes (8 x 8 blocks in registers), the blocks are
+ * written as dense hat matrices of vectors, each row of S = sum_t sign_t X_a Y_b is accumulated
+ * over the terms in JC registers (JC in {4, 8, 10, 12} a compile-time constant, k padded up to it
+ * with zero columns; k > 12 in chunks of 8), and the coordinates S_ij - S_ji are transposed back.
+ * One buffer per thread and call; the batch is split over OpenMP threads when nthreads > 1 and
+ * OpenMP is compiled in. Four instances of the loop keep the first-use compile at a few seconds.
  *
  * Built at first use by gaugeflow/_native/__init__.py; called through ctypes by
  * gaugeflow/algebra/bracket_sums.py, which checks every argument before the call.
@@ -81,7 +82,7 @@ static inline __attribute__((always_inline)) void gf_transpose_double(gf_vdouble
 /* c(i, j) for i < j in the row-major upper triangle */
 static inline int gf_coord(int k, int i, int j) { return i * k - i * (i + 1) / 2 + (j - i - 1); }
 
-#define DEFINE_KERNEL(T, NAME)                                                                       \
+#define DEFINE_KERNEL(T, NAME)                                                                                 \
 typedef T NAME##_vec __attribute__((vector_size(32)));                                               \
                                                                                                      \
 /* one group of up to LANES samples starting at s0; K == k (a literal for k <= 16), JC the j-chunk */ \
@@ -194,24 +195,12 @@ int NAME(int64_t N, int k, const T *x, int64_t sx, int P, const T *y, int64_t sy
         int64_t lo, hi;                                                                              \
         gf_split(N, &lo, &hi);                                                                       \
         if (!Xs) { _Pragma("omp atomic write") failed = 1; lo = hi = 0; }                            \
-        switch (k) {  /* k a literal in each case: row accumulators in registers */                  \
-        case 2:  NAME##_range(lo, hi, 2, 2, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
-        case 3:  NAME##_range(lo, hi, 3, 3, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
-        case 4:  NAME##_range(lo, hi, 4, 4, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
-        case 5:  NAME##_range(lo, hi, 5, 5, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
-        case 6:  NAME##_range(lo, hi, 6, 6, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
-        case 7:  NAME##_range(lo, hi, 7, 7, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
-        case 8:  NAME##_range(lo, hi, 8, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
-        case 9:  NAME##_range(lo, hi, 9, 9, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
-        case 10: NAME##_range(lo, hi, 10, 10, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break; \
-        case 11: NAME##_range(lo, hi, 11, 11, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break; \
-        case 12: NAME##_range(lo, hi, 12, 12, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break; \
-        case 13: NAME##_range(lo, hi, 13, 7, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;  \
-        case 14: NAME##_range(lo, hi, 14, 7, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;  \
-        case 15: NAME##_range(lo, hi, 15, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;  \
-        case 16: NAME##_range(lo, hi, 16, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;  \
-        default: NAME##_range(lo, hi, k, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); break;   \
-        }                                                                                            \
+        /* JC (the accumulators of a row, a literal in each branch) is what must be a compile-time  \
+           constant; k is padded up to it with zero columns */                                       \
+        if (k <= 4)       NAME##_range(lo, hi, k, 4, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S);  \
+        else if (k <= 8 || k > 12) NAME##_range(lo, hi, k, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); \
+        else if (k <= 10) NAME##_range(lo, hi, k, 10, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); \
+        else              NAME##_range(lo, hi, k, 12, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); \
         free(Xs);                                                                                    \
     }                                                                                                \
     return failed ? 3 : 0;                                                                           \
