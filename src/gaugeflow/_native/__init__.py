@@ -1,9 +1,11 @@
-"""The optional native kernel (``kernels.c``): built with the system C compiler at first use, loaded with ctypes.
+"""The optional native kernels (``kernels.c``): built with the system C compiler at first use, loaded with ctypes.
 
 Why: sums of ``so(k)`` brackets over a batch (the crossed-module gauge term of
 :class:`~gaugeflow.models.HigherGaugeFlow` and its gradients) are, in PyTorch, index gathers,
 sign products, batched products of tiny ``k×k`` matrices and scatter-adds: a dozen memory-bound
-passes per step. ``kernels.c`` does the whole sum per sample in registers and cache.
+passes per step. ``kernels.c`` does the whole sum for 8 samples at a time in vector registers
+(:func:`gaugeflow.algebra.bracket_sums`), and the outer product ``d ⊗ z`` of a folded output
+layer and its gradient in one pass each (``MLP.contracted``).
 
 How: no build step at install time and no PyTorch headers. The first call compiles one C file
 (``cc -O3 -march=native -fopenmp -shared``, about three seconds) into a per-user cache

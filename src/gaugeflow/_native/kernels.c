@@ -85,11 +85,11 @@ static inline int gf_coord(int k, int i, int j) { return i * k - i * (i + 1) / 2
 #define DEFINE_KERNEL(T, NAME)                                                                                 \
 typedef T NAME##_vec __attribute__((vector_size(32)));                                               \
                                                                                                      \
-/* one group of up to LANES samples starting at s0; K == k (a literal for k <= 16), JC the j-chunk */ \
+/* one group of up to LANES samples starting at s0 (m of them live); JC the row's accumulators */   \
 static inline __attribute__((always_inline)) void NAME##_group(                                      \
     int64_t s0, int m, const int K, const int JC, int n, const T *x, int64_t sx, int P, const T *y,  \
     int64_t sy, int Q, T *out, int R, int nterms, const int32_t *tr, const int32_t *ta,              \
-    const int32_t *tb, const T *tsg, NAME##_vec *Xs, NAME##_vec *Ys, NAME##_vec *ot, NAME##_vec *ct, NAME##_vec *S)  \
+    const int32_t *tb, const T *tsg, NAME##_vec *Xs, NAME##_vec *ot, NAME##_vec *ct, NAME##_vec *S)   \
 {                                                                                                    \
     const int L = LANES(T), KJ = (K + JC - 1) / JC * JC;  /* row stride: columns padded to the j-chunk */ \
     /* transpose the group's coordinates into lanes (absent lanes zero), then write the hats */      \
@@ -168,13 +168,13 @@ static inline __attribute__((always_inline)) void NAME##_group(                 
 static inline __attribute__((always_inline)) void NAME##_range(                                      \
     int64_t lo, int64_t hi, const int K, const int JC, int n, const T *x, int64_t sx, int P,         \
     const T *y, int64_t sy, int Q, T *out, int R, int nterms, const int32_t *tr, const int32_t *ta,  \
-    const int32_t *tb, const T *tsg, NAME##_vec *Xs, NAME##_vec *Ys, NAME##_vec *ot, NAME##_vec *ct, NAME##_vec *S)  \
+    const int32_t *tb, const T *tsg, NAME##_vec *Xs, NAME##_vec *ot, NAME##_vec *ct, NAME##_vec *S)   \
 {                                                                                                    \
     /* diagonals and padding columns stay zero */                                                    \
     memset(Xs, 0, sizeof(NAME##_vec) * (size_t)(P + Q) * K * ((K + JC - 1) / JC * JC));              \
     for (int64_t s0 = lo; s0 < hi; s0 += LANES(T)) {                                                 \
         const int m = hi - s0 < LANES(T) ? (int)(hi - s0) : LANES(T);                                \
-        NAME##_group(s0, m, K, JC, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); \
+        NAME##_group(s0, m, K, JC, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, ot, ct, S); \
     }                                                                                                \
 }                                                                                                    \
                                                                                                      \
@@ -190,17 +190,17 @@ int NAME(int64_t N, int k, const T *x, int64_t sx, int P, const T *y, int64_t sy
     _Pragma("omp parallel num_threads(nthreads) if(nthreads > 1)")                                   \
     {                                                                                                \
         NAME##_vec *Xs = aligned_alloc(32, sizeof(NAME##_vec) * (size_t)((P + Q + 1) * (k * (k + 8) + n) + n)); \
-        NAME##_vec *Ys = Xs + P * k * (k + 8), *ot = Ys + Q * k * (k + 8), *ct = ot + n;            \
-        NAME##_vec *S = ct + (P + Q) * n;  /* one k x (k + 8) matrix of vectors */                    \
+        /* P + Q hat matrices (k x KJ, KJ <= k + 8), the output coordinates, the transposed inputs, S */ \
+        NAME##_vec *ot = Xs + (P + Q) * k * (k + 8), *ct = ot + n, *S = ct + (P + Q) * n;            \
         int64_t lo, hi;                                                                              \
         gf_split(N, &lo, &hi);                                                                       \
         if (!Xs) { _Pragma("omp atomic write") failed = 1; lo = hi = 0; }                            \
         /* JC (the accumulators of a row, a literal in each branch) is what must be a compile-time  \
            constant; k is padded up to it with zero columns */                                       \
-        if (k <= 4)       NAME##_range(lo, hi, k, 4, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S);  \
-        else if (k <= 8 || k > 12) NAME##_range(lo, hi, k, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); \
-        else if (k <= 10) NAME##_range(lo, hi, k, 10, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); \
-        else              NAME##_range(lo, hi, k, 12, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, Ys, ot, ct, S); \
+        if (k <= 4)       NAME##_range(lo, hi, k, 4, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, ot, ct, S);  \
+        else if (k <= 8 || k > 12) NAME##_range(lo, hi, k, 8, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, ot, ct, S); \
+        else if (k <= 10) NAME##_range(lo, hi, k, 10, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, ot, ct, S); \
+        else              NAME##_range(lo, hi, k, 12, n, x, sx, P, y, sy, Q, out, R, nterms, tr, ta, tb, tsg, Xs, ot, ct, S); \
         free(Xs);                                                                                    \
     }                                                                                                \
     return failed ? 3 : 0;                                                                           \
