@@ -240,7 +240,7 @@ def test_feature_form_equals_the_brackets_in_value_and_gradient(k, D, H, Hf):
 
 
 def test_feature_form_dispatch_follows_the_cost_model():
-    # batch 1024: the feature form on S² for k >= 10 at width 64 (measured 1.03 against 1.68 for the
+    # PyTorch kernels, batch 1024: the feature form on S² for k >= 10 at width 64 (measured 1.03 against 1.68 for the
     # brackets at k = 16) and for k = 8 at width 32, and on R^4 for k = 16; k <= 9 on S² at width 64,
     # R^8 and R^16 and tiny batches keep the brackets
     n_l = so_crossed_module(16).dim

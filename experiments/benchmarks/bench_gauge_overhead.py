@@ -24,9 +24,10 @@ Run: ``python experiments/benchmarks/bench_gauge_overhead.py [--reps N] [--threa
 
 What the gauge term costs (CPU, per step and sample): GaugeFlow one ``k×k`` matrix–vector
 product; HigherGaugeFlow (``so_crossed_module``) either the brackets — three ``k×k`` products
-forward and six backward (the dual-number form, ``models/crossed_module.py``), or for small ``k`` one
-``4k³`` product or one bilinear GEMM — or, when ``k`` is large against ``D`` and the width (S²
-with ``k ≥ 10`` at width 64), the feature form: the connection's and the field's output layers
+forward and six backward, on CPU in the native kernel of ``gaugeflow/_native/kernels.c`` (else
+the PyTorch dual-number or one-product form, ``models/crossed_module.py``), or for small ``k`` one
+bilinear GEMM — or, when ``k`` is large against ``D`` and the width (S² with ``k ≥ 13`` at width
+64), the feature form: the connection's and the field's output layers
 absorbed into one batch-independent bilinear form on their hidden features, ``D² (w + 1)²``
 multiply-adds per sample in one GEMM and the two output layers skipped. The no-op variant still
 evaluates those output layers, so the feature form can come out below 1. See

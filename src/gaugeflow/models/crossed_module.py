@@ -5,9 +5,10 @@
 ``[dim so(k), k, k]`` basis. Two routes, equal in value and gradient (tests hold them to the
 generic brackets of :mod:`gaugeflow.algebra`):
 
-* :func:`crossed_module_projected` — the brackets on ``(B, V)``, with three kernels chosen by ``k``
-  and ``D`` (bilinear GEMM for small ``k``, one ``4k³`` product for mid-range ``k``, the ``3k³``
-  dual-number form beyond).
+* :func:`crossed_module_projected` — the brackets on ``(B, V)``: a bilinear GEMM for small ``k``
+  and ``D``; otherwise on CPU the native kernel through :func:`~gaugeflow.algebra.bracket_sums`
+  (:func:`native_brackets`), else one ``4k³`` product for mid-range ``k`` or the ``3k³``
+  dual-number form beyond.
 * :func:`crossed_module_features` — the feature form: the connection's and the field's output
   layers absorbed into one batch-independent bilinear form on their hidden features; used when
   ``k`` is large against ``D`` and the width (:func:`_features_pay`).
@@ -51,7 +52,10 @@ def crossed_module_projected(
     value where they are faster on CPU, because batched products of small matrices are dominated by
     per-call and per-matrix overheads there: for ``D · (2 dim so(k))² ≤ 8 · 3k³`` (``k ≤ 9`` on S²,
     ``k ≤ 5`` on ℝ^k) ``D`` bilinear forms in one GEMM (:func:`_crossed_module_bilinear`), and
-    otherwise for ``k ≤ 12`` one ``4k³`` product (:func:`_crossed_module_wide`).
+    otherwise for ``k ≤ 12`` one ``4k³`` product (:func:`_crossed_module_wide`). Where the native
+    kernel is available (:func:`native_brackets`) the three brackets run there, 8 samples per
+    vector (:func:`_crossed_module_native`; 2× the speed of the PyTorch kernels for ``k`` = 7–11),
+    and the bilinear GEMM only while ``D · (2 dim so(k))² ≤ 14 k³``.
 
     Args:
         algebra: ``so_crossed_module(k)``.
@@ -151,7 +155,9 @@ def _features_pay(D: int, H: int, Hf: int, k: int, n_l: int, N: int, native: boo
     the no-op step, width 64): S² with ``k = 16`` 1.02–1.04 against 1.53–1.68 for the brackets,
     ``k = 11`` 1.31 / 1.51, ``k = 10`` 1.36 / 1.43; ``k = 9`` 1.42 / 1.32 and ``k = 8`` 1.49 / 1.26,
     where the rule keeps the brackets; ℝ⁴ with ``k = 16`` 1.12 / 1.51; width 32, S² with ``k = 8``
-    1.27 / 1.37; width 128, S² with ``k = 16``, a tie.
+    1.27 / 1.37; width 128, S² with ``k = 16``, a tie. Against the native brackets (``native``) the
+    weight is 1 (:data:`_NATIVE_WEIGHT`): S² with ``k = 12`` 1.25 / 1.21 (brackets kept), ``k = 13``
+    1.19 / 1.22, ``k = 16`` 1.03 / 1.32.
     """
     J, so2 = Hf + 1, k * (k - 1)
     feature = D * D * (H + 1) * J + 0.5 * (D * (H + 1) * so2 * D * J + 4 * D * J * k**3) / max(N, 1)
