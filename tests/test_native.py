@@ -176,3 +176,15 @@ def test_folded_layer_outer_product_native_and_differentiable():
     assert torch.allclose(tangent, (dd.unsqueeze(-1) * z64.unsqueeze(-2) + d64.unsqueeze(-1) * dz.unsqueeze(-2)).reshape(6, 45))
     batched = torch.func.vmap(_Outer.apply, in_dims=(0, None))(torch.stack([d64.detach(), dd]), z64.detach())
     assert torch.allclose(batched[1], (dd.unsqueeze(-1) * z64.unsqueeze(-2)).reshape(6, 45).detach())
+
+
+def test_crossed_module_projected_takes_any_strides():
+    # the public route accepts column-major and strided inputs (the kernel reads unit-stride rows: a copy is made)
+    L = so_crossed_module(8)
+    gen = torch.Generator().manual_seed(5)
+    B = torch.randn(L.dim, 12, generator=gen, dtype=torch.float64).T  # column-major [12, dim L]
+    V = torch.randn(12, 2 * L.dim, generator=gen, dtype=torch.float64)[:, ::2]  # every other column
+    W = torch.randn(3, L.dim, generator=gen, dtype=torch.float64)
+    c = torch.tensor([0.4, 1.1], dtype=torch.float64)
+    ref = (c[0] * L.bracket(B) + c[1] * L.bracket(B, V)) @ W.T
+    assert torch.allclose(crossed_module.crossed_module_projected(L, c, B, V, W), ref, atol=1e-12)

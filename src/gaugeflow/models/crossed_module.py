@@ -185,7 +185,7 @@ def _crossed_module_native(algebra: SoCrossedModule, c, B: torch.Tensor, V: torc
     """
     g = algebra.g
     n, N = g.dim, B.shape[0]
-    l2 = bracket_sums(g, B[:, : 2 * n].view(N, 2, n), V[:, : 2 * n].view(N, 2, n), _CM_TERMS, 2).view(N, 2 * n)
+    l2 = bracket_sums(g, B[:, : 2 * n].reshape(N, 2, n), V[:, : 2 * n].reshape(N, 2, n), _CM_TERMS, 2).view(N, 2 * n)
     return _with_l1(c, B, W, n, l2 @ W[:, : 2 * n].T)
 
 
