@@ -21,7 +21,7 @@ from typing import Sequence
 import torch
 
 from .. import _native
-from .._autograd import FastApply
+from .._autograd import fast_apply
 from .orthogonal import so
 
 __all__ = ["bracket_sums"]
@@ -52,7 +52,7 @@ def bracket_sums(g: so, x: torch.Tensor, y: torch.Tensor, terms: Sequence[tuple[
     if x.dim() < 2 or y.dim() < 2 or x.shape[-1] != g.dim or y.shape[-1] != g.dim or x.shape[:-2] != y.shape[:-2]:
         raise ValueError(f"bracket_sums: expected x [..., P, {g.dim}] and y [..., Q, {g.dim}] with the same leading shape, "
                          f"got {tuple(x.shape)} and {tuple(y.shape)}")
-    return _BracketSums.apply(x, y, g, _checked_terms(terms, x.shape[-2], y.shape[-2], blocks), blocks)
+    return fast_apply(_BracketSums, x, y, g, _checked_terms(terms, x.shape[-2], y.shape[-2], blocks), blocks)
 
 
 _CHECKED: dict = {}
@@ -76,7 +76,7 @@ def _vjp_terms(terms: Terms) -> tuple[Terms, Terms]:
     return tuple((a, b, r, s) for r, a, b, s in terms), tuple((b, r, a, s) for r, a, b, s in terms)
 
 
-class _BracketSums(FastApply, torch.autograd.Function):
+class _BracketSums(torch.autograd.Function):
     @staticmethod
     def forward(x, y, g, terms, blocks):
         return _evaluate(x, y, g, terms, blocks)
@@ -92,8 +92,8 @@ class _BracketSums(FastApply, torch.autograd.Function):
     def backward(ctx, grad):
         x, y = ctx.saved_tensors
         tx, ty = _vjp_terms(ctx.terms)
-        gx = _BracketSums.apply(y, grad, ctx.g, tx, x.shape[-2]) if ctx.needs_input_grad[0] else None
-        gy = _BracketSums.apply(grad, x, ctx.g, ty, y.shape[-2]) if ctx.needs_input_grad[1] else None
+        gx = fast_apply(_BracketSums, y, grad, ctx.g, tx, x.shape[-2]) if ctx.needs_input_grad[0] else None
+        gy = fast_apply(_BracketSums, grad, x, ctx.g, ty, y.shape[-2]) if ctx.needs_input_grad[1] else None
         return gx, gy, None, None, None
 
     @staticmethod
@@ -101,9 +101,9 @@ class _BracketSums(FastApply, torch.autograd.Function):
         x, y = ctx.saved_tensors
         out = None
         if dx is not None:
-            out = _BracketSums.apply(dx, y, ctx.g, ctx.terms, ctx.blocks)
+            out = fast_apply(_BracketSums, dx, y, ctx.g, ctx.terms, ctx.blocks)
         if dy is not None:
-            t = _BracketSums.apply(x, dy, ctx.g, ctx.terms, ctx.blocks)
+            t = fast_apply(_BracketSums, x, dy, ctx.g, ctx.terms, ctx.blocks)
             out = t if out is None else out + t
         return out
 
@@ -111,7 +111,7 @@ class _BracketSums(FastApply, torch.autograd.Function):
     def vmap(info, in_dims, x, y, g, terms, blocks):
         def front(t, dim):
             return t.movedim(dim, 0) if dim is not None else t.expand(info.batch_size, *t.shape)
-        return _BracketSums.apply(front(x, in_dims[0]), front(y, in_dims[1]), g, terms, blocks), 0
+        return fast_apply(_BracketSums, front(x, in_dims[0]), front(y, in_dims[1]), g, terms, blocks), 0
 
 
 _TABLES: dict = {}

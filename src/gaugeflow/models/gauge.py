@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from .._autograd import FastApply
+from .._autograd import fast_apply
 
 from ..algebra import so
 from ..geometry.bundles import FibreProjection, VectorBundle
@@ -73,10 +73,10 @@ def contract_direction(A: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """
     if A.dim() != 3 or d.dim() != 2 or A.shape[:2] != d.shape:
         raise ValueError(f"contract_direction: expected A [B, D, n] and d [B, D], got {tuple(A.shape)} and {tuple(d.shape)}")
-    return _ContractDirection.apply(A, d)
+    return fast_apply(_ContractDirection, A, d)
 
 
-class _ContractDirection(FastApply, torch.autograd.Function):
+class _ContractDirection(torch.autograd.Function):
     generate_vmap_rule = True
 
     @staticmethod

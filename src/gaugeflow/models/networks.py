@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .. import _native
-from .._autograd import FastApply
+from .._autograd import fast_apply
 
 __all__ = ["MLP", "TimeWeight", "time_column", "count_parameters"]
 
@@ -94,10 +94,10 @@ class MLP(nn.Module):
         z = self.features(h)
         n, H = last.out_features // D, last.in_features
         weight = last.weight.view(D, n, H).transpose(1, 2).reshape(D * H, n)
-        return torch.addmm(d @ last.bias.view(D, n), _Outer.apply(d, z), weight)
+        return torch.addmm(d @ last.bias.view(D, n), fast_apply(_Outer, d, z), weight)
 
 
-class _Outer(FastApply, torch.autograd.Function):
+class _Outer(torch.autograd.Function):
     """``d ⊗ z`` as ``[B, D · H]`` (``u[b, μ H + h] = d[b, μ] z[b, h]``), the input of a folded output layer.
 
     PyTorch's broadcast product and its gradient (two more broadcast products and two reductions)
@@ -155,7 +155,7 @@ class _Outer(FastApply, torch.autograd.Function):
         def front(t, dim):
             t = t.movedim(dim, 0) if dim is not None else t.expand(info.batch_size, *t.shape)
             return t.reshape(-1, t.shape[-1])
-        u = _Outer.apply(front(d, in_dims[0]), front(z, in_dims[1]))
+        u = fast_apply(_Outer, front(d, in_dims[0]), front(z, in_dims[1]))
         return u.view(info.batch_size, -1, u.shape[-1]), 0
 
 
