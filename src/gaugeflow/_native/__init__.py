@@ -30,9 +30,11 @@ from typing import Optional
 
 import torch
 
-__all__ = ["library", "status", "for_tensors", "SOURCE"]
+__all__ = ["library", "status", "for_tensors", "threads", "SOURCE", "MAX_K", "DTYPES"]
 
 SOURCE = Path(__file__).with_name("kernels.c")
+MAX_K = 32  #: largest so(k) the bracket kernel takes (``MAXK`` in kernels.c)
+DTYPES = (torch.float32, torch.float64)  #: the dtypes the kernels are compiled for
 _ABI = 4
 _FLAGS = ["-O3", "-march=native", "-std=gnu11", "-shared", "-fPIC"]
 _state: dict = {}
@@ -152,6 +154,11 @@ def for_tensors(*tensors: torch.Tensor) -> Optional[ctypes.CDLL]:
         if (t.dtype != dtype or t.layout != torch.strided
                 or not torch._C._dispatch_keys(t).has(torch._C.DispatchKey.CPU)):
             return None
-    if dtype not in (torch.float32, torch.float64):
+    if dtype not in DTYPES:
         return None
     return library()
+
+
+def threads(n: int) -> int:
+    """OpenMP threads for a batch of ``n``: torch's intra-op count, at most one per 256 samples."""
+    return max(1, min(torch.get_num_threads(), n // 256))

@@ -36,7 +36,7 @@ static inline void gf_split(int64_t N, int64_t *lo, int64_t *hi) { *lo = 0; *hi 
 #endif
 
 #define MAXB 8   /* most blocks in x, y or out */
-#define MAXK 32  /* largest k */
+#define MAXK 32  /* largest k (MAX_K in gaugeflow/_native/__init__.py) */
 #define LANES(T) ((int)(32 / sizeof(T)))
 
 typedef float gf_vfloat __attribute__((vector_size(32)));

@@ -136,7 +136,7 @@ def _rows(t: torch.Tensor, width: int) -> torch.Tensor:
 
 
 def _evaluate(x: torch.Tensor, y: torch.Tensor, g: so, terms: Terms, blocks: int) -> torch.Tensor:
-    lib = _native.for_tensors(x, y) if g.k <= 32 else None
+    lib = _native.for_tensors(x, y) if g.k <= _native.MAX_K else None
     if lib is None:
         return _evaluate_torch(x, y, g, terms, blocks)
     lead, P, Q, n = x.shape[:-2], x.shape[-2], y.shape[-2], g.dim
@@ -147,9 +147,8 @@ def _evaluate(x: torch.Tensor, y: torch.Tensor, g: so, terms: Terms, blocks: int
         return out
     tr, ta, tb, ts = _tables(g, terms, x.dtype)
     fn = lib.gf_so_brackets_f32 if x.dtype == torch.float32 else lib.gf_so_brackets_f64
-    threads = max(1, min(torch.get_num_threads(), N // 256))
     rc = fn(N, g.k, xr.data_ptr(), xr.stride(0), P, yr.data_ptr(), yr.stride(0), Q, out.data_ptr(), blocks, len(terms),
-            tr.data_ptr(), ta.data_ptr(), tb.data_ptr(), ts.data_ptr(), threads)
+            tr.data_ptr(), ta.data_ptr(), tb.data_ptr(), ts.data_ptr(), _native.threads(N))
     if rc != 0:
         raise RuntimeError(f"bracket_sums: native kernel rejected k={g.k}, P={P}, Q={Q}, R={blocks} (code {rc})")
     return out

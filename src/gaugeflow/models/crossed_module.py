@@ -171,7 +171,7 @@ def native_brackets(B: torch.Tensor, k: int) -> bool:
     CPU tensors of float32/float64 with ``k ≤ 32``, when the kernel could be built (a C compiler is
     present and ``GAUGEFLOW_NATIVE`` is not ``0``).
     """
-    return B.device.type == "cpu" and B.dtype in (torch.float32, torch.float64) and k <= 32 and _native.library() is not None
+    return B.device.type == "cpu" and B.dtype in _native.DTYPES and k <= _native.MAX_K and _native.library() is not None
 
 
 _CM_TERMS = ((0, 0, 0, 1.0), (1, 0, 1, 1.0), (1, 1, 0, 1.0))  # l2(B, V) = ([B0, V0], [B0, V1] + [B1, V0])

@@ -113,11 +113,11 @@ class _Outer(torch.autograd.Function):
         N, D, H = d.shape[0], d.shape[1], z.shape[1]
         lib = _native.for_tensors(d, z)
         if lib is None or N == 0:
-            return (d.unsqueeze(-1) * z.unsqueeze(-2)).reshape(N, D * H)
+            return _outer_torch(d, z)
         d, z = d.contiguous(), z.contiguous()
         u = torch.empty(N, D * H, dtype=d.dtype)
         fn = lib.gf_outer_f32_forward if d.dtype == torch.float32 else lib.gf_outer_f64_forward
-        fn(N, D, H, d.data_ptr(), D, z.data_ptr(), H, u.data_ptr(), D * H, _threads(N))
+        fn(N, D, H, d.data_ptr(), D, z.data_ptr(), H, u.data_ptr(), D * H, _native.threads(N))
         return u
 
     @staticmethod
@@ -136,18 +136,17 @@ class _Outer(torch.autograd.Function):
         gu, d, z = gu.contiguous(), d.contiguous(), z.contiguous()
         gd, gz = torch.empty(N, D, dtype=d.dtype), torch.empty(N, H, dtype=d.dtype)
         fn = lib.gf_outer_f32_backward if d.dtype == torch.float32 else lib.gf_outer_f64_backward
-        fn(N, D, H, gu.data_ptr(), D * H, d.data_ptr(), D, z.data_ptr(), H, gd.data_ptr(), gz.data_ptr(), _threads(N))
+        fn(N, D, H, gu.data_ptr(), D * H, d.data_ptr(), D, z.data_ptr(), H, gd.data_ptr(), gz.data_ptr(), _native.threads(N))
         return gd, gz
 
     @staticmethod
     def jvp(ctx, dd, dz):
         d, z = ctx.saved_tensors
-        N, D, H = d.shape[0], d.shape[1], z.shape[1]
         out = 0
         if dd is not None:
-            out = (dd.unsqueeze(-1) * z.unsqueeze(-2)).reshape(N, D * H)
+            out = _outer_torch(dd, z)
         if dz is not None:
-            out = out + (d.unsqueeze(-1) * dz.unsqueeze(-2)).reshape(N, D * H)
+            out = out + _outer_torch(d, dz)
         return out
 
     @staticmethod
@@ -159,8 +158,9 @@ class _Outer(torch.autograd.Function):
         return u.view(info.batch_size, -1, u.shape[-1]), 0
 
 
-def _threads(n: int) -> int:
-    return max(1, min(torch.get_num_threads(), n // 256))
+def _outer_torch(d: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``d ⊗ z`` as ``[B, D · H]`` in PyTorch operations (differentiable, any device)."""
+    return (d.unsqueeze(-1) * z.unsqueeze(-2)).reshape(d.shape[0], d.shape[1] * z.shape[1])
 
 
 class TimeWeight(nn.Module):
