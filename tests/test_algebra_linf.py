@@ -81,7 +81,7 @@ def test_crossed_module_formulas():
     assert torch.equal(L.bracket(B), L.join(B1[..., :d], torch.zeros(6, d + 1, dtype=F64)))
     expected = L.join(g.bracket(B0, V0), torch.cat([g.bracket(B0, V1[..., :d]) + g.bracket(B1[..., :d], V0),
                                                      torch.zeros(6, 1, dtype=F64)], -1))
-    assert torch.allclose(L.bracket(B, V), expected, atol=1e-13)  # SPEC §5.3
+    assert torch.allclose(L.bracket(B, V), expected, atol=1e-13)  # docs/math.md §5.3
     assert torch.allclose(L.l2(B, V), LInfinityAlgebra.l2(L, B, V), atol=1e-13)  # fast path = generic rule
     assert torch.equal(L.bracket(B, V, B), torch.zeros(6, L.dim, dtype=F64)) and L.is_strict
     assert L.bracket(B, V, B, V[:, None]).shape == (6, 6, L.dim)

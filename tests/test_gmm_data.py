@@ -1,4 +1,4 @@
-"""Properties of the reconstructed Gaussian-mixture benchmark (SPEC §8)."""
+"""Properties of the reconstructed Gaussian-mixture benchmark (docs/math.md §8)."""
 import math
 
 import pytest

@@ -1,4 +1,4 @@
-"""Geodesic conditional paths and the RCFM loss (SPEC §6; issue 4, acceptance on paths)."""
+"""Geodesic conditional paths and the RCFM loss (docs/math.md §6; issue 4, acceptance on paths)."""
 import math
 
 import pytest

@@ -79,7 +79,7 @@ def torchcfm_matcher():
 def _autograd_loop_field(model: nn.Module, manifold):
     """``f(t, x) -> (V(x, t), tr ∂(V∘projx)/∂y)`` with the trace as ``D`` ``autograd.grad`` calls.
 
-    On the unit sphere the ambient divergence of ``V∘projx`` equals the Riemannian one (SPEC §7),
+    On the unit sphere the ambient divergence of ``V∘projx`` equals the Riemannian one (docs/math.md §7.2),
     so this is the same quantity as our ``divergence="exact"``.
     """
 

@@ -20,8 +20,8 @@ NAMES = {"plain": "Plain (papers' width)", "plain-matched": "Plain (param-matche
 CLAIMS = (("higher-gauge", "gauge"), ("gauge", "plain"), ("higher-gauge", "plain"), ("higher-gauge", "plain-matched"))
 CAVEATS = [
     "- *What is reproduced.* The papers publish figures of train/test FM loss normalised to HGFM and parameter "
-    "counts, but no budgets, optimiser settings, plain-baseline widths or data constants (SPEC §9). The data "
-    "generator is our reconstruction (SPEC §8) and the budget is ours, so this tests the *claim*, not their numbers.",
+    "counts, but no budgets, optimiser settings, plain-baseline widths or data constants (docs/math.md §9). The data "
+    "generator is our reconstruction (docs/math.md §8) and the budget is ours, so this tests the *claim*, not their numbers.",
     "- *Pairing.* All models of one (N, seed) cell saw the same batches, base points and times; the FM losses of "
     "all models and seeds of one N are computed on the same fixed (x0, x1, t) triples, and the NLL on the same "
     "test points (and, for Hutchinson, the same probes). The data set is the same for every seed, so the spread "
@@ -207,7 +207,7 @@ def settings_lines(settings: dict[str, Any]) -> list[str]:
     return [
         f"- Command: `{settings['command']}` (variant `{settings['variant']}`), "
         f"{cfg['workers']} worker process(es), one thread each.",
-        f"- Data (SPEC §8 reconstruction): K = {d['n_components']}, σ = {d['sigma']}, s = {d['spread']}, "
+        f"- Data (docs/math.md §8 reconstruction): K = {d['n_components']}, σ = {d['sigma']}, s = {d['spread']}, "
         f"{d['n_train']} train / {d['n_val']} val / {d['n_test']} test points, data seed {d['seed']} (same data for every model seed).",
         f"- Dimensions N ∈ {cfg['dims']}; seeds {cfg['seeds']}; widths w = {cfg['width']['small']} for N ≤ "
         f"{cfg['width']['small_max_dim']}, {cfg['width']['large']} otherwise; gauge rank k = "

@@ -31,7 +31,7 @@ LABELS = {"plain": "Plain (papers' width)", "plain-matched": "Plain (param-match
 
 
 def width_for(n_dim: int, width: dict[str, int]) -> int:
-    """Hidden width of the gauge models (and of the papers' plain baseline): SPEC §5."""
+    """Hidden width of the gauge models (and of the papers' plain baseline): docs/math.md §5.5."""
     return width["small"] if n_dim <= width["small_max_dim"] else width["large"]
 
 

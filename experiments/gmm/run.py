@@ -5,7 +5,7 @@ One command (also ``gaugeflow reproduce gmm [--quick]``)::
     python experiments/gmm/run.py            # full study -> docs/results/gmm.md (+ CSV, figures)
     python experiments/gmm/run.py --quick    # CI variant (N ∈ {2, 4}, 2 seeds, 40 steps) -> runs/gmm-quick
 
-It trains, on the mixture of SPEC §8 in ℝ^N, for every N and seed of ``config.yaml``: PlainFlow at the
+It trains, on the mixture of docs/math.md §8 in ℝ^N, for every N and seed of ``config.yaml``: PlainFlow at the
 gauge models' width (the papers' baseline), PlainFlow with its width solved to match the
 HigherGaugeFlow parameter count, GaugeFlow and HigherGaugeFlow. All models of a cell (N, seed) see
 the same batches and (x0, t) draws; the FM losses of all models are computed on the same fixed

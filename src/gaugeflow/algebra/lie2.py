@@ -1,4 +1,4 @@
-"""The two shipped 2-term L∞-algebras built on ``so(k)`` (SPEC §3).
+"""The two shipped 2-term L∞-algebras built on ``so(k)`` (docs/math.md §3.4, §3.5).
 
 Signs and the mixed-degree extension follow :mod:`gaugeflow.algebra.linf`. All brackets are
 ``k×k`` matmuls of ``hat`` matrices (``O(k³)`` per sample); no basis tensor is built.
@@ -34,7 +34,7 @@ class SoCrossedModule(LInfinityAlgebra):
     * ``l3 = 0`` (a Lie crossed module).
 
     On graded elements ``B = (B0, (B1, b))``, ``V = (V0, (V1, v))``:
-    ``l2(B, V) = [B0, V0] ⊕ ([B0, V1] + [B1, V0], 0)`` (SPEC §5.3).
+    ``l2(B, V) = [B0, V0] ⊕ ([B0, V1] + [B1, V0], 0)`` (docs/math.md §5.3).
 
     Example:
         >>> L = so_crossed_module(3)
@@ -89,7 +89,7 @@ class SoCrossedModule(LInfinityAlgebra):
 
 
 class StringLie2(LInfinityAlgebra):
-    """The string Lie 2-algebra of ``so(k)`` at level ``κ`` (final class; SPEC §3, beyond the papers).
+    """The string Lie 2-algebra of ``so(k)`` at level ``κ`` (final class; docs/math.md §3.5, beyond the papers).
 
     ``L0 = so(k)``, ``L1 = ℝ``, ``l1 = 0``, ``l2 = [·,·]`` on ``L0`` and 0 otherwise,
     ``l3(x, y, z) = κ ⟨x, [y, z]⟩`` (the Cartan 3-cocycle; totally antisymmetric by ad-invariance).

@@ -1,14 +1,14 @@
 """The Lie algebra ``so(k)`` of antisymmetric ``k×k`` matrices, in coordinates.
 
-Conventions (SPEC §2):
+Conventions (docs/math.md §2):
 
 * Basis ``T_(i,j) = E_ij − E_ji`` for ``i < j`` in lexicographic order of ``(i, j)``;
   ``dim so(k) = k(k−1)/2``. Coordinates ``ξ ∈ ℝ^dim`` sit on the last axis, leading axes are batch
   axes that broadcast; dtype and device follow the input.
 * ``hat(ξ) = Σ_a ξ_a T_a`` is built by an *index gather*: entry ``(i, j)`` of the flattened matrix
-  is ``s_ij · ξ_a(i,j)`` with precomputed ``a(i, j)`` and signs ``s_ij ∈ {+1, −1, 0}`` (cost ``O(k²)``,
-  about 2–3× faster on CPU than gathering from ``[0, ξ, −ξ]``); ``vee = hat⁻¹`` reads the strict
-  upper triangle (antisymmetrised, so ``vee`` is the orthogonal projection onto ``so(k)`` for any matrix).
+  is ``s_ij · ξ_a(i,j)`` with precomputed ``a(i, j)`` and signs ``s_ij ∈ {+1, −1, 0}`` (cost
+  ``O(k²)``); ``vee = hat⁻¹`` reads the strict upper triangle (antisymmetrised, so ``vee`` is the
+  orthogonal projection onto ``so(k)`` for any matrix).
 * ``[ξ, η] = vee(hat(ξ) hat(η) − hat(η) hat(ξ))``. For antisymmetric ``X, Y`` one has
   ``YX = (XY)ᵀ``, so one matmul suffices: ``[ξ, η]_(i,j) = P_ij − P_ji`` with ``P = XY``.
 * The vector representation on ``ℝ^k`` is ``act(ξ, v) = hat(ξ) v`` (``O(k²)`` per sample).

@@ -1,11 +1,12 @@
-"""Geodesic conditional paths for Riemannian conditional flow matching (SPEC §6).
+"""Geodesic conditional paths for Riemannian conditional flow matching (docs/math.md §6).
 
 ``x_t = exp_{x0}(t · log_{x0}(x1))`` and ``u_t = d x_t / dt`` come from the manifold's closed form
 :meth:`Manifold.geodesic` (``u_t`` is the initial velocity parallel-transported to ``x_t``, finite at
 ``t = 1``).
 
-Cut locus (SPEC §1): when ``x1`` is within ``tol("cut")`` of the cut locus of ``x0`` (e.g. antipodal
-points on the sphere) the minimising geodesic is not unique and the target velocity is ill-defined.
+Cut locus (docs/math.md §1.2, §6): when ``x1`` is within ``tol("cut")`` of the cut locus of ``x0``
+(e.g. antipodal points on the sphere) the minimising geodesic is not unique and the target velocity
+is ill-defined.
 :class:`GeodesicPath` never lets such a pair pass silently: with ``cut_locus="resample"`` (default)
 the offending ``x0`` are redrawn from the base distribution (up to ``max_resample`` rounds; pairs
 still at the cut locus after that are masked), with ``"mask"`` they are kept but flagged
