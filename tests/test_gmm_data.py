@@ -113,7 +113,7 @@ def test_sampler_rejects_bad_means():
 
 def test_registered_in_trainer_data_registry():
     from gaugeflow.manifolds import Sphere
-    from gaugeflow.training.config import DATASETS
+    from gaugeflow.app.registry import DATASETS
 
     loader = DATASETS.get("gaussian-mixture")
     data = loader(Euclidean(8), n=300, seed=2)

@@ -161,7 +161,7 @@ def test_missing_package_names_the_extra(monkeypatch, loader, modules, extra):
 
 def test_registered_in_trainer_data_registry(cities):
     from gaugeflow.manifolds import Euclidean
-    from gaugeflow.training.config import DATASETS
+    from gaugeflow.app.registry import DATASETS
 
     assert {"world-cities", "quakes", "protein"} <= set(DATASETS.names())
     small = DATASETS.get("world-cities")(Sphere(2), n=500, seed=0)

@@ -166,7 +166,8 @@ def _train_settings(args: argparse.Namespace) -> tuple[dict, Optional[str]]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from gaugeflow.training import TrainConfig, build_data, build_manifold, build_model, fit, read_checkpoint
+    from gaugeflow.app import build_data, build_manifold, build_model, check_names
+    from gaugeflow.training import TrainConfig, fit, read_checkpoint
 
     values, out = _train_settings(args)
     if not out:
@@ -186,7 +187,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         ckpt_path.unlink(missing_ok=True)  # never leave the old run's checkpoint beside the new run's logs
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
-    cfg = TrainConfig.from_dict(values)
+    cfg = check_names(TrainConfig.from_dict(values))
     manifold = build_manifold(cfg)
     data = build_data(cfg, manifold)
     model = build_model(cfg, manifold)
@@ -211,7 +212,7 @@ def _samples(run, n: int, steps: int, method: str = "rk4", seed: int = 0):
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gaugeflow.metrics import energy_distance, mode_coverage, sliced_wasserstein
-    from gaugeflow.training import load_run
+    from gaugeflow.app import load_run
     from gaugeflow.training.checkpoint import atomic_write_bytes
     from gaugeflow.training.trainer import validation_nll
 
@@ -247,7 +248,7 @@ def _as_tensor(values, like):
 def _cmd_sample(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from gaugeflow.training import load_run
+    from gaugeflow.app import load_run
     from gaugeflow.training.checkpoint import atomic_write_bytes
 
     _positive("-n", args.n)
@@ -268,7 +269,7 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from gaugeflow.training import load_run
+    from gaugeflow.app import load_run
     from gaugeflow.viz import plot_run
 
     for name in ("grid", "n_samples", "steps"):

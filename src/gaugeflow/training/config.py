@@ -1,17 +1,13 @@
-"""Training configuration: one typed, validated dataclass and the named registries it refers to.
+"""Training configuration: one typed, validated dataclass.
 
 A :class:`TrainConfig` names *what* to train (manifold, data set, model family) and *how* (optimiser,
-schedule, EMA, clipping, seed, ...). The names resolve through three registries (:mod:`.registry`) that
-other modules and users extend:
-
-* manifolds: ``name -> constructor(dim) -> Manifold`` (``euclidean``, ``sphere``, ``torus``, ``hyperbolic``);
-* data: ``name -> loader(manifold, *, n, seed) -> ManifoldData`` (``wrapped-mixture`` and whatever
-  loaders register themselves with :func:`register_data`);
-* models: ``name -> factory(manifold, *, hidden, k) -> nn.Module`` (``plain``, ``gauge``, ``higher-gauge``).
+schedule, EMA, clipping, seed, ...). This module checks types and ranges only. The names are looked
+up in the application layer's tables (:mod:`gaugeflow.app.registry`: ``check_names``,
+``build_manifold``, ``build_data``, ``build_model``), which users extend with ``register_manifold``,
+``register_data`` and ``register_model``; the trainer itself never resolves a name.
 
 Example:
     >>> cfg = TrainConfig(manifold="sphere", dim=2, model="gauge", steps=100, hidden=32)
-    >>> M = build_manifold(cfg); model = build_model(cfg, M)
     >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
     True
 """
@@ -25,14 +21,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..geometry.manifold import Manifold
-from .registry import DATASETS, MANIFOLDS, MODELS, Registry, register_data, register_manifold, register_model
-
-__all__ = [
-    "TrainConfig", "Registry", "MANIFOLDS", "DATASETS", "MODELS",
-    "register_manifold", "register_data", "register_model",
-    "build_manifold", "build_data", "build_model", "load_config_file",
-]
+__all__ = ["TrainConfig", "load_config_file"]
 
 
 _CHOICES = {
@@ -177,38 +166,9 @@ def _check_ranges(cfg: TrainConfig) -> None:
         raise ValueError(f"config: grad_clip must be > 0 (or None to disable), got {cfg.grad_clip}")
     if cfg.device != "auto" and not cfg.device.startswith(("cpu", "cuda", "mps")):
         raise ValueError(f"config: device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
-    MANIFOLDS.get(cfg.manifold)
-    MODELS.get(cfg.model)
-    DATASETS.get(cfg.data)
-
-
-def build_manifold(cfg: TrainConfig) -> Manifold:
-    """The manifold named by ``cfg.manifold`` with intrinsic dimension ``cfg.dim``."""
-    return MANIFOLDS.get(cfg.manifold)(cfg.dim)
-
-
-def build_data(cfg: TrainConfig, manifold: Optional[Manifold] = None):
-    """Load ``cfg.data`` on ``manifold`` (built from ``cfg`` when omitted), cast to ``cfg.dtype``."""
-    manifold = build_manifold(cfg) if manifold is None else manifold
-    data = DATASETS.get(cfg.data)(manifold, n=cfg.n_data, seed=cfg.seed)
-    if data.manifold != manifold:
-        raise ValueError(f"data set {cfg.data!r} lives on {data.manifold}, but the run asks for {manifold}")
-    if data.train.dtype != cfg.torch_dtype:
-        data = dataclasses.replace(data, train=data.train.to(cfg.torch_dtype), val=data.val.to(cfg.torch_dtype),
-                                   test=data.test.to(cfg.torch_dtype))
-    return data
-
-
-def build_model(cfg: TrainConfig, manifold: Optional[Manifold] = None) -> torch.nn.Module:
-    """Instantiate ``cfg.model`` on ``manifold`` with weights initialised from ``cfg.seed``.
-
-    The global RNG state is left untouched (initialisation runs under ``torch.random.fork_rng``).
-    """
-    manifold = build_manifold(cfg) if manifold is None else manifold
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = MODELS.get(cfg.model)(manifold, hidden=cfg.hidden, k=cfg.k)
-    return model.to(cfg.torch_dtype)
+    for key in ("manifold", "data", "model"):
+        if not getattr(cfg, key):
+            raise ValueError(f"config: {key} must be a non-empty name, got {getattr(cfg, key)!r}")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""Reopen a finished (or interrupted) training run from its directory.
+"""Reopen a finished (or interrupted) training run from its directory (application layer).
+
+It lives beside the name tables of :mod:`gaugeflow.app.registry` because reopening a run means
+turning the names its checkpoint stores back into a manifold, a data set and a model.
 
 A run directory holds ``checkpoint.safetensors`` (weights, EMA, optimiser, config, history),
 ``config.json`` and ``metrics.csv``. :func:`load_run` rebuilds manifold, data set and model from the
@@ -19,9 +22,10 @@ import torch
 
 from ..data.base import ManifoldData
 from ..geometry.manifold import Manifold
-from .checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, check_compatible, read_checkpoint
-from .config import TrainConfig, build_data, build_manifold, build_model
-from .tools import History
+from ..training.checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, check_compatible, read_checkpoint
+from ..training.config import TrainConfig
+from ..training.tools import History
+from .registry import build_data, build_manifold, build_model, check_names
 
 __all__ = ["Run", "load_run"]
 
@@ -60,7 +64,7 @@ def load_run(path: str | Path, ema: bool = True, device: Optional[str | torch.de
     if "config" not in ckpt.meta:
         raise CheckpointError(f"{ckpt.path}: checkpoint has no training config (saved outside a gaugeflow run?)")
     try:
-        config = TrainConfig.from_dict(ckpt.meta["config"])
+        config = check_names(TrainConfig.from_dict(ckpt.meta["config"]))
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{ckpt.path}: stored config is not usable here ({err})") from None
     manifold = build_manifold(config)

@@ -1,0 +1,187 @@
+"""Name → factory tables that turn the names of a :class:`~gaugeflow.training.TrainConfig` into objects.
+
+The application layer's composition root: the library packages never look a name up, so these
+tables may refer to all of them. Each table is an explicit dict of factories; nothing registers
+itself when a module is imported, and the factories import what they build only when called.
+
+* manifolds: ``name -> constructor(dim) -> Manifold`` (``euclidean``, ``sphere``, ``torus``, ``hyperbolic``);
+* data sets: ``name -> loader(manifold, *, n, seed) -> ManifoldData`` (``wrapped-mixture``,
+  ``gaussian-mixture``, ``world-cities``, ``quakes``, ``protein``); ``n`` is the requested number of
+  (training) points, ``None`` the loader's default; a loader whose data live on one fixed manifold
+  raises ``ValueError`` when handed another one;
+* models: ``name -> factory(manifold, *, hidden, k) -> nn.Module`` (``plain``, ``gauge``, ``higher-gauge``).
+
+Example:
+    >>> from gaugeflow.app import register_data
+    >>> register_data("my-points", lambda manifold, *, n, seed: load_my_points(manifold, n, seed))  # doctest: +SKIP
+    >>> cfg = TrainConfig(manifold="sphere", dim=2, model="gauge", hidden=32)
+    >>> model = build_model(cfg, build_manifold(cfg))
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..geometry.manifold import Manifold
+from ..training.config import TrainConfig
+
+__all__ = ["Registry", "MANIFOLDS", "DATASETS", "MODELS", "register_manifold", "register_data", "register_model",
+           "check_names", "build_manifold", "build_data", "build_model"]
+
+
+class Registry:
+    """A name -> factory table whose lookups fail with one line listing the known names.
+
+    Args:
+        kind: what the names denote (``"manifold"``), used in error messages.
+        entries: the built-in ``name -> factory`` pairs.
+    """
+
+    def __init__(self, kind: str, entries: Optional[dict[str, Callable]] = None):
+        self.kind = kind
+        self._entries: dict[str, Callable] = dict(entries or {})
+
+    def register(self, name: str, factory: Callable, overwrite: bool = False) -> Callable:
+        """Add ``factory`` under ``name``; re-registering a name needs ``overwrite=True``."""
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{self.kind} name must be a non-empty string, got {name!r}")
+        if not callable(factory):
+            raise TypeError(f"{self.kind} {name!r}: expected a callable, got {type(factory).__name__}")
+        if name in self._entries and not overwrite and self._entries[name] is not factory:
+            raise ValueError(f"{self.kind} {name!r} is already registered (pass overwrite=True to replace it)")
+        self._entries[name] = factory
+        return factory
+
+    def names(self) -> list[str]:
+        """The registered names, sorted."""
+        return sorted(self._entries)
+
+    def get(self, name: str) -> Callable:
+        """The factory registered as ``name``; ``ValueError`` naming the known ones otherwise."""
+        if not isinstance(name, str) or name not in self._entries:
+            raise ValueError(f"unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}")
+        return self._entries[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+
+# ---------------------------------------------------------------------- built-in factories
+def _manifold(cls_name: str) -> Callable[[int], Manifold]:
+    def make(dim: int) -> Manifold:
+        from .. import manifolds
+        return getattr(manifolds, cls_name)(dim)
+    make.__name__ = f"make_{cls_name}"
+    return make
+
+
+def _model(cls_name: str) -> Callable[..., torch.nn.Module]:
+    def make(manifold: Manifold, *, hidden: int, k: Optional[int]) -> torch.nn.Module:
+        from .. import models
+        kwargs: dict[str, Any] = {"hidden": hidden}
+        if k is not None and cls_name != "PlainFlow":
+            kwargs["k"] = k
+        return getattr(models, cls_name)(manifold, **kwargs)
+    make.__name__ = f"make_{cls_name}"
+    return make
+
+
+def _wrapped_mixture(manifold: Manifold, *, n: Optional[int], seed: int):
+    from ..data import wrapped_mixture
+    return wrapped_mixture(manifold, seed=seed) if n is None else wrapped_mixture(manifold, n_train=n, seed=seed)
+
+
+def _gaussian_mixture(manifold: Manifold, *, n: Optional[int], seed: int):
+    """``n`` is the number of *training* points (validation and test keep their defaults)."""
+    from ..data import gaussian_mixture
+    from ..manifolds import Euclidean
+    if not isinstance(manifold, Euclidean):
+        raise ValueError(f"gaussian-mixture lives on Euclidean(N), got {manifold}")
+    return gaussian_mixture(manifold.dim, seed=seed, **({} if n is None else {"n_train": n}))
+
+
+def _real(name: str, loader_name: str, cls_name: str) -> Callable:
+    """Adapter ``(manifold, *, n, seed) -> ManifoldData`` of a real-data loader (``n`` = ``max_points``)."""
+    def load(manifold: Manifold, *, n: Optional[int], seed: int):
+        from .. import data, manifolds
+        if manifold != getattr(manifolds, cls_name)(2):
+            raise ValueError(f"{name} lives on {cls_name}(2), got {manifold}")
+        return getattr(data, loader_name)(seed=seed, max_points=n)
+    load.__name__ = f"load_{loader_name}"
+    return load
+
+
+MANIFOLDS = Registry("manifold", {"euclidean": _manifold("Euclidean"), "sphere": _manifold("Sphere"),
+                                  "torus": _manifold("FlatTorus"), "hyperbolic": _manifold("Hyperbolic")})
+DATASETS = Registry("data set", {"wrapped-mixture": _wrapped_mixture, "gaussian-mixture": _gaussian_mixture,
+                                 "world-cities": _real("world-cities", "world_cities", "Sphere"),
+                                 "quakes": _real("quakes", "quakes", "Sphere"),
+                                 "protein": _real("protein", "protein_angles", "FlatTorus")})
+MODELS = Registry("model", {"plain": _model("PlainFlow"), "gauge": _model("GaugeFlow"),
+                            "higher-gauge": _model("HigherGaugeFlow")})
+
+
+def register_manifold(name: str, constructor: Callable[[int], Manifold], overwrite: bool = False) -> Callable:
+    """Register ``constructor(dim) -> Manifold`` under ``name`` (usable as ``--manifold name``)."""
+    return MANIFOLDS.register(name, constructor, overwrite)
+
+
+def register_data(name: str, loader: Callable[..., Any], overwrite: bool = False) -> Callable:
+    """Register ``loader(manifold, *, n, seed) -> ManifoldData`` under ``name`` (``--data name``).
+
+    ``n`` is the requested number of points (``None``: the loader's default); a loader whose data
+    live on one fixed manifold raises ``ValueError`` when handed another one.
+    """
+    return DATASETS.register(name, loader, overwrite)
+
+
+def register_model(name: str, factory: Callable[..., torch.nn.Module], overwrite: bool = False) -> Callable:
+    """Register ``factory(manifold, *, hidden, k) -> nn.Module`` under ``name`` (``--model name``)."""
+    return MODELS.register(name, factory, overwrite)
+
+
+# ---------------------------------------------------------------------- building a run from a config
+def check_names(cfg: TrainConfig) -> TrainConfig:
+    """Check that ``cfg``'s manifold, model and data names are registered (``ValueError`` otherwise).
+
+    :class:`TrainConfig` itself checks types and ranges only; names are looked up here, before
+    anything is built or written.
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise TypeError(f"expected a TrainConfig, got {type(cfg).__name__}")
+    MANIFOLDS.get(cfg.manifold)
+    MODELS.get(cfg.model)
+    DATASETS.get(cfg.data)
+    return cfg
+
+
+def build_manifold(cfg: TrainConfig) -> Manifold:
+    """The manifold named by ``cfg.manifold`` with intrinsic dimension ``cfg.dim``."""
+    return MANIFOLDS.get(check_names(cfg).manifold)(cfg.dim)
+
+
+def build_data(cfg: TrainConfig, manifold: Optional[Manifold] = None):
+    """Load ``cfg.data`` on ``manifold`` (built from ``cfg`` when omitted), cast to ``cfg.dtype``."""
+    manifold = build_manifold(cfg) if manifold is None else manifold
+    data = DATASETS.get(check_names(cfg).data)(manifold, n=cfg.n_data, seed=cfg.seed)
+    if data.manifold != manifold:
+        raise ValueError(f"data set {cfg.data!r} lives on {data.manifold}, but the run asks for {manifold}")
+    if data.train.dtype != cfg.torch_dtype:
+        data = dataclasses.replace(data, train=data.train.to(cfg.torch_dtype), val=data.val.to(cfg.torch_dtype),
+                                   test=data.test.to(cfg.torch_dtype))
+    return data
+
+
+def build_model(cfg: TrainConfig, manifold: Optional[Manifold] = None) -> torch.nn.Module:
+    """Instantiate ``cfg.model`` on ``manifold`` with weights initialised from ``cfg.seed``.
+
+    The global RNG state is left untouched (initialisation runs under ``torch.random.fork_rng``).
+    """
+    manifold = build_manifold(cfg) if manifold is None else manifold
+    factory = MODELS.get(check_names(cfg).model)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = factory(manifold, hidden=cfg.hidden, k=cfg.k)
+    return model.to(cfg.torch_dtype)
