@@ -8,7 +8,7 @@ EXTRAS ?= test,data,protein
 OUT    ?= runs/demo
 STAMP  := $(VENV)/.gaugeflow-installed
 
-.PHONY: demo test test-fast bench gmm real clean
+.PHONY: demo lint test test-fast bench gmm real clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ demo: $(STAMP)
 	$(BIN)/gaugeflow train --config experiments/demo.toml --out $(OUT) --overwrite --threads 1
 	$(BIN)/gaugeflow evaluate $(OUT) --threads 1
 	$(BIN)/gaugeflow plot $(OUT) --threads 1
+
+## The import-layer contracts of pyproject.toml ([tool.importlinter]: no cycles, library never imports the app)
+lint: $(STAMP)
+	.ci/lint-imports $(BIN)/lint-imports
 
 ## The whole test suite (slow tests included), in parallel on the available cores
 test: $(STAMP)
