@@ -25,25 +25,28 @@ from typing import Callable, Optional
 
 import torch
 
-from ._external import BaseDistribution, ExternalManifold, Ops, standard_normal, uniform_sphere, wrapped_normal
+from gaugeflow.geometry.base import CallableBase, StandardNormal, UniformSphere, WrappedNormal
+
+from ._external import ExternalManifold, Ops
 from .hyperbolic import _STABLE_RADIUS as _HYPERBOLIC_STABLE_RADIUS
 from .sphere import Sphere
 
 __all__ = ["from_geoopt", "from_geomstats"]
 
 
-def _resolve_base(who: str, kind: str, default, sampler: Optional[Callable], log_prob: Optional[Callable]):
-    """User-supplied base distribution, else the default factory, else a ValueError naming the fix."""
+def _resolve_base(who: str, kind: str, default, sampler: Optional[Callable], log_prob: Optional[Callable],
+                  dim: int, ambient_dim: int):
+    """User-supplied base distribution, else the default ``default(dim)``, else a ValueError naming the fix."""
     if (sampler is None) != (log_prob is None):
         raise ValueError(f"{who}: pass both base_sampler and base_log_prob, or neither (got only one)")
     if sampler is not None:
-        return BaseDistribution(sampler, log_prob)
+        return CallableBase(sampler, log_prob, ambient_dim)
     if default is None:
         raise ValueError(
             f"{who}: no default base distribution for {kind}; pass base_sampler=(n, generator, dtype, device) -> "
             "[n, D] and base_log_prob=(x [..., D]) -> [...] (log-density w.r.t. the Riemannian volume)"
         )
-    return default
+    return default(dim)
 
 
 def from_geoopt(
@@ -85,20 +88,20 @@ def from_geoopt(
     if isinstance(m, geoopt.Sphere):
         if getattr(m, "projector", None) is not None:
             raise ValueError("from_geoopt: subspace-restricted geoopt Sphere is not supported; pass a plain Sphere()")
-        known = (ambient_dim - 1, math.pi, uniform_sphere)
+        known = (ambient_dim - 1, math.pi, UniformSphere)
         transp = Sphere(ambient_dim - 1).transp  # closed-form parallel transport of the unit sphere
     elif isinstance(m, geoopt.Lorentz):
         k = float(m.k)
-        known = (ambient_dim - 1, math.inf, lambda M: wrapped_normal(M, k))
+        known = (ambient_dim - 1, math.inf, lambda n: WrappedNormal(n, k=k))
     elif isinstance(m, geoopt.Euclidean):
-        known = (ambient_dim, math.inf, standard_normal)
+        known = (ambient_dim, math.inf, StandardNormal)
     else:
         known = (dim, injectivity_radius, None)
     dim = known[0] if dim is None else dim
     if dim is None or injectivity_radius is None and known[1] is None:
         raise ValueError(f"from_geoopt: geoopt {kind} is not known to gaugeflow; pass dim= and injectivity_radius=")
     radius = known[1] if injectivity_radius is None else injectivity_radius
-    base = _resolve_base("from_geoopt", f"geoopt {kind}", known[2], base_sampler, base_log_prob)
+    base = _resolve_base("from_geoopt", f"geoopt {kind}", known[2], base_sampler, base_log_prob, dim, ambient_dim)
     ops = Ops(
         projx=m.projx,
         proju=m.proju,
@@ -169,13 +172,14 @@ def from_geomstats(
     if len(shape) != 1:
         raise ValueError(f"from_geomstats: only vector-shaped spaces are supported (shape (D,)), got shape {shape}")
     kind = type(space).__name__
-    known = {Hypersphere: (math.pi, uniform_sphere), Hyperboloid: (math.inf, wrapped_normal),
-             Euclidean: (math.inf, standard_normal)}
+    known = {Hypersphere: (math.pi, UniformSphere), Hyperboloid: (math.inf, WrappedNormal),
+             Euclidean: (math.inf, StandardNormal)}
     default_radius, default_base = next((v for t, v in known.items() if isinstance(space, t)), (None, None))
     radius = default_radius if injectivity_radius is None else injectivity_radius
     if radius is None:
         raise ValueError(f"from_geomstats: geomstats {kind} is not known to gaugeflow; pass injectivity_radius=")
-    base = _resolve_base("from_geomstats", f"geomstats {kind}", default_base, base_sampler, base_log_prob)
+    base = _resolve_base("from_geomstats", f"geomstats {kind}", default_base, base_sampler, base_log_prob,
+                         space.dim, shape[0])
     backend = "pytorch" if gs.__name__.endswith("pytorch") else "numpy"
     g, metric = (lambda f, k=1: _geomstats_call(f, backend, k)), space.metric
     ops = Ops(

@@ -1,13 +1,12 @@
 """Euclidean space ℝ^n with the identity metric and a standard-normal base distribution."""
 from __future__ import annotations
 
-import math
-from typing import Optional
-
 import torch
 
 from gaugeflow._numerics import broadcast_shapes
-from gaugeflow.geometry.manifold import Manifold, check_dimension, default_dtype
+from gaugeflow.geometry._generic import nan_unless_finite
+from gaugeflow.geometry.base import StandardNormal
+from gaugeflow.geometry.manifold import Manifold, check_dimension, safe_norm
 
 __all__ = ["Euclidean"]
 
@@ -24,6 +23,7 @@ class Euclidean(Manifold):
     def __init__(self, n: int):
         self.dim = n = check_dimension("Euclidean", n)
         self.ambient_dim = n
+        self.base = StandardNormal(n)
 
     def projx(self, x):
         self._inputs(x=x)
@@ -50,12 +50,15 @@ class Euclidean(Manifold):
         u = self.log(x0, x1)
         return x0 + t[..., None] * u, u
 
-    def random_base(self, n: int, generator=None, dtype: Optional[torch.dtype] = None, device=None):
-        return torch.randn(n, self.dim, generator=generator, dtype=default_dtype(dtype), device=device)
+    def dist(self, x, y):
+        """``‖y − x‖`` (NaN where an input is not finite). ``[..., n] -> [...]``."""
+        self._inputs(x=x, y=y)
+        return nan_unless_finite(safe_norm(y - x), x, y)
 
-    def base_log_prob(self, x):
+    def tangent_frame(self, x):
+        """The standard basis (``T_xℝ^n = ℝ^n``). ``[..., n] -> [..., n, n]``."""
         self._inputs(x=x)
-        return -0.5 * (x * x).sum(-1) - 0.5 * self.dim * math.log(2 * math.pi)
+        return torch.eye(self.dim, dtype=x.dtype, device=x.device).expand(x.shape + (self.dim,))
 
     def _point_residual(self, x):
         return torch.zeros(x.shape[:-1], dtype=x.dtype, device=x.device)

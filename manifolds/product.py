@@ -7,11 +7,10 @@ on the cut locus when it is in any factor; the injectivity radius is the smalles
 """
 from __future__ import annotations
 
-import math
-from typing import Optional
-
 import torch
 
+from gaugeflow.geometry._generic import nan_unless_finite
+from gaugeflow.geometry.base import ProductBase
 from gaugeflow.geometry.manifold import Manifold, safe_sqrt
 
 __all__ = ["Product"]
@@ -47,6 +46,8 @@ class Product(Manifold):
         self.ambient_dim = sum(f.ambient_dim for f in factors)
         self.injectivity_radius = min(f.injectivity_radius for f in factors)
         self._sizes = [f.ambient_dim for f in factors]
+        bases = [f.base for f in factors]
+        self.base = None if any(b is None for b in bases) else ProductBase(*bases)
 
     # -- helpers
     def _split(self, t: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -89,7 +90,7 @@ class Product(Manifold):
     def dist(self, x, y):
         """``sqrt(Σ dist_i²)`` with zero gradient at ``y = x``. ``[..., D] -> [...]``."""
         self._inputs(x=x, y=y)
-        return safe_sqrt(sum(d * d for d in self._map("dist", x, y)))
+        return nan_unless_finite(safe_sqrt(sum(d * d for d in self._map("dist", x, y))), x, y)
 
     def transp(self, x, y, v):
         self._inputs(x=x, y=y, v=v)
@@ -132,14 +133,16 @@ class Product(Manifold):
         self._inputs(x=x)
         return self._cat("features", x)
 
-    # -- base distribution
-    def random_base(self, n: int, generator=None, dtype: Optional[torch.dtype] = None, device=None):
-        parts = [f.random_base(n, generator=generator, dtype=dtype, device=device) for f in self.factors]
-        return torch.cat(parts, dim=-1)
-
-    def base_log_prob(self, x):
+    def tangent_frame(self, x):
+        """Block-diagonal frame of the factors' frames. ``[..., D] -> [..., D, dim]``."""
         self._inputs(x=x)
-        return self._sum("base_log_prob", x)
+        blocks = [f.tangent_frame(p) for f, p in zip(self.factors, self._split(x))]
+        out = x.new_zeros(x.shape + (self.dim,))
+        r = c = 0
+        for b in blocks:
+            out[..., r:r + b.shape[-2], c:c + b.shape[-1]] = b
+            r, c = r + b.shape[-2], c + b.shape[-1]
+        return out
 
     # -- validation
     def _point_residual(self, x):
@@ -147,9 +150,6 @@ class Product(Manifold):
 
     def _tangent_residual(self, x, u):
         return torch.stack(torch.broadcast_tensors(*self._map("_tangent_residual", x, u)), -1).amax(-1)
-
-    def _key(self) -> tuple:
-        return ("Product",) + tuple(f._key() for f in self.factors)
 
     def __repr__(self) -> str:
         return f"Product({', '.join(repr(f) for f in self.factors)})"

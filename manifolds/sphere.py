@@ -13,17 +13,20 @@ Numerics (see ``gaugeflow._numerics.TOLERANCES``):
   with ``⟨x, y⟩ < 0`` (above that floor the rounded ``proj_x(y)`` still fixes the direction to within
   ``eps`` of the landing point). :meth:`Sphere.cut_locus_mask` flags pairs within ``tol("cut")`` of
   antipodal.
+* ``exp`` is finite for every finite tangent vector: where ``‖u‖²`` overflows (``‖u‖ ≳ 1e19`` in
+  float32, ``1e154`` in float64) the angle and direction come from ``u / max|u_i|`` instead.
+* ``dist`` is NaN (never a plausible angle) where an input is not finite.
 * No data-dependent Python control flow: every operation works under ``torch.func.vmap``/``jvp``.
 """
 from __future__ import annotations
 
 import math
-from typing import Optional
-
 import torch
 
 from gaugeflow._numerics import tol
-from gaugeflow.geometry.manifold import Manifold, check_dimension, default_dtype, safe_norm
+from gaugeflow.geometry._generic import nan_unless_finite
+from gaugeflow.geometry.base import UniformSphere
+from gaugeflow.geometry.manifold import Manifold, check_dimension, safe_norm
 
 from ._series import cos_sq, sin_over
 
@@ -48,6 +51,7 @@ class Sphere(Manifold):
     def __init__(self, n: int):
         self.dim = n = check_dimension("Sphere", n)
         self.ambient_dim = n + 1
+        self.base = UniformSphere(n)
 
     # -- projections
     def projx(self, x):
@@ -64,7 +68,13 @@ class Sphere(Manifold):
         small = tol("taylor", u.dtype)
         theta2 = (u * u).sum(-1, keepdim=True)
         y = cos_sq(theta2, small) * x + sin_over(theta2, small) * u
-        return self.projx(y)
+        huge = torch.isinf(theta2)  # finite u whose squared norm overflows: rescale by max|u_i| first
+        m = torch.where(huge, u.abs().amax(-1, keepdim=True), torch.ones_like(theta2))
+        w = u / m
+        wn = safe_norm(w)[..., None]
+        theta = m * wn
+        y_huge = torch.cos(theta) * x + torch.sin(theta) * (w / torch.where(huge, wn, torch.ones_like(wn)))
+        return self.projx(torch.where(huge, y_huge, y))
 
     def _cut_direction(self, x: torch.Tensor) -> torch.Tensor:
         """Deterministic unit tangent at ``x`` used for ``log`` at the antipode (see module doc)."""
@@ -94,7 +104,7 @@ class Sphere(Manifold):
 
     def dist(self, x, y):
         self._inputs(x=x, y=y)
-        return self._theta(x, y)
+        return nan_unless_finite(self._theta(x, y), x, y)
 
     def norm(self, x, u):
         self._inputs(x=x, u=u)
@@ -136,19 +146,26 @@ class Sphere(Manifold):
     def cut_locus_mask(self, x, y):
         return self.dist(x, y) > math.pi - tol("cut", x.dtype)
 
-    # -- base distribution
+    def tangent_frame(self, x):
+        """Householder frame of ``T_x S^n = x^⊥`` (orthonormal columns). ``[..., D] -> [..., D, n]``.
+
+        ``H = I − 2 v vᵀ / vᵀv`` with ``v = x + s e_k`` (``k = argmax |x_k|``, ``s = sign x_k``) maps
+        ``e_k`` to ``−s x``; its other rows are orthonormal and orthogonal to ``x`` (``vᵀv ≥ 2``).
+        """
+        self._inputs(x=x)
+        D = x.shape[-1]
+        k = x.abs().argmax(-1, keepdim=True)  # [..., 1]
+        s = torch.where(x.gather(-1, k) < 0, -1.0, 1.0).to(x.dtype)
+        v = x.scatter_add(-1, k, s)  # x + s e_k
+        rows = (k + 1 + torch.arange(D - 1, device=x.device)) % D  # [..., n]: every index but k
+        eye = torch.eye(D, dtype=x.dtype, device=x.device)
+        vk = v.gather(-1, rows)  # [..., n]
+        frame = eye[rows] - (2 / (v * v).sum(-1, keepdim=True)).unsqueeze(-1) * vk.unsqueeze(-1) * v.unsqueeze(-2)
+        return frame.transpose(-1, -2)  # [..., D, n]
+
     def log_volume(self) -> float:
         """``log |S^n| = log 2 + ((n+1)/2) log π − lgamma((n+1)/2)``."""
-        a = (self.dim + 1) / 2
-        return math.log(2) + a * math.log(math.pi) - math.lgamma(a)
-
-    def random_base(self, n: int, generator=None, dtype: Optional[torch.dtype] = None, device=None):
-        z = torch.randn(n, self.ambient_dim, generator=generator, dtype=default_dtype(dtype), device=device)
-        return self.projx(z)
-
-    def base_log_prob(self, x):
-        self._inputs(x=x)
-        return torch.full(x.shape[:-1], -self.log_volume(), dtype=x.dtype, device=x.device)
+        return UniformSphere(self.dim).log_volume
 
     def _point_residual(self, x):
         return ((x * x).sum(-1) - 1).abs()

@@ -19,12 +19,13 @@ Numerics:
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 
 from gaugeflow._numerics import broadcast_shapes, tol
-from gaugeflow.geometry.manifold import Manifold, check_dimension, default_dtype, safe_norm
+from gaugeflow.geometry._generic import nan_unless_finite
+from gaugeflow.geometry.base import UniformTorus
+from gaugeflow.geometry.manifold import Manifold, check_dimension, safe_norm
 
 __all__ = ["FlatTorus"]
 
@@ -45,6 +46,7 @@ class FlatTorus(Manifold):
     def __init__(self, n: int):
         self.dim = n = check_dimension("FlatTorus", n)
         self.ambient_dim = n
+        self.base = UniformTorus(n)
 
     # -- projections
     def projx(self, x):
@@ -73,7 +75,7 @@ class FlatTorus(Manifold):
         return torch.where(w <= -math.pi + eps, w + TWO_PI, w)
 
     def dist(self, x, y):
-        return safe_norm(self.log(x, y))
+        return nan_unless_finite(safe_norm(self.log(x, y)), x, y)
 
     def norm(self, x, u):
         self._inputs(x=x, u=u)
@@ -108,14 +110,10 @@ class FlatTorus(Manifold):
         self._inputs(x=x)
         return torch.cat([torch.cos(x), torch.sin(x)], dim=-1)
 
-    # -- base distribution
-    def random_base(self, n: int, generator=None, dtype: Optional[torch.dtype] = None, device=None):
-        u = torch.rand(n, self.dim, generator=generator, dtype=default_dtype(dtype), device=device)
-        return self.projx(TWO_PI * u)
-
-    def base_log_prob(self, x):
+    def tangent_frame(self, x):
+        """The standard basis (the torus is parallelisable). ``[..., n] -> [..., n, n]``."""
         self._inputs(x=x)
-        return torch.full(x.shape[:-1], -self.dim * math.log(TWO_PI), dtype=x.dtype, device=x.device)
+        return torch.eye(self.dim, dtype=x.dtype, device=x.device).expand(x.shape + (self.dim,))
 
     def _point_residual(self, x):
         """Distance of the angles from ``[0, 2π]`` (max over the last axis). ``[...]``."""

@@ -18,19 +18,12 @@ __all__ = ["wrapped_mixture", "tangent_frame"]
 
 
 def tangent_frame(manifold: Manifold, x: torch.Tensor) -> torch.Tensor:
-    """A ``g``-orthonormal basis of ``T_xM`` for each point. ``[B, D] -> [B, n, D]``.
+    """A ``g``-orthonormal basis of ``T_xM`` for each point, as rows. ``[B, D] -> [B, n, D]``.
 
-    Built from the projected ambient basis ``b_j = proju(x, e_j)``: with the Gram matrix
-    ``Γ_ij = g(b_i, b_j) = U Λ Uᵀ`` (rank ``n``), ``e_k = Σ_j U_jk b_j / √λ_k`` for the ``n`` largest
-    eigenvalues.
+    Delegates to :meth:`Manifold.tangent_frame <gaugeflow.geometry.Manifold.tangent_frame>`
+    (``[..., D, n]``, columns) and transposes.
     """
-    D, n = manifold.ambient_dim, manifold.dim
-    eye = torch.eye(D, dtype=x.dtype, device=x.device)
-    b = manifold.proju(x.unsqueeze(-2), eye)  # [B, D, D], b[:, j] = P_x e_j
-    gram = manifold.inner(x[:, None, None, :], b[:, :, None, :], b[:, None, :, :])  # [B, D, D]
-    lam, U = torch.linalg.eigh(0.5 * (gram + gram.transpose(-1, -2)))
-    lam, U = lam[..., D - n:], U[..., D - n:]
-    return torch.einsum("bjk,bjd->bkd", U / lam.sqrt().unsqueeze(-2), b)
+    return manifold.tangent_frame(x).transpose(-1, -2)
 
 
 def _check_count(value: object, what: str, minimum: int) -> int:

@@ -13,12 +13,16 @@ Conventions (shared by every subclass):
   (on-manifold, tangency, NaN) are opt-in through :meth:`Manifold.check_point` and
   :meth:`Manifold.check_tangent`.
 
-To add a manifold, subclass :class:`Manifold` and implement the abstract methods; then run
-``gaugeflow.testing.check_manifold(M)`` to verify it against the property suite.
+The contract is geometry only. A subclass sets ``dim`` and ``ambient_dim`` and implements
+:meth:`~Manifold.projx`, :meth:`~Manifold.proju`, :meth:`~Manifold.exp` and :meth:`~Manifold.log`;
+everything else has a correct default it may override for speed (see each method). The base
+distribution ``p0`` is a separate object (:mod:`gaugeflow.geometry.base`): ``M.base``, attached with
+:meth:`Manifold.with_base`. Run ``gaugeflow.testing.check_manifold(M)`` to verify a new manifold.
 """
 from __future__ import annotations
 
 import abc
+import copy
 import math
 import numbers
 from typing import Optional
@@ -26,37 +30,49 @@ from typing import Optional
 import torch
 
 from .._numerics import broadcast_shapes, check_float, check_last_dim, tol
+from ._generic import gram_schmidt_frame, nan_unless_finite, pole_ladder
+from ._values import ArgsValue
 
 __all__ = ["Manifold"]
 
 
-class Manifold(abc.ABC):
+class Manifold(ArgsValue, abc.ABC):
     """Abstract Riemannian manifold in ambient coordinates.
 
-    Subclasses set ``dim`` and ``ambient_dim`` and implement :meth:`projx`, :meth:`proju`,
-    :meth:`exp`, :meth:`log`, :meth:`transp`, :meth:`random_base`, :meth:`base_log_prob` and
-    :meth:`_point_residual`. The metric defaults to the ambient Euclidean inner product restricted
-    to tangent spaces; override :meth:`inner` otherwise (as the Lorentz model does).
+    Required: attributes ``dim`` and ``ambient_dim``; methods :meth:`projx`, :meth:`proju`,
+    :meth:`exp`, :meth:`log`. Defaults (correct for any manifold, overridable for speed): the metric
+    :meth:`inner` (ambient Euclidean product restricted to tangent spaces), :meth:`norm`, :meth:`dist`
+    (``‖log‖``), :meth:`transp` (pole ladder), :meth:`geodesic`, :meth:`features`,
+    :meth:`cut_locus_mask` (from ``injectivity_radius``), :meth:`tangent_frame` (Gram–Schmidt) and
+    the residuals behind :meth:`check_point`/:meth:`check_tangent` (from ``projx``/``proju``).
+
+    Equality and hashing: same class, same constructor arguments (bound to ``__init__``'s signature
+    with defaults applied; unhashable arguments such as tensors by identity) and same base
+    distribution. Override ``_key()`` if an instance holds state its arguments do not determine.
 
     Attributes:
         dim: intrinsic dimension ``n``.
         ambient_dim: length ``D`` of the last tensor axis.
         injectivity_radius: largest ``r`` such that ``log(x, ·)`` is unique on the ball of radius ``r``
-            (``math.inf`` for Cartan–Hadamard manifolds).
+            (``math.inf``, the default, for Cartan–Hadamard manifolds such as ``ℝ^n`` and ``H^n``).
+        base: the base distribution (:class:`~gaugeflow.geometry.BaseDistribution`) or ``None``.
+        transp_rungs: rungs of the default pole-ladder :meth:`transp` (1 is exact on symmetric spaces).
     """
 
     dim: int
     ambient_dim: int
     injectivity_radius: float = math.inf
+    base = None
+    transp_rungs: int = 1
 
-    # ------------------------------------------------------------------ abstract core
+    # ------------------------------------------------------------------ required geometry
     @abc.abstractmethod
     def projx(self, x: torch.Tensor) -> torch.Tensor:
         """Nearest point on the manifold. ``[..., D] -> [..., D]``."""
 
     @abc.abstractmethod
     def proju(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Orthogonal projection of an ambient vector ``u`` onto ``T_xM``. ``[..., D] -> [..., D]``."""
+        """Orthogonal projection (for the metric) of an ambient ``u`` onto ``T_xM``. ``[..., D] -> [..., D]``."""
 
     @abc.abstractmethod
     def exp(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
@@ -70,31 +86,9 @@ class Manifold(abc.ABC):
         ``[..., D] -> [..., D]``.
         """
 
-    @abc.abstractmethod
-    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Parallel transport of ``v ∈ T_xM`` to ``T_yM`` along the minimising geodesic."""
-
-    @abc.abstractmethod
-    def random_base(
-        self,
-        n: int,
-        generator: Optional[torch.Generator] = None,
-        dtype: Optional[torch.dtype] = None,
-        device: Optional[torch.device] = None,
-    ) -> torch.Tensor:
-        """``n`` samples of the base distribution ``p0``. Returns ``[n, D]``."""
-
-    @abc.abstractmethod
-    def base_log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """Log-density of ``p0`` w.r.t. the Riemannian volume. ``[..., D] -> [...]``."""
-
-    @abc.abstractmethod
-    def _point_residual(self, x: torch.Tensor) -> torch.Tensor:
-        """Non-negative violation of the manifold constraint per point. ``[..., D] -> [...]``."""
-
     # ------------------------------------------------------------------ metric (overridable)
     def inner(self, x: torch.Tensor, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Riemannian inner product ``g_x(u, v)``. ``[..., D] -> [...]``."""
+        """Riemannian inner product ``g_x(u, v)``; default the ambient ``u·v``. ``[..., D] -> [...]``."""
         self._inputs(x=x, u=u, v=v)
         out, shape = (u * v).sum(-1), broadcast_shapes(x.shape, u.shape, v.shape)[:-1]
         return out if out.shape == shape else out.expand(shape)  # no autograd view node in the common case
@@ -105,12 +99,18 @@ class Manifold(abc.ABC):
         return safe_sqrt(self.inner(x, u, u))
 
     def dist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Geodesic distance ``‖log_x(y)‖_x``. ``[..., D] -> [...]``."""
-        return self.norm(x, self.log(x, y))
+        """Geodesic distance ``‖log_x(y)‖_x``; NaN where ``x`` or ``y`` is not finite. ``[..., D] -> [...]``."""
+        return nan_unless_finite(self.norm(x, self.log(x, y)), x, y)
 
-    def _tangent_residual(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Violation of tangency per vector; default ``‖u − proju(x, u)‖``. ``[..., D] -> [...]``."""
-        return (u - self.proju(x, u)).abs().amax(-1)
+    def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Parallel transport of ``v ∈ T_xM`` to ``T_yM`` along the minimising geodesic. ``[..., D]``.
+
+        Default: the pole ladder with :attr:`transp_rungs` rungs, exact on symmetric spaces and
+        third order otherwise (``O(d³/N²)`` for a geodesic of length ``d`` and ``N`` rungs; see
+        :func:`gaugeflow.geometry._generic.pole_ladder`). Costs ``4N`` ``exp``/``log`` calls.
+        """
+        self._inputs(x=x, y=y, v=v)
+        return pole_ladder(self, x, y, v, self.transp_rungs)
 
     # ------------------------------------------------------------------ flow-matching helpers
     def geodesic(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,24 +121,36 @@ class Manifold(abc.ABC):
             t: ``[...]`` times (broadcast against the batch axes).
 
         Returns:
-            ``(x_t, u_t)`` with ``x_t = exp(x0, t·log(x0, x1))`` and ``u_t = d x_t / dt``, the
-            initial velocity parallel-transported to ``x_t`` (so it is finite at ``t = 1``).
+            ``(x_t, u_t)`` with ``x_t = exp(x0, t·log(x0, x1))`` and ``u_t = d x_t / dt`` (the initial
+            velocity parallel-transported to ``x_t``, finite at ``t = 1``). Default:
+            ``u_t = log(x_t, x1)/(1 − t)`` for ``t < ½`` and ``−log(x_t, x0)/t`` otherwise, exact on any
+            manifold (a geodesic's velocity points along it) and cheaper than :meth:`transp`.
         """
         u = self.log(x0, x1)
-        xt = self.exp(x0, t[..., None] * u)
-        return xt, self.transp(x0, xt, u)
+        tt = t[..., None]
+        xt = self.exp(x0, tt * u)
+        first = tt < 0.5
+        ahead = self.log(xt, x1) / (1 - torch.where(first, tt, torch.zeros_like(tt)))
+        behind = -self.log(xt, x0) / torch.where(first, torch.ones_like(tt), tt)
+        return xt, torch.where(first, ahead, behind)
 
     def cut_locus_mask(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """``True`` where ``y`` lies within a dtype tolerance of the cut locus of ``x``. ``[...]``."""
-        return torch.zeros(broadcast_shapes(x.shape, y.shape)[:-1], dtype=torch.bool, device=x.device)
+        """``True`` where ``y`` is within ``tol("cut")`` of the cut locus of ``x``. ``[...]``.
+
+        Default: ``dist(x, y) ≥ injectivity_radius − tol("cut")`` (never when the radius is
+        infinite). Exact for round spaces; a manifold whose cut locus lies farther than the
+        injectivity radius in some directions (the flat torus) overrides it.
+        """
+        if math.isinf(self.injectivity_radius):
+            return torch.zeros(broadcast_shapes(x.shape, y.shape)[:-1], dtype=torch.bool, device=x.device)
+        return self.dist(x, y) >= self.injectivity_radius - tol("cut", x.dtype)
 
     def cut_vector(self, x: torch.Tensor, u: torch.Tensor) -> Optional[torch.Tensor]:
         """Tangent vector ``v`` along ``u`` such that ``exp(x, v)`` is the first cut point of that geodesic.
 
         ``None`` when the manifold has no cut locus (``injectivity_radius`` infinite). The default
-        ``injectivity_radius · u/‖u‖`` is right for round spaces (every geodesic of the unit sphere
-        reaches the antipode at length π); manifolds whose cut locus is nearer in some directions
-        (the flat torus) override it. Used by :mod:`gaugeflow.testing` to build cut-locus pairs.
+        ``injectivity_radius · u/‖u‖`` is right for round spaces; manifolds whose cut locus is nearer
+        in some directions (the flat torus) override it. Used by :mod:`gaugeflow.testing`.
 
         Args:
             x: ``[..., D]`` points.
@@ -156,9 +168,20 @@ class Manifold(abc.ABC):
 
         ``math.inf`` (the default) when any norm is fine; the hyperboloid, whose coordinates grow
         like ``e^r``, returns a finite radius. :mod:`gaugeflow.testing` sizes its "huge" tangent
-        vectors with it, and samplers may use it to warn about runaway trajectories.
+        vectors with it.
         """
         return math.inf
+
+    def tangent_frame(self, x: torch.Tensor) -> torch.Tensor:
+        """A ``g``-orthonormal basis of ``T_xM`` as columns. ``[..., D] -> [..., D, dim]``.
+
+        Default: modified Gram–Schmidt with pivoting on ``proju(x, e_j)`` in the metric
+        :meth:`inner` (``O(dim·D²)`` per point). Used by the exact divergence (``dim`` backward rows
+        instead of ``D``) and by wrapped-normal data. The sphere overrides it with a Householder
+        frame, ``ℝ^n`` and the flat torus with the identity.
+        """
+        self._inputs(x=x)
+        return gram_schmidt_frame(self, x)
 
     @property
     def feature_dim(self) -> int:
@@ -170,7 +193,55 @@ class Manifold(abc.ABC):
         self._inputs(x=x)
         return x
 
+    # ------------------------------------------------------------------ base distribution (composition)
+    def with_base(self, base) -> "Manifold":
+        """A copy of this manifold whose base distribution is ``base`` (this one is unchanged).
+
+        Args:
+            base: a :class:`~gaugeflow.geometry.BaseDistribution` with ``ambient_dim == self.ambient_dim``.
+
+        Returns:
+            The new manifold; it compares unequal to manifolds with another base.
+        """
+        from .base import BaseDistribution
+
+        if not isinstance(base, BaseDistribution):
+            raise TypeError(f"{self}.with_base: expected a gaugeflow.geometry.BaseDistribution, got "
+                            f"{type(base).__name__}")
+        if base.ambient_dim != self.ambient_dim:
+            raise ValueError(f"{self}.with_base: the base distribution has ambient dimension {base.ambient_dim}, "
+                             f"expected {self.ambient_dim}")
+        new = copy.copy(self)
+        new.base = base
+        return new
+
+    def _require_base(self):
+        if self.base is None:
+            raise ValueError(
+                f"{self} has no base distribution: attach one with M = M.with_base(dist), dist a "
+                "gaugeflow.geometry.BaseDistribution (e.g. UniformSphere(n), StandardNormal(n), CallableBase(...))"
+            )
+        return self.base
+
+    def random_base(self, n: int, generator: Optional[torch.Generator] = None, dtype: Optional[torch.dtype] = None,
+                    device: Optional[torch.device] = None) -> torch.Tensor:
+        """``n`` samples of the base distribution ``p0`` (``self.base``). Returns ``[n, D]``."""
+        return self._require_base().sample(n, generator=generator, dtype=default_dtype(dtype), device=device)
+
+    def base_log_prob(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-density of ``p0`` w.r.t. the Riemannian volume. ``[..., D] -> [...]``."""
+        self._inputs(x=x)
+        return self._require_base().log_prob(x)
+
     # ------------------------------------------------------------------ validation (opt-in)
+    def _point_residual(self, x: torch.Tensor) -> torch.Tensor:
+        """Violation of the manifold constraint per point; default ``max|x − projx(x)| / (1 + max|x|)``. ``[...]``."""
+        return (x - self.projx(x)).abs().amax(-1) / (1 + x.abs().amax(-1))
+
+    def _tangent_residual(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Violation of tangency per vector; default ``max|u − proju(x, u)|``. ``[..., D] -> [...]``."""
+        return (u - self.proju(x, u)).abs().amax(-1)
+
     def validate(self, x: torch.Tensor, what: str = "x") -> torch.Tensor:
         """Cheap front-door check: floating dtype and last-axis size. Returns ``x``."""
         if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dim() > 0 and x.shape[-1] == self.ambient_dim:
@@ -223,17 +294,8 @@ class Manifold(abc.ABC):
         return u
 
     # ------------------------------------------------------------------ value semantics
-    def _key(self) -> tuple:
-        return (type(self).__name__, self.dim)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Manifold) and self._key() == other._key()
-
-    def __hash__(self) -> int:
-        return hash(self._key())
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.dim})"
+    def _extra_key(self) -> tuple:
+        return (self.base,)
 
 
 def safe_sqrt(s: torch.Tensor) -> torch.Tensor:

@@ -20,11 +20,11 @@ a ``vmap`` over the backward graph) returns every row ``c_jᵀ J``. No Python lo
 directions, and the forward activations are shared by all ``r`` rows (cheaper than ``r`` separate
 backward passes, and than a forward on an ``r``-times replicated batch).
 
-* :func:`exact_divergence`: with an orthonormal tangent frame (:func:`tangent_frame`; the unit
-  sphere's Householder frame, or ``e_j`` when ``P_x = I``) ``div V = Σ_i e_iᵀ J e_i`` with
-  ``r = n = dim M`` rows; otherwise ``r = D`` rows ``e_jᵀ J`` dotted with ``P_x e_j``. On S² that
-  is 2 rows instead of 3 — about 0.8× the time of the per-coordinate ``autograd.grad`` loop
-  (``experiments/benchmarks``, ``docs/performance.md``).
+* :func:`exact_divergence`: with the manifold's ``g``-orthonormal tangent frame
+  (``Manifold.tangent_frame``; the unit sphere's Householder frame, ``e_j`` when ``P_x = I``, the
+  boosted frame of the hyperboloid, Gram–Schmidt by default) ``div V = Σ_i ω_i(J e_i)`` with the
+  covectors ``ω_i = g(e_i, P_x ·)`` (``= e_i`` for the ambient Euclidean metric): ``r = n = dim M``
+  rows instead of ``D`` (``experiments/benchmarks``, ``docs/performance.md``).
 * :func:`hutchinson_divergence`: the unbiased estimator ``zᵀ P_x J P_x z`` with ``E[z zᵀ] = I``
   (``E = tr(P J P) = tr(J P)``): ``r = n_probes`` cotangents ``P_xᵀ z`` (tangent-projected probes),
   each row dotted with ``P_x z``; Rademacher or Gaussian ``z``.
@@ -54,47 +54,28 @@ def _vjp_batched(field: VectorField, x: torch.Tensor, cotangents: torch.Tensor) 
     return v.detach(), torch.zeros_like(cotangents) if rows is None else rows
 
 
-def _householder_frame(x: torch.Tensor) -> torch.Tensor:
-    """Orthonormal frame of ``T_x S^n = x^⊥``: ``[n, B, D]`` rows of a Householder reflection.
+def tangent_frame(manifold: Manifold, x: torch.Tensor) -> torch.Tensor:
+    """The manifold's ``g``-orthonormal frame of ``T_xM`` as rows: ``[n, B, D]``.
 
-    ``H = I − 2 v vᵀ / vᵀv`` with ``v = x + s e_k`` (``k = argmax |x_k|``, ``s = sign x_k``) maps
-    ``e_k`` to ``−s x``; its other rows are orthonormal and orthogonal to ``x`` (``vᵀv ≥ 2``).
+    ``manifold.tangent_frame(x)`` (``[B, D, n]``, a documented :class:`Manifold` method with a
+    Gram–Schmidt default; the sphere's Householder frame, the identity for ℝ^n and the torus),
+    moved to the leading axis for the batched backward pass.
     """
-    B, D = x.shape
-    k = x.abs().argmax(-1, keepdim=True)  # [B, 1]
-    s = torch.where(x.gather(-1, k) < 0, -1.0, 1.0).to(x.dtype)
-    v = x.scatter_add(-1, k, s)  # x + s e_k
-    rows = (k + 1 + torch.arange(D - 1, device=x.device)) % D  # [B, n]: every index but k
-    eye = torch.eye(D, dtype=x.dtype, device=x.device)
-    vk = v.gather(-1, rows)  # [B, n]
-    frame = eye[rows] - (2 / (v * v).sum(-1, keepdim=True)).unsqueeze(-1) * vk.unsqueeze(-1) * v.unsqueeze(-2)
-    return frame.transpose(0, 1)  # [n, B, D]
+    return manifold.tangent_frame(x).movedim(-1, 0)
 
 
-def tangent_frame(manifold: Manifold, x: torch.Tensor) -> Optional[torch.Tensor]:
-    """An orthonormal frame ``[n, B, D]`` of ``T_xM`` for the ambient Euclidean product, or ``None``.
+def _cotangents(manifold: Manifold, x: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    """Covectors ``ω_i = g_x(e_i, P_x ·)`` ``[n, B, D]`` of the frame rows ``e_i`` ``[n, B, D]``.
 
-    With such a frame ``P_x = Σ_i e_i e_iᵀ`` and ``div V = Σ_i e_iᵀ J e_i``: ``n`` backward rows instead
-    of ``D``. Used when the manifold has a ``tangent_frame(x)`` method, for the unit sphere (Householder
-    frame) and for manifolds with ``P_x = I`` (``dim == ambient_dim``: ℝ^n, the flat torus).
+    ``div V = Σ_i g(e_i, ∇_{e_i}V) = Σ_i ω_i(J e_i)``. For the default (ambient Euclidean) metric
+    ``P_x`` is the Euclidean orthogonal projector and ``ω_i = e_i``; otherwise (the Minkowski form,
+    products) ``ω_i[j] = g_x(e_i, P_x ε_j)`` from ``D`` projections and ``n·D`` inner products.
     """
-    own = getattr(manifold, "tangent_frame", None)
-    if own is not None:
-        return own(x)
-    from gaugeflow.manifolds import Euclidean, FlatTorus, Sphere
-
-    if isinstance(manifold, Sphere):
-        return _householder_frame(x)
-    if isinstance(manifold, (Euclidean, FlatTorus)):
-        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-        return eye.unsqueeze(1).expand(x.shape[-1], *x.shape)
-    return None
-
-
-def _projector_columns(manifold: Manifold, x: torch.Tensor) -> torch.Tensor:
-    """``P_x e_j`` for ``j = 0..D-1``: ``[D, B, D]``."""
+    if type(manifold).inner is Manifold.inner:
+        return frame
     eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-    return manifold.proju(x.unsqueeze(0), eye.unsqueeze(1))
+    cols = manifold.proju(x.unsqueeze(0), eye.unsqueeze(1))  # [D, B, D], P_x ε_j
+    return manifold.inner(x[None, None], frame[:, None], cols[None]).transpose(1, 2)  # [n, B, D]
 
 
 def exact_divergence(field: VectorField, manifold: Manifold, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,17 +87,12 @@ def exact_divergence(field: VectorField, manifold: Manifold, x: torch.Tensor) ->
         x: ``[B, D]`` points on the manifold.
 
     Returns:
-        ``(V(x) [B, D], div [B])``; one forward and one backward batched over ``n`` (with a
-        :func:`tangent_frame`) or ``D`` cotangents.
+        ``(V(x) [B, D], div [B])``; one forward and one backward batched over ``n`` cotangents
+        (the manifold's :meth:`~gaugeflow.geometry.Manifold.tangent_frame`).
     """
-    frame = tangent_frame(manifold, x)
-    if frame is not None:
-        value, rows = _vjp_batched(field, x, frame)  # rows[i] = e_iᵀ J
-        return value, (rows * frame).sum(-1).sum(0)
-    D = x.shape[-1]
-    eye = torch.eye(D, dtype=x.dtype, device=x.device)
-    value, rows = _vjp_batched(field, x, eye.unsqueeze(1).expand(D, x.shape[0], D))  # rows[j] = e_jᵀ J
-    return value, (rows * _projector_columns(manifold, x)).sum(-1).sum(0)  # Σ_j (e_jᵀ J)(P_x e_j)
+    frame = tangent_frame(manifold, x)  # [n, B, D]
+    value, rows = _vjp_batched(field, x, _cotangents(manifold, x, frame))  # rows[i] = ω_iᵀ J
+    return value, (rows * frame).sum(-1).sum(0)
 
 
 def draw_probes(
