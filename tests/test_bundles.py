@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from gaugeflow.algebra import so, so_crossed_module, string_lie2
-from gaugeflow.geometry import FiberProduct, FiberProjection, FibreProjection, GradedVectorBundle, VectorBundle
+from gaugeflow.geometry import FiberProduct, FibreProjection, GradedVectorBundle, VectorBundle
 from gaugeflow.manifolds import Euclidean, Sphere
 
 F64 = torch.float64
@@ -115,7 +115,7 @@ def test_projection_init_is_partial_isometry_and_output_is_tangent(fiber_dim, in
 
 def test_projection_is_learnable_and_validates():
     M = Sphere(2)
-    P = FiberProjection.for_bundle(GradedVectorBundle(M, algebra=so_crossed_module(3)))
+    P = FibreProjection.for_bundle(GradedVectorBundle(M, algebra=so_crossed_module(3)))
     assert P.fiber_dim == 7 and P.weight.shape == (3, 7) and P.weight.requires_grad
     assert [n for n, _ in P.named_parameters()] == ["weight"]
     x = M.random_base(8)

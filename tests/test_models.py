@@ -8,8 +8,8 @@ from torch import nn
 from gaugeflow.algebra import so, so_crossed_module, string_lie2
 from gaugeflow.manifolds import Euclidean, FlatTorus, Hyperbolic, Product, Sphere
 from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, count_parameters, gauge_contraction
-from gaugeflow.models import crossed_module, higher, higher_gauge_contraction
-from gaugeflow.models.crossed_module import _features_pay, crossed_module_features, crossed_module_projected
+from gaugeflow.models import higher, higher_gauge_contraction
+from gaugeflow.models.crossed_module import crossed_module_features, crossed_module_projected, feature_form_pays
 from gaugeflow.models.gauge import contract_direction, folds
 from gaugeflow.models.networks import MLP
 from gaugeflow.sampling.divergence import exact_divergence
@@ -154,7 +154,7 @@ def test_fused_crossed_module_path_matches_the_generic_brackets(k, c):
     _perturb_projection(model)
     x = _points(M, 8)
     h, _ = model.inputs(x, 0.4)
-    A, d, slots = model.field_values(x, h)
+    A, d, slots = model.fields(x, h)
     fused = model.contract(x, A, d, slots)
     generic = model.projection(x, higher_gauge_contraction(model.algebra, model.c, A, d, slots))
     assert torch.allclose(fused, generic, atol=1e-12), float((fused - generic).abs().max())
@@ -164,55 +164,51 @@ def test_fused_crossed_module_path_matches_the_generic_brackets(k, c):
     assert torch.allclose(crossed_module_projected(model.algebra, model.c, B, V, W), ref, atol=1e-12)
 
 
-@pytest.mark.parametrize("path", ["_crossed_module_dual", "_crossed_module_bilinear", "_crossed_module_wide", "_crossed_module_native"])
 @pytest.mark.parametrize("k, D", [(2, 3), (3, 3), (4, 2), (6, 5)])
-def test_both_crossed_module_kernels_match_the_algebra_brackets_in_value_and_gradient(path, k, D):
-    # the dispatch picks one per (k, D); each must equal W(c1 l1(B) + c2 l2(B, V)) with its gradients
+def test_crossed_module_brackets_match_the_algebra_brackets_in_value_and_gradient(k, D):
+    # the brackets route must equal W(c1 l1(B) + c2 l2(B, V)) with its gradients of every kind
     L = so_crossed_module(k)
     gen = torch.Generator().manual_seed(k * 10 + D)
     B, V = (torch.randn(7, L.dim, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2))
     W = torch.randn(D, L.dim, generator=gen, dtype=torch.float64, requires_grad=True)
     c = torch.tensor([0.6, 1.7], dtype=torch.float64)
-    got = getattr(crossed_module, path)(L, c, B, V, W)
-    ref = (c[0] * L.bracket(B) + c[1] * L.bracket(B, V)) @ W.T
+
+    def kernel(B, V, W):
+        return crossed_module_projected(L, c, B, V, W)
+
+    def generic(B, V, W):
+        return (c[0] * L.bracket(B) + c[1] * L.bracket(B, V)) @ W.T
+
+    got, ref = kernel(B, V, W), generic(B, V, W)
     assert torch.allclose(got, ref, atol=1e-12), float((got - ref).abs().max())
     cot = torch.randn(7, D, generator=gen, dtype=torch.float64)
     for a, b in zip(torch.autograd.grad(got, (B, V, W), cot, retain_graph=True),
                     torch.autograd.grad(ref, (B, V, W), cot, retain_graph=True)):
         assert torch.allclose(a, b, atol=1e-11), float((a - b).abs().max())
-    assert torch.autograd.gradgradcheck(lambda B, V, W: getattr(crossed_module, path)(L, c, B, V, W), (B, V, W))
-    # batched cotangents (the exact divergence) and forward mode (jvp) agree with the generic brackets
+    assert torch.autograd.gradgradcheck(kernel, (B, V, W))
+    # batched cotangents (the exact divergence), forward mode (jvp) and vmap agree with the generic brackets
     cots = torch.randn(3, 7, D, generator=gen, dtype=torch.float64)
     for a, b in zip(torch.autograd.grad(got, (B, V, W), cots, is_grads_batched=True),
                     torch.autograd.grad(ref, (B, V, W), cots, is_grads_batched=True)):
         assert torch.allclose(a, b, atol=1e-11), float((a - b).abs().max())
     tangents = tuple(torch.randn(t.shape, generator=gen, dtype=torch.float64) for t in (B, V, W))
-    kernel = lambda B, V, W: getattr(crossed_module, path)(L, c, B, V, W)  # noqa: E731
-    generic = lambda B, V, W: (c[0] * L.bracket(B) + c[1] * L.bracket(B, V)) @ W.T  # noqa: E731
     primals = tuple(t.detach() for t in (B, V, W))
     assert torch.allclose(torch.func.jvp(kernel, primals, tangents)[1], torch.func.jvp(generic, primals, tangents)[1], atol=1e-11)
+    stacked = torch.stack([primals[0], tangents[0]])
+    assert torch.allclose(torch.func.vmap(kernel, in_dims=(0, None, None))(stacked, *primals[1:]),
+                          torch.stack([generic(t, *primals[1:]) for t in stacked]), atol=1e-11)
 
 
-def test_crossed_module_dispatch_uses_the_k_cubed_kernel_for_large_k(monkeypatch):
-    # with the native kernel: bilinear for small k·D, the native brackets beyond (and for k > 32 the
-    # PyTorch dual form); without it: bilinear, one 4k³ product up to k = 12, the 3k³ dual form beyond
-    calls = []
-    for name in ("bilinear", "dual", "wide", "native"):
-        monkeypatch.setattr(crossed_module, f"_crossed_module_{name}", lambda *a, name=name: calls.append(name))
-    cases = [(4, 3), (6, 3), (7, 3), (9, 3), (10, 3), (16, 3), (5, 5), (6, 6), (8, 8), (12, 12), (13, 13), (32, 3), (33, 3)]
-
-    def dispatch():
-        calls.clear()
-        for k, D in cases:
-            L = so_crossed_module(k)
-            crossed_module_projected(L, torch.ones(2), torch.zeros(1, L.dim), torch.zeros(1, L.dim), torch.zeros(D, L.dim))
-        return list(calls)
-
-    assert dispatch() == ["bilinear", "bilinear", "native", "native", "native", "native", "native", "native", "native",
-                          "native", "native", "native", "dual"]
-    monkeypatch.setattr(crossed_module, "native_brackets", lambda *a: False)
-    assert dispatch() == ["bilinear", "bilinear", "bilinear", "bilinear", "wide", "dual", "bilinear", "wide", "wide", "wide",
-                          "dual", "dual", "dual"]
+def test_crossed_module_projected_takes_any_strides():
+    # column-major and strided inputs give the same values as contiguous ones
+    L = so_crossed_module(8)
+    gen = torch.Generator().manual_seed(5)
+    B = torch.randn(L.dim, 12, generator=gen, dtype=torch.float64).T  # column-major [12, dim L]
+    V = torch.randn(12, 2 * L.dim, generator=gen, dtype=torch.float64)[:, ::2]  # every other column
+    W = torch.randn(3, L.dim, generator=gen, dtype=torch.float64)
+    c = torch.tensor([0.4, 1.1], dtype=torch.float64)
+    ref = (c[0] * L.bracket(B) + c[1] * L.bracket(B, V)) @ W.T
+    assert torch.allclose(crossed_module_projected(L, c, B, V, W), ref, atol=1e-12)
 
 
 @pytest.mark.parametrize("k, D, H, Hf", [(2, 3, 3, 4), (5, 3, 4, 3), (4, 2, 6, 5)])
@@ -231,7 +227,7 @@ def test_feature_form_equals_the_brackets_in_value_and_gradient(k, D, H, Hf):
     got = crossed_module_features(L, c, z, d, f, conn, field, W)
     A = conn(z).unflatten(-1, (D, L.dim))
     ref = (c[0] * L.bracket(contract_direction(A, d)) + c[1] * L.bracket(contract_direction(A, d), field(f))) @ W.T
-    assert torch.allclose(got, ref, atol=1e-11 * float(ref.abs().max())), float((got - ref).abs().max())
+    assert torch.allclose(got, ref, atol=1e-11 * float(ref.detach().abs().max())), float((got - ref).detach().abs().max())
     inputs = (z, d, f, W, conn.weight, conn.bias, field.weight, field.bias)
     cot = torch.randn(6, D, generator=gen, dtype=torch.float64)
     for a, b in zip(torch.autograd.grad(got, inputs, cot), torch.autograd.grad(ref, inputs, cot)):
@@ -239,29 +235,22 @@ def test_feature_form_equals_the_brackets_in_value_and_gradient(k, D, H, Hf):
     assert torch.autograd.gradgradcheck(lambda z, d, f, W: crossed_module_features(L, c, z, d, f, conn, field, W), (z, d, f, W))
 
 
-def test_feature_form_dispatch_follows_the_cost_model():
-    # PyTorch kernels, batch 1024: the feature form on S² for k >= 10 at width 64 (measured 1.03 against 1.68 for the
-    # brackets at k = 16) and for k = 8 at width 32, and on R^4 for k = 16; k <= 9 on S² at width 64,
-    # R^8 and R^16 and tiny batches keep the brackets
-    n_l = so_crossed_module(16).dim
-    assert _features_pay(3, 64, 64, 16, n_l, 1024)
-    assert _features_pay(3, 32, 32, 16, n_l, 1024)
-    assert _features_pay(3, 64, 64, 10, so_crossed_module(10).dim, 1024)
-    assert _features_pay(3, 32, 32, 8, so_crossed_module(8).dim, 1024)
-    assert _features_pay(4, 64, 64, 16, n_l, 1024)
-    assert not _features_pay(3, 64, 64, 9, so_crossed_module(9).dim, 1024)
-    assert not _features_pay(3, 64, 64, 8, so_crossed_module(8).dim, 1024)
-    assert not _features_pay(8, 32, 32, 8, so_crossed_module(8).dim, 1024)
-    assert not _features_pay(16, 64, 64, 16, n_l, 1024)
-    assert not _features_pay(3, 64, 64, 16, n_l, 1)
-    # against the native brackets (cheaper), the feature form starts at k = 13 on S² at width 64
-    # (measured, S²: k = 12 native 1.21 / feature 1.25, k = 13 1.22 / 1.19)
-    assert _features_pay(3, 64, 64, 13, so_crossed_module(13).dim, 1024, native=True)
-    assert _features_pay(3, 64, 64, 16, n_l, 1024, native=True)
-    assert not _features_pay(3, 64, 64, 12, so_crossed_module(12).dim, 1024, native=True)
-    assert not _features_pay(3, 64, 64, 11, so_crossed_module(11).dim, 1024, native=True)
-    assert not _features_pay(3, 64, 64, 10, so_crossed_module(10).dim, 1024, native=True)
-    assert not _features_pay(16, 64, 64, 16, n_l, 1024, native=True)
+def test_feature_form_rule_counts_multiply_adds_on_shapes_only():
+    # the rule reads (D, widths, k, dim L) and nothing else: no batch size, no device
+    import inspect
+
+    assert list(inspect.signature(feature_form_pays).parameters) == ["D", "H", "Hf", "k", "dim_l"]
+
+    def pays(D, w, k):
+        return feature_form_pays(D, w, w, k, so_crossed_module(k).dim)
+
+    # S² at width 64: the feature form from k = 12 on; ℝ^k keeps the brackets (D² (w+1)² grows with D)
+    assert [k for k in range(3, 33) if pays(3, 64, k)] == list(range(12, 33))
+    assert not any(pays(k, 64, k) for k in (3, 8, 16, 32))
+    assert pays(3, 256, 32) and not pays(3, 256, 16) and not pays(3, 128, 16)
+    assert pays(3, 32, 9) and not pays(3, 32, 8)
+    # the counts themselves: feature D²(H+1)(Hf+1) against (D·H + Hf)·dim L + 3k³ + 2k²D
+    assert feature_form_pays(3, 64, 64, 16, 241) == (9 * 65 * 65 < 256 * 241 + 3 * 16**3 + 2 * 256 * 3)
 
 
 def test_model_takes_the_feature_form_and_agrees_with_contract(monkeypatch):
@@ -281,8 +270,8 @@ def test_model_takes_the_feature_form_and_agrees_with_contract(monkeypatch):
     monkeypatch.setattr(higher, "crossed_module_features", lambda *a: calls.append(1) or original(*a))
     got = model.gauge_term(x, h)
     assert calls == [1]
-    ref = model.contract(x, *model.field_values(x, h))
-    assert torch.allclose(got, ref, atol=1e-11 * float(ref.abs().max())), float((got - ref).abs().max())
+    ref = model.contract(x, *model.fields(x, h))
+    assert torch.allclose(got, ref, atol=1e-11 * float(ref.detach().abs().max())), float((got - ref).detach().abs().max())
     _assert_parameter_grads_match(model, got, ref, 1e-10)
     v = M.proju(x, _points(M, 64, seed=9))
     _, tangent = torch.func.jvp(lambda y: model(y, 0.4), (x,), (v,))
@@ -301,9 +290,9 @@ def test_exact_divergence_through_the_feature_form(monkeypatch):
         for p in model.parameters():
             p.add_(0.1 * torch.randn_like(p))
     x = _points(M, 256)
-    assert _features_pay(3, 16, 16, 16, model.algebra.dim, 256)
+    assert model._feature_form()
     v_feature, div_feature = exact_divergence(lambda y: model(y, 0.3), M, x)
-    monkeypatch.setattr(higher, "_features_pay", lambda *a, **kw: False)
+    monkeypatch.setattr(higher, "feature_form_pays", lambda *a: False)
     v_brackets, div_brackets = exact_divergence(lambda y: model(y, 0.3), M, x)
     assert torch.allclose(v_feature, v_brackets, atol=1e-12)
     assert torch.allclose(div_feature, div_brackets, atol=1e-12) and float(div_brackets.abs().max()) > 1e-2
@@ -328,8 +317,8 @@ def test_contract_direction_gradients_batched_and_second_order():
 @pytest.mark.parametrize("cls, k, dim, hidden", [(GaugeFlow, 5, 3, 8), (HigherGaugeFlow, 3, 3, 8), (HigherGaugeFlow, 6, 6, 8),
                                                  (HigherGaugeFlow, 13, 3, 32), (HigherGaugeFlow, 12, 3, 8)])
 def test_forward_mode_derivative_of_every_gauge_route(cls, k, dim, hidden):
-    # torch.func.jvp through the model (custom contraction, folded layer, the three crossed-module
-    # kernels: bilinear, wide, dual; and the feature form) against a central finite difference in float64
+    # torch.func.jvp through the model (contraction, folded layer, the crossed-module brackets and
+    # the feature form) against a central finite difference in float64
     M = Euclidean(dim)
     torch.manual_seed(2)
     model = cls(M, hidden=hidden, k=k).double()
@@ -368,7 +357,7 @@ def test_folded_gauge_term_equals_the_unfolded_path(cls, k, hidden):
     assert folds(model.connection, dim) == (dim > hidden)
     x = _points(M, 9)
     h, _ = model.inputs(x, 0.6)
-    values = model.fields(x, h) if cls is GaugeFlow else model.field_values(x, h)
+    values = model.fields(x, h)
     unfolded = model.contract(x, *values)
     folded = model.gauge_term(x, h)
     assert torch.allclose(folded, unfolded, atol=1e-12), float((folded - unfolded).abs().max())

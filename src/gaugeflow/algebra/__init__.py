@@ -1,11 +1,11 @@
 """Lie algebras and 2-term L∞-algebras in coordinates.
 
-* :class:`so` — ``so(k)`` with ``hat``/``vee``/``bracket``/``act`` (SPEC §2).
+* :class:`so` — ``so(k)`` with ``hat``/``vee``/``bracket``/``act`` (docs/math.md §2).
 * :func:`bracket_sums` — batched sums of ``so(k)`` brackets ``Σ s [x_a, y_b]`` as one differentiable
-  operation (the native kernel on CPU; the crossed-module gauge term and its gradients).
+  PyTorch function (hat, batched products, coordinates; any device, any order of derivative).
 * :class:`GradedSpace` — graded vector spaces with flat coordinates, degree 0 first.
 * :class:`LInfinityAlgebra` (abstract), :class:`TwoTermLInfinity` (user-defined from component
-  maps), and the shipped :func:`so_crossed_module` and :func:`string_lie2` (SPEC §3). The sign
+  maps), and the shipped :func:`so_crossed_module` and :func:`string_lie2` (docs/math.md §3). The sign
   convention is documented once, in :mod:`gaugeflow.algebra.linf`.
 """
 from .bracket_sums import bracket_sums

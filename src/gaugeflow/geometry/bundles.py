@@ -1,4 +1,4 @@
-"""Bundles over a base manifold and the learnable projection ``Π_x: fibre → T_xM`` (SPEC §4).
+"""Bundles over a base manifold and the learnable projection ``Π_x: fibre → T_xM`` (docs/math.md §4).
 
 All bundles here are trivial (``M × F``), so a section is a tensor of fibre coordinates
 ``[..., fiber_dim]`` next to points ``[..., D]``. The classes are small immutable values that
@@ -22,7 +22,7 @@ from .._numerics import check_float
 from ..algebra import LInfinityAlgebra, so
 from .manifold import Manifold
 
-__all__ = ["VectorBundle", "GradedVectorBundle", "FiberProduct", "FibreProjection", "FiberProjection"]
+__all__ = ["VectorBundle", "GradedVectorBundle", "FiberProduct", "FibreProjection"]
 
 
 def _check_base(base: object, who: str) -> None:
@@ -204,7 +204,7 @@ class FibreProjection(nn.Module):
     Initialisation (``init``):
 
     * ``"identity"`` (default): ``W = I_{D × fiber_dim}``, the rectangular identity ``W_ij = δ_ij``.
-      For ``fiber_dim == D`` this is ``W = I`` (SPEC §4); otherwise it is a partial isometry that
+      For ``fiber_dim == D`` this is ``W = I`` (docs/math.md §4); otherwise it is a partial isometry that
       keeps the first ``min(D, fiber_dim)`` fibre coordinates (for a graded fibre: the ``L0`` part
       first), so the projection starts well-scaled, deterministic and independent of seeds.
     * ``"orthogonal"``: a random semi-orthogonal ``W`` (``nn.init.orthogonal_``), also a partial
@@ -248,6 +248,3 @@ class FibreProjection(nn.Module):
     def extra_repr(self) -> str:
         return f"base={self.base!r}, fiber_dim={self.fiber_dim}"
 
-
-FiberProjection = FibreProjection
-"""US spelling alias, matching ``FiberProduct`` and ``fiber_dim``."""

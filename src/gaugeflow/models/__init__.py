@@ -1,4 +1,4 @@
-"""Neural velocity fields on manifolds: the plain, gauge and higher gauge flow models (SPEC §5)."""
+"""Neural velocity fields on manifolds: the plain, gauge and higher gauge flow models (docs/math.md §5)."""
 from .flows import FlowModel, PlainFlow
 from .gauge import GaugeFlow, contract_direction, gauge_contraction
 from .crossed_module import crossed_module_features, crossed_module_projected

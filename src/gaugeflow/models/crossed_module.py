@@ -1,21 +1,19 @@
-"""Fused kernels for the ``so_crossed_module(k)`` gauge term of :class:`~gaugeflow.models.HigherGaugeFlow`.
+"""The ``so_crossed_module(k)`` gauge term of :class:`~gaugeflow.models.HigherGaugeFlow`, by two routes.
 
 ``W (c_1 l1(B) + c_2 l2(B, V))`` — the crossed-module brackets of the contracted connection
 ``B = A[d]`` and the graded field ``V``, read by ``Π``'s linear map ``W`` — computed without a
 ``[dim so(k), k, k]`` basis. Two routes, equal in value and gradient (tests hold them to the
-generic brackets of :mod:`gaugeflow.algebra`):
+generic brackets of :mod:`gaugeflow.algebra`), both plain differentiable PyTorch (``torch.func``
+and ``torch.compile`` see ordinary operations) and the same on every device:
 
-* :func:`crossed_module_projected` — the brackets on ``(B, V)``: a bilinear GEMM for small ``k``
-  and ``D``; otherwise on CPU the native kernel through :func:`~gaugeflow.algebra.bracket_sums`
-  (:func:`native_brackets`), else one ``4k³`` product for mid-range ``k`` or the ``3k³``
-  dual-number form beyond.
+* :func:`crossed_module_projected` — the brackets on ``(B, V)`` as two batched matrix products
+  (the dual-number form, ``3k³`` multiply-adds per sample) read out by one GEMM.
 * :func:`crossed_module_features` — the feature form: the connection's and the field's output
-  layers absorbed into one batch-independent bilinear form on their hidden features; used when
-  ``k`` is large against ``D`` and the width (:func:`_features_pay`).
+  layers absorbed into one batch-independent bilinear form on their hidden features.
 
-Batched products of small matrices are dominated by per-call and per-matrix overheads on CPU;
-the choices between the routes are calibrated on ``experiments/benchmarks/bench_gauge_overhead.py``
-(docs/performance.md).
+:func:`feature_form_pays` chooses between them from the shapes alone (``D``, the widths, ``k``,
+``dim L``) by counting multiply-adds; it never looks at the batch or the device, so a point's
+value does not depend on the batch it arrives in. Measured figures: docs/performance.md.
 """
 from __future__ import annotations
 
@@ -24,11 +22,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .. import _native
 from ..algebra import SoCrossedModule
-from ..algebra.bracket_sums import bracket_sums
 
-__all__ = ["crossed_module_projected", "crossed_module_features"]
+__all__ = ["crossed_module_projected", "crossed_module_features", "feature_form_pays"]
 
 
 def crossed_module_projected(
@@ -39,23 +35,16 @@ def crossed_module_projected(
     With ``B = (B0, (B1, b))``, ``V = (V0, (V1, v))``, ``X_i = hat(B_i)``, ``Y_i = hat(V_i)`` and, for
     each output row ``w`` of ``W = [W0 | W1 | w_c]``, ``H_i = hat(w_i)``: a weight row on so(k)
     coordinates reads a bracket as ``w · [ξ, η] = ⟨hat w, hat ξ hat η⟩_F``, so with
-    ``l2(B, V) = ([B0, V0], ([B0, V1] + [B1, V0], 0))`` (SPEC §5.3)
+    ``l2(B, V) = ([B0, V0], ([B0, V1] + [B1, V0], 0))`` (docs/math.md)
 
         W l2(B, V) = ⟨H0, X0 Y0⟩_F + ⟨H1, X0 Y1 + X1 Y0⟩_F,     W l1(B) = W0 B1.
 
     ``X0 Y0`` and ``X0 Y1 + X1 Y0`` are the two parts of the dual-number product
     ``(X0 + εX1)(Y0 + εY1)``: two batched products, ``X0 Y0`` and ``[X0 | X1] [Y1 ; Y0]``, with
     ``3k³`` multiply-adds per sample (the three brackets computed separately would need six ``k×k``
-    products, and one ``2k×k · k×2k`` product four). ``[X0 | X1]`` and ``[Y1 ; Y0]`` are built by
-    one index gather each; the read-out against ``H`` is one GEMM ``[N, 2k²] @ [2k², D]``. No
-    ``[dim so(k), k, k]`` basis and no bracket coordinates are formed. Two variants compute the same
-    value where they are faster on CPU, because batched products of small matrices are dominated by
-    per-call and per-matrix overheads there: for ``D · (2 dim so(k))² ≤ 8 · 3k³`` (``k ≤ 9`` on S²,
-    ``k ≤ 5`` on ℝ^k) ``D`` bilinear forms in one GEMM (:func:`_crossed_module_bilinear`), and
-    otherwise for ``k ≤ 12`` one ``4k³`` product (:func:`_crossed_module_wide`). Where the native
-    kernel is available (:func:`native_brackets`) the three brackets run there, 8 samples per
-    vector (:func:`_crossed_module_native`; 2× the speed of the PyTorch kernels for ``k`` = 7–11),
-    and the bilinear GEMM only while ``D · (2 dim so(k))² ≤ 14 k³``.
+    products). ``[X0 | X1]`` and ``[Y1 ; Y0]`` are built by one index gather each; the read-out
+    against ``H`` is one GEMM ``[N, 2k²] @ [2k², D]``. No ``[dim so(k), k, k]`` basis and no bracket
+    coordinates are formed.
 
     Args:
         algebra: ``so_crossed_module(k)``.
@@ -66,15 +55,15 @@ def crossed_module_projected(
     Returns:
         ``[N, D]`` ambient vectors (``proju`` is applied by the caller).
     """
-    n, k, D = algebra.g.dim, algebra.g.k, W.shape[0]
-    native = native_brackets(B, k)
-    if D * 4 * n * n <= (_BILINEAR_NATIVE if native else _BILINEAR_FACTOR * 3) * k**3:
-        return _crossed_module_bilinear(algebra, c, B, V, W)
-    if native:
-        return _crossed_module_native(algebra, c, B, V, W)
-    if k <= _WIDE_MAX_K:
-        return _crossed_module_wide(algebra, c, B, V, W)
-    return _crossed_module_dual(algebra, c, B, V, W)
+    g = algebra.g
+    k, n = g.k, g.dim
+    N = B.shape[0]
+    idx_x, sign_x, idx_y, sign_y = _dual_layout(g, B.device, B.dtype)
+    Xh = (B.index_select(-1, idx_x) * sign_x).view(N, k, 2 * k)  # [X0 | X1]
+    Yv = (V.index_select(-1, idx_y) * sign_y).view(N, 2 * k, k)  # [Y1 ; Y0]
+    T = torch.cat([torch.bmm(Xh[:, :, :k], Yv[:, k:]), torch.bmm(Xh, Yv)], 1).view(N, 2 * k * k)  # X0Y0 ; X0Y1 + X1Y0
+    H = _hat_weights(g, W).reshape(W.shape[0], 2 * k * k)  # [D, 2k²]: hat(W0), hat(W1)
+    return _with_l1(c, B, W, n, T @ H.T)
 
 
 def crossed_module_features(
@@ -95,8 +84,8 @@ def crossed_module_features(
     multiply-adds) and ``K`` in one more (``2 dim so(k) · (D (hidden + 1))²``), independent of the
     batch. Per sample it costs one GEMM row of ``D² (hidden + 1)²`` multiply-adds, and the two
     output layers (``(D + 1) · hidden · dim L``) are never evaluated. That pays when ``k`` is large
-    against ``D`` and ``hidden`` (S², ``k = 16``, width 64); :meth:`HigherGaugeFlow.gauge_term`
-    picks it by :func:`_features_pay`.
+    against ``D`` and ``hidden``; :meth:`HigherGaugeFlow.gauge_term` picks it by
+    :func:`feature_form_pays`.
 
     Args:
         algebra: ``so_crossed_module(k)``.
@@ -144,82 +133,30 @@ def _bracket_coefficients(algebra: SoCrossedModule, c, field: nn.Linear, W: torc
     return (G + c[0] * l1).view(D_out, J, 2 * n)
 
 
-def _features_pay(D: int, H: int, Hf: int, k: int, n_l: int, N: int, native: bool = False) -> bool:
-    """Whether :func:`crossed_module_features` is cheaper than output layers + :func:`crossed_module_projected`.
+def feature_form_pays(D: int, H: int, Hf: int, k: int, dim_l: int) -> bool:
+    """Whether :func:`crossed_module_features` needs fewer multiply-adds per sample than the brackets.
 
-    A count of multiply-adds per sample (forward) with weights calibrated on the overhead
-    benchmark (batch 1024, CPU): the feature form's ``D² (H+1)(Hf+1)`` plus half its
-    batch-independent ``G`` and ``K`` spread over the batch (large GEMMs), against the two output
-    layers ``(D · H + Hf) · dim L`` plus ``3k³`` for the brackets weighted 7×, because batched
-    ``k×k`` products and the gathers around them run far below GEMM throughput. Measured (ratio to
-    the no-op step, width 64): S² with ``k = 16`` 1.02–1.04 against 1.53–1.68 for the brackets,
-    ``k = 11`` 1.31 / 1.51, ``k = 10`` 1.36 / 1.43; ``k = 9`` 1.42 / 1.32 and ``k = 8`` 1.49 / 1.26,
-    where the rule keeps the brackets; ℝ⁴ with ``k = 16`` 1.12 / 1.51; width 32, S² with ``k = 8``
-    1.27 / 1.37; width 128, S² with ``k = 16``, a tie. Against the native brackets (``native``) the
-    weight is 1 (:data:`_NATIVE_WEIGHT`): S² with ``k = 12`` 1.25 / 1.21 (brackets kept), ``k = 13``
-    1.19 / 1.22, ``k = 16`` 1.03 / 1.32.
+    A rule on shapes only — never the batch size or the device — so a point's velocity does not
+    depend on the batch it arrives in. Forward multiply-adds per sample:
+
+    * feature form: ``D² (H + 1)(Hf + 1)`` (one GEMM row against the batch-independent ``K``);
+    * brackets: the connection's and the field's output layers ``(D · H + Hf) · dim L``, the
+      dual-number products ``3k³`` and the read-out ``2k² D``.
+
+    Args:
+        D: ambient dimension (directions and outputs).
+        H: width of the connection network's last hidden layer.
+        Hf: width of the field network's last hidden layer.
+        k: the ``so(k)`` of the algebra.
+        dim_l: ``dim L = 2 dim so(k) + 1``.
+
+    Example:
+        >>> feature_form_pays(3, 64, 64, 16, 241), feature_form_pays(3, 64, 64, 8, 57)   # S², width 64
+        (True, False)
     """
-    J, so2 = Hf + 1, k * (k - 1)
-    feature = D * D * (H + 1) * J + 0.5 * (D * (H + 1) * so2 * D * J + 4 * D * J * k**3) / max(N, 1)
-    brackets = (D * H + Hf) * n_l + (_NATIVE_WEIGHT if native else 7) * 3 * k**3
+    feature = D * D * (H + 1) * (Hf + 1)
+    brackets = (D * H + Hf) * dim_l + 3 * k**3 + 2 * k * k * D
     return feature < brackets
-
-
-def native_brackets(B: torch.Tensor, k: int) -> bool:
-    """Whether the brackets of ``B`` go through the native kernel (:mod:`gaugeflow._native`).
-
-    CPU tensors of float32/float64 with ``k ≤ 32``, when the kernel could be built (a C compiler is
-    present and ``GAUGEFLOW_NATIVE`` is not ``0``).
-    """
-    return B.device.type == "cpu" and B.dtype in _native.DTYPES and k <= _native.MAX_K and _native.library() is not None
-
-
-_CM_TERMS = ((0, 0, 0, 1.0), (1, 0, 1, 1.0), (1, 1, 0, 1.0))  # l2(B, V) = ([B0, V0], [B0, V1] + [B1, V0])
-
-
-def _crossed_module_native(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """The brackets as one :func:`~gaugeflow.algebra.bracket_sums` (native kernel), read out by one GEMM.
-
-    ``l2(B, V)``'s two ``so(k)`` blocks come from the fused per-sample kernel (three ``k×k``
-    products in registers, its gradients six); ``W l2 = l2 · W[:, :2 dim]ᵀ``.
-    """
-    g = algebra.g
-    n, N = g.dim, B.shape[0]
-    l2 = bracket_sums(g, B[:, : 2 * n].reshape(N, 2, n), V[:, : 2 * n].reshape(N, 2, n), _CM_TERMS, 2).view(N, 2 * n)
-    return _with_l1(c, B, W, n, l2 @ W[:, : 2 * n].T)
-
-
-def _crossed_module_wide(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """Mid-range ``k`` path of :func:`crossed_module_projected`: the dual product as *one* batched product.
-
-    ``[X0 | X1] [[Y0, Y1], [0, Y0]] = [X0 Y0 | X0 Y1 + X1 Y0]``: ``4k³`` multiply-adds (the zero
-    block is wasted) but one product with contiguous operands instead of two, no strided views and
-    no concatenation; for ``k ≤ 12`` the per-call and per-matrix overheads it saves outweigh the
-    extra arithmetic (overhead benchmark, width 64: ℝ⁸ 1.29–1.32 against 1.30–1.36 for the
-    two-product form, ℝ¹⁰ 1.30 / 1.34, ℝ¹² 1.18 / 1.21, S² with ``k = 10`` 1.34 / 1.44–1.49).
-    """
-    g = algebra.g
-    k, n = g.k, g.dim
-    N, D = B.shape[0], W.shape[0]
-    idx_x, sign_x, idx_y, sign_y = _wide_layout(g, B.device, B.dtype)
-    Xh = (B.index_select(-1, idx_x) * sign_x).view(N, k, 2 * k)  # [X0 | X1]
-    Yw = (V.index_select(-1, idx_y) * sign_y).view(N, 2 * k, 2 * k)  # [[Y0, Y1], [0, Y0]]
-    T = torch.bmm(Xh, Yw).view(N, 2 * k * k)  # [X0Y0 | X0Y1 + X1Y0] as k × 2k
-    H = _hat_weights(g, W).transpose(1, 2).reshape(D, 2 * k * k)  # [H0 | H1]
-    return _with_l1(c, B, W, n, T @ H.T)
-
-
-def _crossed_module_dual(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """The dual-number path of :func:`crossed_module_projected` (``3k³`` per sample)."""
-    g = algebra.g
-    k, n = g.k, g.dim
-    N = B.shape[0]
-    idx_x, sign_x, idx_y, sign_y = _dual_layout(g, B.device, B.dtype)
-    Xh = (B.index_select(-1, idx_x) * sign_x).view(N, k, 2 * k)  # [X0 | X1]
-    Yv = (V.index_select(-1, idx_y) * sign_y).view(N, 2 * k, k)  # [Y1 ; Y0]
-    T = torch.cat([torch.bmm(Xh[:, :, :k], Yv[:, k:]), torch.bmm(Xh, Yv)], 1).view(N, 2 * k * k)  # X0Y0 ; X0Y1 + X1Y0
-    H = _hat_weights(g, W).reshape(W.shape[0], 2 * k * k)  # [D, 2k²]: hat(W0), hat(W1)
-    return _with_l1(c, B, W, n, T @ H.T)
 
 
 def _hat_weights(g, W: torch.Tensor) -> torch.Tensor:
@@ -234,80 +171,6 @@ def _with_l1(c, B: torch.Tensor, W: torch.Tensor, n: int, l2_read: torch.Tensor)
 
 
 _LAYOUTS: dict = {}
-_BILINEAR_FACTOR = 8  # small k (and D): the bilinear GEMM's D·(2 dim so(k))² multiply-adds beat 3k³ in tiny per-sample products
-_NATIVE_WEIGHT = 1  # _features_pay's weight of 3k³ for the native brackets (7 for the PyTorch kernels)
-_BILINEAR_NATIVE = 14  # against the native kernel: bilinear while D·(2 dim so(k))² ≤ 14 k³ (k ≤ 5 on ℝ^k, k ≤ 6 on S²)
-_WIDE_MAX_K = 12  # up to here one 4k³ product beats two with 3k³ (per-call and per-matrix overheads dominate)
-
-
-def _crossed_module_bilinear(algebra: SoCrossedModule, c, B: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
-    """Same value as :func:`crossed_module_projected` for small ``k``: ``W l2(B, V)`` as ``D`` bilinear forms.
-
-    ``w · [ξ, η] = ξᵀ F(w) η`` with ``F(w)_ab = ⟨w, [T_a, T_b]⟩`` (the matrix of ``−ad_w``), so
-    ``W l2(B, V) = [B0 | B1] M [V0 | V1]ᵀ`` with ``M = [[F(W0), F(W1)], [F(W1), 0]]`` per output
-    row: one GEMM ``[N, 2 dim] @ [2 dim, D · 2 dim]`` and a row-wise product with ``V``. In so(k)
-    ``[T_a, T_b] = ±T_c`` for a single ``c`` (or 0), so every entry of ``M`` is one signed
-    coordinate of ``W``: ``M`` is one gather of ``W`` (:func:`_bilinear_layout`), ``O(D dim²)`` per
-    call and independent of the batch. ``O(B · D · k⁴)``, so only used while that is within a small
-    factor of the ``3k³`` products (the batched ``k×k`` products of tiny matrices are dominated by
-    per-matrix overhead on CPU).
-    """
-    n = algebra.g.dim
-    N, D = B.shape[0], W.shape[0]
-    idx, sign = _bilinear_layout(algebra.g, D, W.shape[1], W.device, W.dtype)
-    M = (W.reshape(-1).index_select(0, idx) * sign).view(2 * n, D * 2 * n)  # M[a, (r, b)]
-    U = B[:, : 2 * n] @ M  # [N, D · 2 dim]
-    return _with_l1(c, B, W, n, (U.view(N, D, 2 * n) * V[:, None, : 2 * n]).sum(-1))
-
-
-def _bilinear_layout(g, D: int, width: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``M[a, (r, b)] = sign · W.flatten()[idx]`` for :func:`_crossed_module_bilinear` (``W`` is ``[D, width]``).
-
-    ``F(w)_ab = ⟨w, [T_ij, T_lm]⟩`` with ``[T_ij, T_lm] = δ_jl T_im − δ_il T_jm − δ_jm T_il + δ_im T_jl``
-    and ``⟨w, T_xy⟩ = hat(w)[x, y]``; at most one term has ``x ≠ y``. Blocks: ``F(W0)`` top left,
-    ``F(W1)`` off the diagonal (``W1`` starts at column ``dim``), zero bottom right.
-    """
-    key = ("bilinear", g.k, D, width, str(device), dtype)
-    hit = _LAYOUTS.get(key)
-    if hit is None:
-        k, n = g.k, g.dim
-        i, j = g._rows.view(n, 1), g._cols.view(n, 1)  # a = (i < j)
-        l, m = g._rows.view(1, n), g._cols.view(1, n)  # b = (l < m)
-        gather, hat_sign = g._gather.view(k, k), g._sign.view(k, k)
-        coord = torch.zeros(n, n, dtype=torch.long)
-        coef = torch.zeros(n, n, dtype=torch.float64)
-        for cond, x, y, s in [(j == l, i, m, 1.0), (i == l, j, m, -1.0), (j == m, i, l, -1.0), (i == m, j, l, 1.0)]:
-            x, y = x.expand(n, n), y.expand(n, n)
-            term = cond.to(torch.float64) * s * hat_sign[x, y]  # 0 on the diagonal of hat(w)
-            assert not bool(((term != 0) & (coef != 0)).any()), "so(k): [T_a, T_b] has a single term"
-            coord = torch.where(term != 0, gather[x, y], coord)
-            coef = coef + term
-        idx = torch.zeros(2 * n, D, 2 * n, dtype=torch.long)
-        sign = torch.zeros(2 * n, D, 2 * n, dtype=torch.float64)
-        rows = (torch.arange(D) * width).view(1, D, 1)
-        for (ra, rb), offset in [((0, 0), 0), ((0, 1), n), ((1, 0), n)]:
-            idx[ra * n:(ra + 1) * n, :, rb * n:(rb + 1) * n] = rows + offset + coord.view(n, 1, n)
-            sign[ra * n:(ra + 1) * n, :, rb * n:(rb + 1) * n] = coef.view(n, 1, n)
-        hit = _LAYOUTS[key] = (idx.reshape(-1).to(device), sign.reshape(-1).to(device=device, dtype=dtype))
-    return hit
-
-
-def _wide_layout(g, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-    """Gather indices and signs of ``[X0 | X1]`` (``[k, 2k]``) and ``[[Y0, Y1], [0, Y0]]`` (``[2k, 2k]``; sign 0 in the zero block)."""
-    key = ("wide", g.k, str(device), dtype)
-    hit = _LAYOUTS.get(key)
-    if hit is None:
-        k, n = g.k, g.dim
-        gather, sign = g._gather.view(k, k), g._sign.view(k, k)
-        top = torch.cat([gather, gather + n], 1), torch.cat([sign, sign], 1)
-        bottom = torch.cat([torch.zeros_like(gather), gather], 1), torch.cat([torch.zeros_like(sign), sign], 1)
-        hit = _LAYOUTS[key] = (
-            top[0].reshape(-1).to(device),
-            top[1].reshape(-1).to(device=device, dtype=dtype),
-            torch.cat([top[0], bottom[0]], 0).reshape(-1).to(device),
-            torch.cat([top[1], bottom[1]], 0).reshape(-1).to(device=device, dtype=dtype),
-        )
-    return hit
 
 
 def _dual_layout(g, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:

@@ -1,4 +1,4 @@
-"""The flow-model skeleton shared by all models, and :class:`PlainFlow` (SPEC §5, §5.1).
+"""The flow-model skeleton shared by all models, and :class:`PlainFlow` (docs/math.md §5, §5.1).
 
 Every model is an ``nn.Module`` defining a tangent velocity field
 
@@ -50,9 +50,30 @@ class FlowModel(nn.Module):
         tcol = time_column(t, x)
         return torch.cat([self.manifold.features(x), tcol], dim=-1), tcol
 
-    def gauge_term(self, x: torch.Tensor, h: torch.Tensor) -> Optional[torch.Tensor]:
-        """``Π_x(G(x, t))`` ``[B, D]`` from points and network inputs ``h``; ``None`` if the model has none."""
+    def fields(self, x: torch.Tensor, h: torch.Tensor) -> tuple:
+        """The network outputs the gauge term is built from, in the order :meth:`contract` takes them.
+
+        The same kind of object in every model: a tuple of tensors (``[B, …]``, one row per point)
+        or lists of them — ``()`` for :class:`PlainFlow`, ``(A, d, v_s)`` for ``GaugeFlow``,
+        ``(A, d, [v̂(1), …])`` for ``HigherGaugeFlow``. ``contract(x, *fields(x, h))`` is the
+        reference route to the gauge term (checkers and benchmarks use it).
+
+        Args:
+            x: points ``[B, D]``; h: network inputs ``features(x) ⊕ t`` ``[B, feature_dim + 1]``.
+        """
+        return ()
+
+    def contract(self, x: torch.Tensor, *fields) -> Optional[torch.Tensor]:
+        """The gauge term ``Π_x(G)`` ``[B, D]`` from :meth:`fields`; ``None`` if the model has none."""
         return None
+
+    def gauge_term(self, x: torch.Tensor, h: torch.Tensor) -> Optional[torch.Tensor]:
+        """``Π_x(G(x, t))`` ``[B, D]`` from points and network inputs ``h``; ``None`` if the model has none.
+
+        Equal to ``contract(x, *fields(x, h))``; a model may compute it by a faster route with the
+        same value (a rule on shapes only, so a point's value never depends on its batch).
+        """
+        return self.contract(x, *self.fields(x, h))
 
     def forward(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Velocity ``V(x, t)``. ``x: [B, D]``, ``t: float | [] | [B]`` → ``[B, D]`` tangent at ``x``."""
@@ -65,7 +86,7 @@ class FlowModel(nn.Module):
 
 
 class PlainFlow(FlowModel):
-    """``V = v_θ(x, t)`` (SPEC §5.1): a projected MLP, the baseline of the papers.
+    """``V = v_θ(x, t)`` (docs/math.md §5.1): a projected MLP, the baseline of the papers.
 
     Args:
         manifold: base manifold.

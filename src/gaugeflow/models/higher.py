@@ -1,4 +1,4 @@
-"""HigherGaugeFlow: the higher gauge flow model of the second paper (SPEC §5.3).
+"""HigherGaugeFlow: the higher gauge flow model of the second paper (docs/math.md §5.3).
 
     V(x, t) = v_θ(x, t) − α(t) · Π_x( Σ_{m=1..m_max} c_m · l_m(A[d], v̂(1), …, v̂(m−1)) ),
 
@@ -8,18 +8,20 @@ strict algebra (a crossed module). By default one field is reused in every slot 
 ``n_fields = m_max − 1`` gives distinct fields, which is what lets ``l3`` contribute (an
 antisymmetric ``l3(B, v̂, v̂)`` vanishes).
 
-Cost: ``A`` is contracted with ``d`` first (one batched product), then the brackets act on
-``dim L`` coordinates: ``O(B·(D·dim L + k³))``. For the default ``so_crossed_module(k)`` with one
-field the term goes through the fused kernels of :mod:`~gaugeflow.models.crossed_module` (the
-brackets fused with ``Π``'s linear map, or, for ``k`` large against ``D`` and the width, the
-feature form that never evaluates the connection's and the field's output layers); other
-algebras use the generic :func:`higher_gauge_contraction` through ``algebra.bracket``. When
-``dim L > hidden``, ``A[d]`` is folded into the connection network's output layer
-(:meth:`MLP.contracted`), so ``A`` itself is never formed.
+Cost: ``A`` is contracted with ``d`` first, then the brackets act on ``dim L`` coordinates:
+``O(B·(D·dim L + k³))``. For the default ``so_crossed_module(k)`` with one field the term goes
+through :mod:`~gaugeflow.models.crossed_module`: the brackets fused with ``Π``'s linear map, or,
+for ``k`` large against ``D`` and the width, the feature form that never evaluates the
+connection's and the field's output layers — chosen by :func:`feature_form_pays` from the shapes
+alone. Other algebras use the generic :func:`higher_gauge_contraction` through
+``algebra.bracket``. When ``dim L > hidden``, ``A[d]`` is folded into the connection network's
+output layer (:meth:`MLP.contracted`), so ``A`` itself is never formed.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence
+
+import warnings
 
 import torch
 from torch import nn
@@ -27,7 +29,7 @@ from torch import nn
 from ..algebra import LInfinityAlgebra, SoCrossedModule, so_crossed_module
 from ..geometry.bundles import FibreProjection, GradedVectorBundle
 from ..geometry.manifold import Manifold
-from .crossed_module import _features_pay, crossed_module_features, crossed_module_projected, native_brackets
+from .crossed_module import crossed_module_features, crossed_module_projected, feature_form_pays
 from .flows import FlowModel
 from .gauge import contract_direction, folds
 from .networks import MLP, TimeWeight
@@ -65,7 +67,7 @@ class HigherGaugeFlow(FlowModel):
     """Higher gauge flow model with an L∞-algebra-valued connection (final class).
 
     Networks (on ``features(x) ⊕ t``, width ``hidden``): ``velocity`` (``D``), ``connection``
-    (``D · dim L``), ``direction`` (``D``, projected), ``fields`` (``n_fields`` × ``dim L``);
+    (``D · dim L``), ``direction`` (``D``, projected), ``graded_fields`` (``n_fields`` × ``dim L``);
     ``alpha``: ``1 → 16 → 1``; ``projection``: ``Π_x`` with ``W: L → ℝ^D``.
 
     Args:
@@ -111,23 +113,30 @@ class HigherGaugeFlow(FlowModel):
         D, dim_l = manifold.ambient_dim, algebra.dim
         self.connection = MLP(self.in_dim, D * dim_l, hidden)
         self.direction = MLP(self.in_dim, D, hidden)
-        self.fields = nn.ModuleList(MLP(self.in_dim, dim_l, hidden) for _ in range(n_fields))
+        self.graded_fields = nn.ModuleList(MLP(self.in_dim, dim_l, hidden) for _ in range(n_fields))
         self.alpha = TimeWeight()
         self.bundle = GradedVectorBundle(manifold, algebra=algebra)
         self.projection = FibreProjection.for_bundle(self.bundle)
+        self.register_load_state_dict_pre_hook(_rename_legacy_keys)
 
     @property
     def n_fields(self) -> int:
         """Number of distinct graded-field networks."""
-        return len(self.fields)
+        return len(self.graded_fields)
 
-    def field_values(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    def fields(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
         """Network outputs ``(A [B, D, dim L], d [B, D] tangent, [v̂(1), …, v̂(m_max−1)])`` (slot order)."""
         A = self.connection(h).unflatten(-1, (self.manifold.ambient_dim, self.algebra.dim))
         d = self.manifold.proju(x, self.direction(h))
-        values = [f(h) for f in self.fields]
+        values = [f(h) for f in self.graded_fields]
         slots = [values[min(i, len(values) - 1)] for i in range(self.m_max - 1)]
         return A, d, slots
+
+    def field_values(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Deprecated name of :meth:`fields` (the same method in every model)."""
+        warnings.warn("HigherGaugeFlow.field_values is deprecated; use model.fields(x, h), as for every model",
+                      DeprecationWarning, stacklevel=2)
+        return self.fields(x, h)
 
     def contract(self, x: torch.Tensor, A: torch.Tensor, d: torch.Tensor, slots: list[torch.Tensor]) -> torch.Tensor:
         """``Π_x(Σ_m c_m l_m(A[d], v̂…))`` ``[B, D]``: the contraction and projection of the gauge term.
@@ -146,28 +155,40 @@ class HigherGaugeFlow(FlowModel):
     def _crossed_module_term(self, x: torch.Tensor, B: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
         return self.manifold.proju(x, crossed_module_projected(self.algebra, self.c, B, V, self.projection.weight))
 
-    def gauge_term(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """``Π_x(G)``; equal to ``contract(x, *field_values(x, h))``.
+    def _feature_form(self) -> bool:
+        """Whether :meth:`gauge_term` takes the feature form (:func:`feature_form_pays` on this model's shapes)."""
+        if not self._fused:
+            return False
+        conn, field = self.connection.out_layer, self.graded_fields[0].out_layer
+        return feature_form_pays(self.manifold.ambient_dim, conn.in_features, field.in_features, self.algebra.g.k,
+                                 self.algebra.dim)
 
-        The fused crossed-module path takes, by the cost model :func:`_features_pay`, either the
+    def gauge_term(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """``Π_x(G)``; equal to ``contract(x, *fields(x, h))``.
+
+        The fused crossed-module path takes, by :func:`feature_form_pays` (shapes only), either the
         feature form :func:`crossed_module_features` (the connection's and the field's output
-        layers are absorbed into one batch-independent bilinear form on their hidden features:
-        large ``k`` against ``D`` and width, e.g. S² with ``k = 16``) or the brackets
-        :func:`crossed_module_projected` on ``A[d]`` and ``v̂``. For the latter with
+        layers absorbed into one batch-independent bilinear form on their hidden features) or the
+        brackets :func:`crossed_module_projected` on ``A[d]`` and ``v̂``. For the latter with
         ``dim L > hidden``, ``A[d]`` is folded into the connection network's output layer
         (:meth:`MLP.contracted`): the ``[B, D, dim L]`` tensor ``A`` is never formed.
         """
         if not self._fused:
-            return self.contract(x, *self.field_values(x, h))
-        conn, field = self.connection, self.fields[0]
-        D, H, Hf = self.manifold.ambient_dim, conn.out_layer.in_features, field.out_layer.in_features
-        k = self.algebra.g.k
-        feature_form = _features_pay(D, H, Hf, k, self.algebra.dim, x.shape[0], native=native_brackets(x, k))
+            return self.contract(x, *self.fields(x, h))
+        conn, field = self.connection, self.graded_fields[0]
+        feature_form = self._feature_form()
         if not (feature_form or folds(conn, self.algebra.dim)):
-            return self.contract(x, *self.field_values(x, h))
+            return self.contract(x, *self.fields(x, h))
         d = self.manifold.proju(x, self.direction(h))
         if feature_form:
             out = crossed_module_features(self.algebra, self.c, conn.features(h), d, field.features(h),
                                           conn.out_layer, field.out_layer, self.projection.weight)
             return self.manifold.proju(x, out)
         return self._crossed_module_term(x, conn.contracted(h, d), field(h))
+
+
+def _rename_legacy_keys(module, state_dict, prefix, *args) -> None:
+    """Load state dicts saved before the graded-field networks were renamed ``fields`` → ``graded_fields``."""
+    old = prefix + "fields."
+    for key in [key for key in state_dict if key.startswith(old)]:
+        state_dict[prefix + "graded_" + key[len(prefix):]] = state_dict.pop(key)

@@ -1,4 +1,4 @@
-"""The small networks every flow model is built from (SPEC §5, "Networks").
+"""The small networks every flow model is built from (docs/math.md §5, "Networks").
 
 * :class:`MLP` — ``features(x) ⊕ t → out``: two hidden layers of width ``hidden`` with SiLU, as in
   the gauge-flow papers (they use width 32 for small problems and 64 otherwise).
@@ -13,9 +13,6 @@ from typing import Union
 import torch
 from torch import nn
 from torch.nn import functional as F
-
-from .. import _native
-from .._autograd import fast_apply
 
 __all__ = ["MLP", "TimeWeight", "time_column", "count_parameters"]
 
@@ -94,72 +91,11 @@ class MLP(nn.Module):
         z = self.features(h)
         n, H = last.out_features // D, last.in_features
         weight = last.weight.view(D, n, H).transpose(1, 2).reshape(D * H, n)
-        return torch.addmm(d @ last.bias.view(D, n), fast_apply(_Outer, d, z), weight)
+        return torch.addmm(d @ last.bias.view(D, n), _outer(d, z), weight)
 
 
-class _Outer(torch.autograd.Function):
-    """``d ⊗ z`` as ``[B, D · H]`` (``u[b, μ H + h] = d[b, μ] z[b, h]``), the input of a folded output layer.
-
-    PyTorch's broadcast product and its gradient (two more broadcast products and two reductions)
-    each pass over a ``[B, D · H]`` temporary; the native kernel (:mod:`gaugeflow._native`) does the
-    forward in one pass and the gradient in one pass over ``∂u``. The backward takes the native
-    kernel only when no graph of the gradient is recorded (``create_graph=False``: a training
-    step); otherwise, and for wrapped or non-CPU tensors, it is written in differentiable PyTorch
-    operations, so second derivatives, batched cotangents and forward mode work.
-    """
-
-    @staticmethod
-    def forward(d: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        N, D, H = d.shape[0], d.shape[1], z.shape[1]
-        lib = _native.for_tensors(d, z)
-        if lib is None or N == 0:
-            return _outer_torch(d, z)
-        d, z = d.contiguous(), z.contiguous()
-        u = torch.empty(N, D * H, dtype=d.dtype)
-        fn = lib.gf_outer_f32_forward if d.dtype == torch.float32 else lib.gf_outer_f64_forward
-        fn(N, D, H, d.data_ptr(), D, z.data_ptr(), H, u.data_ptr(), D * H, _native.threads(N))
-        return u
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
-
-    @staticmethod
-    def backward(ctx, gu: torch.Tensor):
-        d, z = ctx.saved_tensors
-        N, D, H = d.shape[0], d.shape[1], z.shape[1]
-        lib = None if torch.is_grad_enabled() else _native.for_tensors(gu, d, z)
-        if lib is None or N == 0:
-            g = gu.reshape(N, D, H)
-            return (g * z.unsqueeze(-2)).sum(-1), (g * d.unsqueeze(-1)).sum(-2)
-        gu, d, z = gu.contiguous(), d.contiguous(), z.contiguous()
-        gd, gz = torch.empty(N, D, dtype=d.dtype), torch.empty(N, H, dtype=d.dtype)
-        fn = lib.gf_outer_f32_backward if d.dtype == torch.float32 else lib.gf_outer_f64_backward
-        fn(N, D, H, gu.data_ptr(), D * H, d.data_ptr(), D, z.data_ptr(), H, gd.data_ptr(), gz.data_ptr(), _native.threads(N))
-        return gd, gz
-
-    @staticmethod
-    def jvp(ctx, dd, dz):
-        d, z = ctx.saved_tensors
-        out = 0
-        if dd is not None:
-            out = _outer_torch(dd, z)
-        if dz is not None:
-            out = out + _outer_torch(d, dz)
-        return out
-
-    @staticmethod
-    def vmap(info, in_dims, d, z):
-        def front(t, dim):
-            t = t.movedim(dim, 0) if dim is not None else t.expand(info.batch_size, *t.shape)
-            return t.reshape(-1, t.shape[-1])
-        u = fast_apply(_Outer, front(d, in_dims[0]), front(z, in_dims[1]))
-        return u.view(info.batch_size, -1, u.shape[-1]), 0
-
-
-def _outer_torch(d: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """``d ⊗ z`` as ``[B, D · H]`` in PyTorch operations (differentiable, any device)."""
+def _outer(d: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """``d ⊗ z`` as ``[B, D · H]`` (``u[b, μ H + h] = d[b, μ] z[b, h]``), the input of a folded output layer."""
     return (d.unsqueeze(-1) * z.unsqueeze(-2)).reshape(d.shape[0], d.shape[1] * z.shape[1])
 
 

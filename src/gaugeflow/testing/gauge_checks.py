@@ -125,8 +125,8 @@ def _transform(model: nn.Module, g: torch.Tensor, representation: Optional[Calla
     elif isinstance(model, HigherGaugeFlow):
         rep = (representation or (lambda h: graded_adjoint_matrix(model.algebra, h)))(g)
         rep_fibre = rep_conn = rep
-        fields = list(zip(model.fields, new.fields))
-        for f in new.fields:
+        fields = list(zip(model.graded_fields, new.graded_fields))
+        for f in new.graded_fields:
             _act_on_output(f.out_layer, rep)
     else:
         raise TypeError(f"_transform: expected a GaugeFlow or HigherGaugeFlow, got {type(model).__name__}")
