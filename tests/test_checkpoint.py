@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from gaugeflow.manifolds import Euclidean, Sphere
 from gaugeflow.models import GaugeFlow, PlainFlow
 from gaugeflow.training import CheckpointError, TrainConfig, load_checkpoint, read_checkpoint, save_checkpoint
-from gaugeflow.training import checkpoint as ckpt_mod
+from gaugeflow.training import rundir as ckpt_mod  # atomic writes live there
 
 M = Sphere(2)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}

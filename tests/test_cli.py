@@ -123,10 +123,10 @@ def test_help(capsys, command):
     assert code == 0 and "usage: gaugeflow" in out
 
 
-# ---------------------------------------------------------------------- bad input: exit 2 and one line
-def _bad(capsys, argv, expected):
+# ---------------------------------------------------------------------- bad input: one line, a distinct exit code
+def _bad(capsys, argv, expected, status=2):
     code, out, err = cli(argv, capsys)
-    assert code == 2, (code, out, err)
+    assert code == status, (code, out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     assert lines[0].startswith("gaugeflow") and "error:" in lines[0]
@@ -172,7 +172,7 @@ def test_train_bad_files_and_dirs(tmp_path, capsys):
                                  ("e.yaml", "- 1\n- 2\n", "expected a table/mapping")]:
         (tmp_path / name).write_text(text)
         _bad(capsys, ["train", "--config", tmp_path / name, "--out", tmp_path / "r"], expected)
-    _bad(capsys, ["train", "--resume", "--out", tmp_path / "empty"], "--resume: no checkpoint in")
+    _bad(capsys, ["train", "--resume", "--out", tmp_path / "empty"], "no checkpoint in")
     (tmp_path / "file").write_text("x")
     _bad(capsys, ["train", "--out", tmp_path / "file"], "exists and is not a directory")
 
@@ -201,7 +201,7 @@ def test_run_commands_bad_input(sphere_run, tmp_path, capsys):
     broken.mkdir()
     data = (sphere_run / "checkpoint.safetensors").read_bytes()
     (broken / "checkpoint.safetensors").write_bytes(data[: len(data) // 3])
-    _bad(capsys, ["evaluate", broken], "truncated checkpoint")
+    _bad(capsys, ["evaluate", broken], "truncated checkpoint", status=4)
     _bad(capsys, ["sample", sphere_run, "-o", tmp_path / "s.txt"], "-o must name a .npy file")
     _bad(capsys, ["sample", sphere_run, "-n", "0", "-o", tmp_path / "s.npy"], "-n must be a positive integer, got 0")
     _bad(capsys, ["sample", sphere_run, "-o", tmp_path / "no" / "s.npy"], "output directory does not exist")

@@ -1,8 +1,10 @@
 """The ``gaugeflow`` command: train, evaluate, sample, plot and reproduce experiments.
 
-The only module of gaugeflow that parses ``argv``; it uses the public API only. Bad input (unknown
-names, bad numbers, missing files) ends with exit status 2 and one line ``gaugeflow <cmd>: error: ...``
-on stderr, never a traceback (set ``GAUGEFLOW_DEBUG=1`` to see one).
+The only module of gaugeflow that parses ``argv``; it uses the public API only. Every expected failure
+ends with one line ``gaugeflow <cmd>: error: ...`` on stderr and a distinct exit status (2 usage,
+3 data, 4 checkpoint, 5 resource, 6 run busy, 1 numerical failure; the table is
+:data:`gaugeflow.app.errors.EXIT_CODES`); ``--debug`` (or ``GAUGEFLOW_DEBUG=1``) shows the traceback.
+Anything unexpected is reported as a bug in gaugeflow, with its traceback, exit status 70.
 
     gaugeflow train --manifold sphere --data wrapped-mixture --model higher-gauge --steps 200 --out DIR
     gaugeflow evaluate DIR
@@ -14,18 +16,20 @@ on stderr, never a traceback (set ``GAUGEFLOW_DEBUG=1`` to see one).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
-__all__ = ["main", "build_parser"]
+from .app.errors import DATA, EXIT_HELP, INTERRUPTED, USAGE, CliError, UsageError, check_device, classify, expect
+from .app.errors import report_bug
 
-
-class UsageError(ValueError):
-    """Bad command-line input detected by the CLI itself."""
+__all__ = ["main", "build_parser", "UsageError"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -122,9 +126,11 @@ def _reproduce_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gaugeflow`` command (sub-commands train/evaluate/sample/plot/reproduce)."""
     parser = _Parser(prog="gaugeflow", description="Gauge and higher-gauge flow models on Riemannian manifolds.",
-                     epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                     epilog=_EXAMPLES + "\n" + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of any error")
     common.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is "
                         "fastest for small models on a busy machine)")
     commands = [
@@ -155,7 +161,7 @@ def _train_settings(args: argparse.Namespace) -> tuple[dict, Optional[str]]:
     values = dict(load_config_file(args.config)) if args.config else {}
     out = values.pop("out", None)
     flags = {k: v for k, v in vars(args).items()
-             if k not in ("config", "out", "resume", "overwrite", "no_progress", "threads", "func", "command")
+             if k not in ("config", "out", "resume", "overwrite", "no_progress", "threads", "func", "command", "debug")
              and v is not None}
     values.update(flags)
     if args.no_progress:
@@ -166,37 +172,70 @@ def _train_settings(args: argparse.Namespace) -> tuple[dict, Optional[str]]:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from gaugeflow.app import build_data, build_manifold, build_model, check_names
-    from gaugeflow.training import TrainConfig, fit, read_checkpoint
+    from gaugeflow.training import Trainer
+    from gaugeflow.training.rundir import check_target
 
-    values, out = _train_settings(args)
+    with expect(USAGE):
+        values, out = _train_settings(args)
     if not out:
         raise UsageError("--out DIR is required (the run directory)")
-    out = Path(out)
-    ckpt_path = out / "checkpoint.safetensors"
-    if args.resume:
-        if not ckpt_path.is_file():
-            raise FileNotFoundError(f"--resume: no checkpoint in {out}")
-        values = {**read_checkpoint(ckpt_path).meta.get("config", {}), **values}
-    elif ckpt_path.exists() and not args.overwrite:
-        raise UsageError(f"{out} already holds a run; pass --resume to continue it, --overwrite to replace it, "
-                         f"or choose another --out")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
-    if args.overwrite and int(os.environ.get("RANK", "0")) == 0:
-        ckpt_path.unlink(missing_ok=True)  # never leave the old run's checkpoint beside the new run's logs
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} exists and is not a directory")
-    cfg = check_names(TrainConfig.from_dict(values))
-    manifold = build_manifold(cfg)
-    data = build_data(cfg, manifold)
-    model = build_model(cfg, manifold)
-    history = fit(model, data, cfg, out=out, resume=args.resume)
-    if int(os.environ.get("RANK", "0")) == 0:
+    out, main = Path(out), int(os.environ.get("RANK", "0")) == 0
+    mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
+    if main:
+        check_target(out, mode)  # read-only: nothing is touched before every setting has been checked
+    cfg, manifold, data, model = _build_run(values, out if args.resume else None)
+    with expect(USAGE):
+        trainer = Trainer(model, data, cfg, out=out, resume=args.resume, overwrite=args.overwrite)
+    try:
+        history = _train(trainer, out)
+    finally:
+        trainer.close()
+    if main:
         val = f", validation NLL {history.val[-1][1]:.4f} nats" if history.val else ""
         final = f": final loss {history.loss[-1]:.4f}" if history.loss else ""
         print(f"trained {history.steps} steps ({history.skipped} skipped){final}{val}; run in {out}")
     return 0
+
+
+def _build_run(values: dict, resume_from: Optional[Path]):
+    """Settings -> (config, manifold, data, model), every user-caused failure a one-line error; with
+    ``resume_from`` the stored config fills in what the flags leave out."""
+    from gaugeflow.app import build_data, build_manifold, build_model, check_names
+    from gaugeflow.training import TrainConfig, read_checkpoint
+
+    done = 0
+    if resume_from is not None:
+        ckpt = read_checkpoint(resume_from / "checkpoint.safetensors")
+        stored, done = ckpt.meta.get("config", {}), ckpt.step
+        values = {**(stored if isinstance(stored, dict) else {}), **values}
+    with expect(USAGE):
+        cfg = check_names(TrainConfig.from_dict(values))
+        if cfg.seed > 2**64 - 1:
+            raise UsageError(f"seed must be in [0, 2**64 - 1], got {cfg.seed}")
+        if cfg.steps < done:
+            raise UsageError(f"--resume: the run has already done {done} steps; --steps {cfg.steps} is fewer "
+                             f"(give --steps {done} or more to continue it)")
+        check_device(cfg.device)
+        manifold = build_manifold(cfg)
+        model = build_model(cfg, manifold)
+    with expect(USAGE, missing=DATA):  # a loader refusing the settings is a usage error
+        data = build_data(cfg, manifold)
+    return cfg, manifold, data, model
+
+
+def _train(trainer, out: Path):
+    """Run the loop; a numerical failure says where the trained weights are (they are never lost)."""
+    from gaugeflow.sampling.solvers import SolverError
+
+    try:
+        return trainer.fit()
+    except SolverError as err:
+        ckpt = out / "checkpoint.safetensors"
+        where = f"; the weights of step {trainer.step} are saved in {ckpt}" if ckpt.is_file() else ""
+        first = (str(err).strip().splitlines() or ["ODE solve failed"])[0]
+        raise SolverError(f"validation failed: {first}{where}") from err
 
 
 # ---------------------------------------------------------------------- evaluate / sample / plot
@@ -210,32 +249,67 @@ def _samples(run, n: int, steps: int, method: str = "rk4", seed: int = 0):
         return sample(run.model, x0.to(run.data.test.device), steps=steps, method=method)
 
 
+@contextlib.contextmanager
+def _locked(run_arg: str, command: str):
+    """Hold the run folder's lock while a command writes into it (refused while a trainer runs there).
+
+    A folder this process may not write into is evaluated anyway (``None`` is yielded); writing the
+    result then fails with its own one-line error after the numbers have been printed.
+    """
+    from gaugeflow.training.rundir import RunFolder
+
+    path = Path(run_arg)
+    folder = path if path.is_dir() else path.parent
+    if not (folder / "checkpoint.safetensors").is_file():
+        yield None  # load_run names what is missing
+        return
+    try:
+        lock = RunFolder.open(folder, "resume", command)
+    except PermissionError:
+        lock = None
+    try:
+        yield lock
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _open_run(args: argparse.Namespace, device: str = "cpu"):
+    from gaugeflow.app import load_run
+
+    check_device(device)
+    with expect(None, missing=DATA):
+        return load_run(args.run, device=device)
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from gaugeflow.metrics import energy_distance, mode_coverage, sliced_wasserstein
-    from gaugeflow.app import load_run
     from gaugeflow.training.checkpoint import atomic_write_bytes
     from gaugeflow.training.trainer import validation_nll
 
     for name in ("n_test", "n_samples", "steps"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
-    run = load_run(args.run, device=args.device)
-    test = run.data.test[: args.n_test]
-    result = {"run": str(run.path), "step": run.checkpoint.step, "n_test": len(test),
-              "test_nll": validation_nll(run.model, test, args.steps)}
-    xs = _samples(run, args.n_samples, args.steps)
-    result["energy_distance"] = energy_distance(xs, run.data.test, run.manifold)
-    result["sliced_wasserstein"] = sliced_wasserstein(xs, run.data.test)
-    meta = run.data.meta
-    width = meta.get("sigma", meta.get("scale"))  # gaussian-mixture: sigma; wrapped-mixture: scale
-    if "means" in meta and width is not None:
-        means = _as_tensor(meta["means"], xs)
-        cov = mode_coverage(xs, means, radius=3 * float(width), manifold=run.manifold)
-        result.update(mode_coverage=cov.fraction, outliers=cov.outliers)
-    print(f"test NLL: {result['test_nll']:.4f} nats ({len(test)} test points, step {result['step']})")
-    for key in ("energy_distance", "sliced_wasserstein", "mode_coverage", "outliers"):
-        if key in result:
-            print(f"{key.replace('_', ' ')}: {result[key]:.5g}")
-    atomic_write_bytes(run.path / "evaluation.json", json.dumps(result, indent=2).encode())
+    with _locked(args.run, "evaluate"):
+        run = _open_run(args, args.device)
+        test = run.data.test[: args.n_test]
+        if len(test) == 0:
+            raise CliError(f"data set {run.data.name!r} of this run has no test points to evaluate", DATA)
+        result = {"run": str(run.path), "step": run.checkpoint.step, "n_test": len(test),
+                  "test_nll": validation_nll(run.model, test, args.steps)}
+        xs = _samples(run, args.n_samples, args.steps)
+        result["energy_distance"] = energy_distance(xs, run.data.test, run.manifold)
+        result["sliced_wasserstein"] = sliced_wasserstein(xs, run.data.test)
+        meta = run.data.meta
+        width = meta.get("sigma", meta.get("scale"))  # gaussian-mixture: sigma; wrapped-mixture: scale
+        if "means" in meta and width is not None:
+            means = _as_tensor(meta["means"], xs)
+            cov = mode_coverage(xs, means, radius=3 * float(width), manifold=run.manifold)
+            result.update(mode_coverage=cov.fraction, outliers=cov.outliers)
+        print(f"test NLL: {result['test_nll']:.4f} nats ({len(test)} test points, step {result['step']})")
+        for key in ("energy_distance", "sliced_wasserstein", "mode_coverage", "outliers"):
+            if key in result:
+                print(f"{key.replace('_', ' ')}: {result[key]:.5g}")
+        atomic_write_bytes(run.path / "evaluation.json", json.dumps(result, indent=2).encode())
     print(f"wrote {run.path / 'evaluation.json'}")
     return 0
 
@@ -246,21 +320,29 @@ def _as_tensor(values, like):
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
+    import io
+
     import numpy as np
 
-    from gaugeflow.app import load_run
     from gaugeflow.training.checkpoint import atomic_write_bytes
 
     _positive("-n", args.n)
     _positive("--steps", args.steps)
+    if not 0 <= args.seed <= 2**64 - 1:
+        raise UsageError(f"--seed must be in [0, 2**64 - 1], got {args.seed}")
     output = Path(args.output)
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a directory; expected the path of a .npy file to write")
     if output.suffix != ".npy":
         raise UsageError(f"-o must name a .npy file, got {output}")
     if not output.parent.is_dir():
-        raise FileNotFoundError(f"output directory does not exist: {output.parent}")
-    run = load_run(args.run, device=args.device)
+        raise UsageError(f"output directory does not exist: {output.parent}")
+    run = _open_run(args, args.device)
+    from gaugeflow.sampling.solvers import FIXED_SOLVERS, torchdiffeq_methods
+    known = tuple(FIXED_SOLVERS) + tuple(torchdiffeq_methods())
+    if args.method not in known:
+        raise UsageError(f"unknown method {args.method!r}; expected one of {', '.join(known)}")
     xs = _samples(run, args.n, args.steps, args.method, args.seed).detach().cpu().numpy()
-    import io
     buf = io.BytesIO()
     np.save(buf, xs)
     atomic_write_bytes(output, buf.getvalue())
@@ -269,13 +351,14 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from gaugeflow.app import load_run
     from gaugeflow.viz import plot_run
 
     for name in ("grid", "n_samples", "steps"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
-    run = load_run(args.run)
-    files = plot_run(run, Path(args.out) if args.out else run.path / "figures", args.grid, args.n_samples, args.steps)
+    with _locked(args.run, "plot") if args.out is None else contextlib.nullcontext():
+        run = _open_run(args)
+        files = plot_run(run, Path(args.out) if args.out else run.path / "figures", args.grid, args.n_samples,
+                         args.steps)
     for f in files:
         print(f"wrote {f}")
     return 0
@@ -315,30 +398,57 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- entry point
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the ``gaugeflow`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
-    args = build_parser().parse_args(argv)
-    from gaugeflow.training import CheckpointError, NonFiniteLossError
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``finally`` blocks release the run's lock."""
 
+
+@contextlib.contextmanager
+def _sigterm_as_exception():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        threads = getattr(args, "threads", None)
-        if threads is not None:
-            _positive("--threads", threads)
-            import torch
-            torch.set_num_threads(threads)
-        return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, CheckpointError) as err:
-        status, err_ = 2, err
-    except (NonFiniteLossError, ImportError) as err:  # ImportError: e.g. a data set's optional extra is missing
-        status, err_ = 1, err
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``gaugeflow`` command with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    Exit statuses: see :data:`gaugeflow.app.errors.EXIT_CODES` (also printed by ``gaugeflow --help``).
+    """
+    args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False) or bool(os.environ.get("GAUGEFLOW_DEBUG"))
+    try:
+        with _sigterm_as_exception():
+            threads = getattr(args, "threads", None)
+            if threads is not None:
+                _positive("--threads", threads)
+                import torch
+                torch.set_num_threads(threads)
+            return args.func(args)
     except KeyboardInterrupt:
-        print(f"gaugeflow {args.command}: interrupted", file=sys.stderr)
-        return 130
-    if os.environ.get("GAUGEFLOW_DEBUG"):
-        raise err_
-    message = (str(err_).strip().splitlines() or [type(err_).__name__])[0]
-    print(f"gaugeflow {args.command}: error: {message}", file=sys.stderr)
-    return status
+        print(f"gaugeflow {args.command}: interrupted; the last checkpoint is intact", file=sys.stderr)
+        return INTERRUPTED
+    except _Terminated:
+        print(f"gaugeflow {args.command}: terminated (SIGTERM); the last checkpoint is intact", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except Exception as err:  # noqa: BLE001 - every error ends here: expected ones as one line, others as bugs
+        known = classify(err)
+        if known is None:
+            report_bug(args.command, err)
+            return 70
+        if debug:
+            import traceback
+            traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)
+        print(f"gaugeflow {args.command}: error: {known[1]}", file=sys.stderr)
+        return known[0]
 
 
 if __name__ == "__main__":

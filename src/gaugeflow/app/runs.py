@@ -22,7 +22,8 @@ import torch
 
 from ..data.base import ManifoldData
 from ..geometry.manifold import Manifold
-from ..training.checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, check_compatible, read_checkpoint
+from ..training.checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, check_compatible, meta_int
+from ..training.checkpoint import read_checkpoint
 from ..training.config import TrainConfig
 from ..training.tools import History
 from .registry import build_data, build_manifold, build_model, check_names
@@ -53,7 +54,9 @@ def load_run(path: str | Path, ema: bool = True, device: Optional[str | torch.de
 
     Raises:
         FileNotFoundError: no such directory / no checkpoint in it.
-        CheckpointError: the checkpoint is truncated, foreign, or lacks a gaugeflow config.
+        CheckpointError: the checkpoint is truncated, corrupt (digest), foreign, lacks a usable config,
+            or holds non-finite weights.
+        DataError: the run's data set no longer passes its checks.
     """
     path = Path(path)
     if not path.exists():
@@ -67,13 +70,33 @@ def load_run(path: str | Path, ema: bool = True, device: Optional[str | torch.de
         config = check_names(TrainConfig.from_dict(ckpt.meta["config"]))
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{ckpt.path}: stored config is not usable here ({err})") from None
+    if config.seed > 2**64 - 1:
+        raise CheckpointError(f"{ckpt.path}: metadata field 'config.seed': expected an integer in [0, 2**64 - 1], "
+                              f"got {config.seed}")
     manifold = build_manifold(config)
     model = build_model(config, manifold)
     check_compatible(ckpt, model, config)
     weights = ckpt.group("ema") if ema and ckpt.group("ema") else ckpt.group("model")
+    _check_finite(ckpt, weights)
     model.load_state_dict(weights)
     data = build_data(config, manifold)
     dev = torch.device(device) if device is not None else torch.device("cpu")
     data = ManifoldData(data.name, data.manifold, data.train.to(dev), data.val.to(dev), data.test.to(dev), data.meta)
-    history = History.from_tensors(ckpt.group("history"), int(ckpt.meta.get("skipped", 0)))
+    history = _history(ckpt)
     return Run(ckpt.path.parent, config, manifold, data, model.to(dev).eval(), history, ckpt)
+
+
+def _check_finite(ckpt: Checkpoint, weights: dict[str, torch.Tensor]) -> None:
+    """One-line :class:`CheckpointError` when weights hold NaN/Inf (sampling from them cannot work)."""
+    bad = [name for name, w in weights.items() if w.is_floating_point() and not bool(torch.isfinite(w).all())]
+    if bad:
+        raise CheckpointError(f"{ckpt.path}: {len(bad)} weight tensor(s) hold NaN or Inf ({', '.join(bad[:3])}"
+                              f"{', ...' if len(bad) > 3 else ''}); the model cannot be evaluated")
+
+
+def _history(ckpt: Checkpoint) -> History:
+    try:
+        return History.from_tensors(ckpt.group("history"), meta_int(ckpt, "skipped", default=0))
+    except (KeyError, ValueError, TypeError, RuntimeError):
+        raise CheckpointError(f"{ckpt.path}: history tensors missing or malformed (expected history/loss, "
+                              f"grad_norm, lr, val)") from None

@@ -8,7 +8,11 @@ import torch
 
 from ..geometry.manifold import Manifold
 
-__all__ = ["ManifoldData", "split_indices"]
+__all__ = ["ManifoldData", "DataError", "split_indices"]
+
+
+class DataError(ValueError):
+    """A data set's points are unusable: non-finite, off the manifold, wrongly shaped, or a split is empty."""
 
 
 @dataclass(frozen=True)
@@ -18,8 +22,15 @@ class ManifoldData:
     Attributes:
         name: short identifier (``"wrapped-mixture"``, ``"world-cities"``, ...).
         manifold: the base manifold all points lie on.
-        train, val, test: ``[n_split, D]`` tensors of points (already checked with ``manifold.check_point``).
+        train, val, test: ``[n_split, D]`` tensors of points, each split possibly empty (``[0, D]``).
         meta: free-form, JSON-serialisable provenance (seed, generator parameters, source package, ...).
+
+    Construction checks every split: a floating ``[n, D]`` tensor with ``D = manifold.ambient_dim``,
+    every entry finite, and every row on the manifold within ``manifold.check_point``'s tolerance for
+    the dtype (``tol("point", dtype)``: 1e-4 in float32, 1e-10 in float64, on the manifold's own
+    residual). A failure raises :class:`DataError` saying how many rows failed and the worst one.
+    Whether an *empty* split is acceptable is up to the consumer (``fit`` needs training points and,
+    with ``val_size > 0``, validation points).
     """
 
     name: str
@@ -30,17 +41,40 @@ class ManifoldData:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
+        if not isinstance(self.manifold, Manifold):
+            raise TypeError(f"ManifoldData {self.name!r}: manifold must be a gaugeflow Manifold, "
+                            f"got {type(self.manifold).__name__}")
         for split in ("train", "val", "test"):
-            x = getattr(self, split)
-            self.manifold.validate(x, f"{self.name}.{split}")
-            if x.dim() != 2:
-                raise ValueError(f"{self.name}.{split}: expected a [n, D] tensor, got shape {tuple(x.shape)}")
+            _check_split(self.manifold, getattr(self, split), f"{self.name}.{split}")
 
     def __repr__(self) -> str:
         return (
             f"ManifoldData({self.name!r} on {self.manifold}, train={len(self.train)}, "
             f"val={len(self.val)}, test={len(self.test)})"
         )
+
+
+def _check_split(manifold: Manifold, x: torch.Tensor, what: str) -> None:
+    """Shape, dtype, finiteness and on-manifold check of one ``[n, D]`` split; :class:`DataError` otherwise."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what}: expected a torch.Tensor of points, got {type(x).__name__}")
+    if x.dim() != 2 or x.shape[-1] != manifold.ambient_dim:
+        raise DataError(f"{what}: expected a [n, {manifold.ambient_dim}] tensor of points on {manifold}, "
+                        f"got shape {tuple(x.shape)}")
+    if not x.is_floating_point() or x.dtype not in (torch.float32, torch.float64):
+        raise DataError(f"{what}: expected float32 or float64 points, got dtype {x.dtype}")
+    if len(x) == 0:
+        return
+    bad = ~torch.isfinite(x).all(-1)
+    n_bad = int(bad.sum())
+    if n_bad:
+        first = int(bad.nonzero()[0, 0])
+        raise DataError(f"{what}: {n_bad} of {len(x)} points are not finite (NaN or Inf); first at row {first}: "
+                        f"{x[first].tolist()}")
+    try:
+        manifold.check_point(x)
+    except ValueError as err:
+        raise DataError(f"{what}: {str(err).splitlines()[0]}") from None
 
 
 def split_indices(n: int, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

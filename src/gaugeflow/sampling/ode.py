@@ -13,6 +13,7 @@ torchdiffeq method (``"dopri5"``, ``"bosh3"``, …; ambient coordinates with the
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -73,6 +74,26 @@ def _resolve_manifold(model: nn.Module, manifold: Optional[Manifold], who: str) 
     if not isinstance(manifold, Manifold):
         raise TypeError(f"{who}: give a model with a `manifold` attribute or manifold=<Manifold>, got {type(manifold).__name__}")
     return manifold
+
+
+def _check_inputs(who: str, model: nn.Module, x: torch.Tensor, atol, rtol) -> None:
+    """Front-door checks that turn torch's own errors into one line: empty batch, dtype/device of the
+    points against the model's parameters (float32/float64 only), and positive finite tolerances."""
+    if isinstance(x, torch.Tensor) and x.dim() >= 1 and x.shape[0] == 0:
+        raise ValueError(f"{who}: empty batch (points of shape {tuple(x.shape)}); expected at least one point")
+    param = next(iter(model.parameters()), None) if isinstance(model, nn.Module) else None
+    if param is not None and param.is_floating_point():
+        if param.dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"{who}: the model's parameters are {param.dtype}; gaugeflow models run in float32 or "
+                            f"float64 (convert with model.float() or model.double())")
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and x.dtype != param.dtype:
+            raise TypeError(f"{who}: the points are {x.dtype} but the model's parameters are {param.dtype}; "
+                            f"convert the points with .to({param.dtype}) or the model with .to({x.dtype})")
+        if isinstance(x, torch.Tensor) and x.device != param.device:
+            raise ValueError(f"{who}: the points are on {x.device} but the model is on {param.device}")
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{who}: {name} must be a positive finite number, got {value!r}")
 
 
 def _check_options(who: str, manifold: Manifold, x: torch.Tensor, steps: int, method: str, t_span: Sequence[float]):
@@ -156,6 +177,7 @@ def sample(
         torch.Size([16, 3])
     """
     manifold = _resolve_manifold(model, manifold, "sample")
+    _check_inputs("sample", model, x0, atol, rtol)
     t0, t1 = _check_options("sample", manifold, x0, steps, method, t_span)
 
     def field(t, x):
@@ -202,6 +224,7 @@ def log_prob(
         ValueError/TypeError: invalid inputs. SolverError: the solve failed or produced non-finite values.
     """
     manifold = _resolve_manifold(model, manifold, "log_prob")
+    _check_inputs("log_prob", model, x1, atol, rtol)
     _check_options("log_prob", manifold, x1, steps, method, (0.0, 1.0))
     if divergence not in DIVERGENCES:
         raise ValueError(f"log_prob: divergence must be one of {DIVERGENCES}, got {divergence!r}")

@@ -8,20 +8,22 @@ Layout of a checkpoint file (``safetensors`` format, readable by any safetensors
   step, seed, config, model class and manifold, optimiser hyper-parameters and scalar state, RNG
   states (base64) and whatever the trainer adds.
 
-Writes are atomic: the bytes go to a temporary file in the same directory, are ``fsync``-ed and
-then ``os.replace``-d over the target, so a crash leaves either the old or the new checkpoint.
-Reading checks the header itself first, so that a truncated, foreign or mismatched file raises a
-:class:`CheckpointError` whose one-line message names the problem.
+Writes are atomic: the bytes go to a temporary file of this writer in the same directory, are
+``fsync``-ed and then ``os.replace``-d over the target, so a crash leaves either the old or the new
+checkpoint. Integrity: the header metadata also holds ``gaugeflow_sha256``, the SHA-256 of the tensor
+table (names, dtypes, shapes, offsets), the gaugeflow JSON block and the whole tensor payload; every
+read recomputes it, so one flipped bit anywhere else in the file is a :class:`CheckpointError`.
+Reading checks the header itself first, so that a truncated, foreign, corrupt or mismatched file raises
+a :class:`CheckpointError` whose one-line message names the file and the problem.
 """
 from __future__ import annotations
 
 import base64
-import contextlib
+import binascii
+import hashlib
 import json
-import os
 import platform
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -30,17 +32,18 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from .rundir import atomic_write_bytes
+
 __all__ = [
     "CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "read_checkpoint",
-    "atomic_write_bytes", "encode_bytes", "decode_bytes", "CHECKPOINT_NAME",
+    "atomic_write_bytes", "encode_bytes", "decode_bytes", "CHECKPOINT_NAME", "meta_int", "meta_bytes",
 ]
 
 FORMAT = "gaugeflow-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: content digest (gaugeflow_sha256); version-1 files carry none and still load
 CHECKPOINT_NAME = "checkpoint.safetensors"
+DIGEST_KEY = "gaugeflow_sha256"
 _MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header size
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 class CheckpointError(ValueError):
@@ -62,7 +65,7 @@ class Checkpoint:
 
     @property
     def step(self) -> int:
-        return int(self.meta.get("step", 0))
+        return meta_int(self, "step", default=0)
 
 
 def encode_bytes(t: torch.Tensor) -> str:
@@ -73,34 +76,6 @@ def encode_bytes(t: torch.Tensor) -> str:
 def decode_bytes(s: str) -> torch.Tensor:
     """Inverse of :func:`encode_bytes`."""
     return torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8).clone()
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same directory, fsync, ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every OS)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left behind by a killed writer
-        with contextlib.suppress(OSError):
-            stale.unlink()
-    return path
 
 
 def _versions() -> dict[str, str]:
@@ -162,8 +137,67 @@ def save_checkpoint(
     flat.update(tensors or {})
     info.update(meta or {})
     flat = {k: v.detach().to("cpu", copy=True).contiguous() for k, v in flat.items()}
-    payload = st_save(flat, metadata={"gaugeflow": json.dumps(info, sort_keys=True)})
-    return atomic_write_bytes(path, payload)
+    raw = json.dumps(info, sort_keys=True)
+    first = st_save(flat, metadata={"gaugeflow": raw})  # the payload does not depend on the metadata
+    (n,) = struct.unpack("<Q", first[:8])
+    digest = _digest(json.loads(first[8:8 + n]), raw, memoryview(first)[8 + n:])
+    return atomic_write_bytes(path, st_save(flat, metadata={"gaugeflow": raw, DIGEST_KEY: digest}))
+
+
+def _digest(header: dict[str, Any], raw_meta: str, payload: memoryview) -> str:
+    """SHA-256 of the tensor table (without the metadata), the gaugeflow JSON block and the payload bytes."""
+    table = {k: v for k, v in header.items() if k != "__metadata__"}
+    h = hashlib.sha256(json.dumps(table, sort_keys=True).encode())
+    h.update(b"\0" + raw_meta.encode() + b"\0")
+    h.update(payload)
+    return h.hexdigest()
+
+
+def _verify(path: Path, header: dict[str, Any], meta: dict[str, Any], data: bytes) -> None:
+    """Recompute the content digest; one-line :class:`CheckpointError` when it is missing or differs."""
+    block = header.get("__metadata__") or {}
+    stored = block.get(DIGEST_KEY)
+    if stored is None:
+        if isinstance(meta.get("format_version"), int) and meta["format_version"] < 2:
+            return  # written before digests existed
+        raise CheckpointError(f"{path}: corrupt checkpoint: its content digest ({DIGEST_KEY}) is missing")
+    (n,) = struct.unpack("<Q", data[:8])
+    computed = _digest(header, block["gaugeflow"], memoryview(data)[8 + n:])
+    if computed != stored:
+        raise CheckpointError(f"{path}: corrupt checkpoint: content digest mismatch (stored sha256 {str(stored)[:12]}..., "
+                              f"computed {computed[:12]}...); the file was damaged or modified after it was written")
+
+
+def meta_int(ckpt: "Checkpoint", key: str, minimum: int = 0, maximum: int = 2**64 - 1, default: Any = None) -> int:
+    """The integer metadata field ``key`` (dots for nesting); one-line :class:`CheckpointError` unless
+    it is an integer in ``[minimum, maximum]`` (expected vs received)."""
+    value: Any = ckpt.meta
+    for part in key.split("."):
+        value = value.get(part, default) if isinstance(value, dict) else None
+    if value is None and default is not None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise CheckpointError(f"{ckpt.path}: metadata field {key!r}: expected an integer in [{minimum}, {maximum}], "
+                              f"got {value!r} ({type(value).__name__})")
+    return value
+
+
+def meta_bytes(ckpt: "Checkpoint", key: str, like: torch.Tensor) -> torch.Tensor:
+    """Base64 metadata field ``key`` decoded to a ``uint8`` tensor of ``like``'s length (an RNG state)."""
+    value: Any = ckpt.meta
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if not isinstance(value, str):
+        raise CheckpointError(f"{ckpt.path}: metadata field {key!r}: expected base64 text of a generator state, "
+                              f"got {'nothing' if value is None else type(value).__name__}")
+    try:
+        state = decode_bytes(value)
+    except (binascii.Error, ValueError):
+        raise CheckpointError(f"{ckpt.path}: metadata field {key!r}: not valid base64") from None
+    if state.numel() != like.numel():
+        raise CheckpointError(f"{ckpt.path}: metadata field {key!r}: expected {like.numel()} bytes of generator state, "
+                              f"got {state.numel()} (cut or corrupt)")
+    return state
 
 
 def _header(path: Path, data: bytes) -> dict[str, Any]:
@@ -180,7 +214,14 @@ def _header(path: Path, data: bytes) -> dict[str, Any]:
         header = json.loads(data[8:8 + n])
     except ValueError:
         raise CheckpointError(f"{path}: corrupt checkpoint header (invalid JSON)") from None
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    malformed = CheckpointError(f"{path}: corrupt checkpoint header (malformed tensor table or metadata)")
+    try:
+        end = max((int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__"), default=0)
+        block = header.get("__metadata__") or {}
+    except (AttributeError, KeyError, TypeError, IndexError, ValueError):
+        raise malformed from None
+    if not isinstance(block, dict) or not all(isinstance(v, str) for v in block.values()):
+        raise malformed
     if 8 + n + end > size:
         raise CheckpointError(f"{path}: truncated checkpoint (tensor data needs {8 + n + end} bytes, file has {size})")
     return header
@@ -208,14 +249,20 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise CheckpointError(f"{path}: corrupt gaugeflow metadata block (invalid JSON)") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: foreign safetensors file (metadata format is not {FORMAT!r})")
-    if meta.get("format_version", 0) > FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"{path}: metadata field 'format_version': expected an integer, got {version!r}")
+    if version > FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format {meta['format_version']} is newer than this gaugeflow "
                               f"understands ({FORMAT_VERSION}); upgrade gaugeflow")
+    _verify(path, header, meta, data)
     try:
         tensors = st_load(data)
     except Exception as err:  # safetensors raises its own SafetensorError
-        raise CheckpointError(f"{path}: corrupt checkpoint ({str(err).splitlines()[0]})") from None
-    return Checkpoint(path, meta, {k: v.to(map_location) for k, v in tensors.items()})
+        raise CheckpointError(f"{path}: corrupt checkpoint ({(str(err).splitlines() or ['unreadable'])[0]})") from None
+    ckpt = Checkpoint(path, meta, {k: v.to(map_location) for k, v in tensors.items()})
+    meta_int(ckpt, "step", default=0)
+    return ckpt
 
 
 def check_compatible(ckpt: Checkpoint, model: torch.nn.Module, config: Any = None) -> None:

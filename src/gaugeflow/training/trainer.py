@@ -21,6 +21,7 @@ import copy
 import json
 import math
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -28,8 +29,10 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.base import ManifoldData
-from .checkpoint import CHECKPOINT_NAME, CheckpointError, atomic_write_bytes, decode_bytes, encode_bytes
+from .checkpoint import CHECKPOINT_NAME, atomic_write_bytes, encode_bytes
 from .checkpoint import load_checkpoint, save_checkpoint
+from .resume import TRAJECTORY_KEYS, check_fit_inputs, restore_state
+from .rundir import RunFolder
 from .config import TrainConfig
 from .distributed import DistEnv
 from .loss import rcfm_loss
@@ -37,9 +40,7 @@ from .tools import EMA, METRICS_NAME, History, lr_factor, write_metrics_csv
 
 __all__ = ["Trainer", "fit", "NonFiniteLossError", "validation_nll"]
 
-#: settings that change the sequence of updates; a resumed run must keep them
-_TRAJECTORY_KEYS = ("seed", "batch_size", "lr", "optimizer", "weight_decay", "schedule", "warmup_steps",
-                    "final_lr_fraction", "ema_decay", "grad_clip", "data", "n_data", "dtype")
+_TRAJECTORY_KEYS = TRAJECTORY_KEYS  # settings that change the sequence of updates (kept for old imports)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -55,6 +56,8 @@ def validation_nll(model: torch.nn.Module, x: torch.Tensor, steps: int = 20, env
     """
     from ..sampling import log_prob
 
+    if x.dim() != 2 or len(x) == 0:
+        raise ValueError(f"validation_nll: expected a non-empty [n, D] batch of points, got shape {tuple(x.shape)}")
     env = env or DistEnv(0, 1, 0, x.device)
     chunk = math.ceil(len(x) / env.world)
     part = x[env.rank * chunk:(env.rank + 1) * chunk]
@@ -74,25 +77,31 @@ class Trainer:
         model: ``nn.Module`` with ``model(x, t) -> [B, D]`` tangent vectors and ``model.manifold``.
         data: a :class:`~gaugeflow.data.ManifoldData` on the same manifold.
         config: a :class:`TrainConfig`; keyword ``overrides`` replace its fields.
-        out: run directory for ``config.json``, ``metrics.csv`` and ``checkpoint.safetensors``
-            (``None``: nothing is written). Only process 0 writes.
+        out: run folder for ``config.json``, ``metrics.csv`` and ``checkpoint.safetensors``
+            (``None``: nothing is written). Only process 0 writes, holding the folder's lock (see
+            :mod:`gaugeflow.training.rundir`: a non-empty folder that is not a run is refused).
         resume: ``True`` (the checkpoint in ``out``) or a checkpoint path to continue from.
+        overwrite: replace the run in ``out`` (moved aside, deleted after the new run's first checkpoint).
     """
 
     def __init__(self, model: torch.nn.Module, data: ManifoldData, config: Optional[TrainConfig] = None,
-                 out: Optional[str | Path] = None, resume: bool | str | Path = False, **overrides: Any):
+                 out: Optional[str | Path] = None, resume: bool | str | Path = False, overwrite: bool = False,
+                 **overrides: Any):
         cfg = (config or TrainConfig()).replace(**overrides) if overrides else (config or TrainConfig())
-        if not isinstance(data, ManifoldData):
-            raise TypeError(f"fit: data must be a gaugeflow ManifoldData, got {type(data).__name__}")
-        manifold = getattr(model, "manifold", None)
-        if manifold is None or manifold != data.manifold:
-            raise ValueError(f"fit: the model lives on {manifold} but the data on {data.manifold}")
-        first = next(model.parameters(), None)
-        if first is not None and first.dtype in (torch.float32, torch.float64) and first.dtype != cfg.torch_dtype:
-            cfg = cfg.replace(dtype=str(first.dtype).removeprefix("torch."))  # train in the model's own precision
+        cfg, manifold = check_fit_inputs(model, data, cfg, out, resume, overwrite)
         self.config, self.manifold, self.data = cfg, manifold, data
         self.out = Path(out) if out is not None else None
+        self.run: Optional[RunFolder] = None
         self.env = DistEnv.setup(cfg.device)
+        try:
+            self._setup(model, data, resume, overwrite)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, model: torch.nn.Module, data: ManifoldData, resume: bool | str | Path, overwrite: bool) -> None:
+        """Everything after the device: model, optimiser, streams; then the run folder; then the resume."""
+        cfg = self.config
         if cfg.batch_size % self.env.world:
             raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the number of processes {self.env.world}")
         self.model = model.to(self.env.device)
@@ -103,8 +112,13 @@ class Trainer:
         self.ema = EMA(self.model, cfg.ema_decay)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.history, self.consecutive_nonfinite = History(), 0
+        self._saved_step: Optional[int] = None
+        if self.out is not None and self.env.is_main:  # validated everything first: only now touch the folder
+            self.run = RunFolder.open(self.out, "resume" if resume is True else "overwrite" if overwrite else "new")
+            if self.run.recovered:
+                warnings.warn(self.run.recovered, RuntimeWarning, stacklevel=3)
         if resume:
-            self.resume(self.out / CHECKPOINT_NAME if resume is True and self.out else resume)
+            self.resume(self.out / CHECKPOINT_NAME if resume is True else resume)
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         if not self.env.distributed:
@@ -195,29 +209,27 @@ class Trainer:
             raise ValueError("Trainer.save: no path given and the trainer has no out directory")
         if not self.env.is_main:
             return None
-        return save_checkpoint(path, self.model, ema=self.ema.shadow, optimizer=self.optimizer, config=self.config,
-                               step=self.step, meta=self.state_meta(), tensors=self.history.tensors())
+        written = save_checkpoint(path, self.model, ema=self.ema.shadow, optimizer=self.optimizer, config=self.config,
+                                  step=self.step, meta=self.state_meta(), tensors=self.history.tensors())
+        if self.run is not None and written == self.run.path / CHECKPOINT_NAME:
+            self.run.after_checkpoint(self.step, self._config_bytes())
+        self._saved_step = self.step
+        return written
+
+    def _config_bytes(self) -> bytes:
+        return json.dumps(self.config.to_dict(), indent=2, sort_keys=True).encode()
 
     def resume(self, path: str | Path) -> None:
         """Restore weights, EMA, optimiser, RNG streams, counters and history from a checkpoint."""
         ckpt = load_checkpoint(path, self.model, optimizer=self.optimizer, config=self.config,
                                map_location=self.env.device)
-        stored = ckpt.meta.get("config", {})
-        diff = [f"{k}={stored.get(k)!r} in checkpoint vs {getattr(self.config, k)!r}"
-                for k in _TRAJECTORY_KEYS if k in stored and stored[k] != getattr(self.config, k)]
-        if diff:
-            raise CheckpointError(f"{ckpt.path}: cannot resume with different training settings ({'; '.join(diff)})")
-        meta = ckpt.meta
-        self.ema.load(ckpt.group("ema"), meta["ema_updates"])
-        self.generator.set_state(decode_bytes(meta["rng"]["stream"]))
-        torch.set_rng_state(decode_bytes(meta["rng"]["torch"]))
-        self.history = History.from_tensors(ckpt.group("history"), meta["skipped"])
-        self.consecutive_nonfinite = meta["consecutive_nonfinite"]
+        restore_state(self, ckpt)  # checks every metadata field first (one-line CheckpointError)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> History:
         """Run until ``config.steps`` steps are done; returns the :class:`History`."""
         cfg, main = self.config, self.env.is_main
+        self._catch_up()
         log = self._open_log() if main else None
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                    disable=not (cfg.progress and main and sys.stderr.isatty()))
@@ -225,43 +237,62 @@ class Trainer:
             while self.step < cfg.steps:
                 loss = self.train_step()
                 step = self.step
-                if cfg.val_size and ((cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps):
+                if self._val_due(step):
+                    if self.out:
+                        self.save()  # the weights are on disk before the validation, which can fail
                     self.history.val.append((step, self.validate()))
                     bar.set_postfix_str(f"val_nll={self.history.val[-1][1]:.3f}", refresh=False)
                 if log is not None:
                     write_metrics_csv(log.name, self.history, cfg.log_every, cfg.steps, start=step - 1, handle=log)
-                if self.out and ((cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or step == cfg.steps):
+                if self.out and (self._val_due(step) or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
+                                 or step == cfg.steps):
                     self.save()
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
                 bar.update(1)
+            if self.out is not None and self._saved_step != self.step:
+                self.save()  # steps=0, or a resume with nothing left to do: the folder still ends with a checkpoint
         finally:
             bar.close()
             if log is not None:
                 log.close()
         return self.history
 
+    def _val_due(self, step: int) -> bool:
+        cfg = self.config
+        return bool(cfg.val_size) and step > 0 and ((cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps)
+
+    def _catch_up(self) -> None:
+        """A resumed run killed between a checkpoint and its validation validates first (same numbers)."""
+        if self._val_due(self.step) and self.step not in dict(self.history.val):
+            self.history.val.append((self.step, self.validate()))
+            if self.out is not None:
+                self.save()
+
     def _open_log(self):
         if self.out is None:
             return None
         self.out.mkdir(parents=True, exist_ok=True)
-        cfg_bytes = json.dumps(self.config.to_dict(), indent=2, sort_keys=True).encode()
-        atomic_write_bytes(self.out / "config.json", cfg_bytes)
+        if not (self.out / CHECKPOINT_NAME).exists():  # else config.json mirrors the checkpoint (see save)
+            atomic_write_bytes(self.out / "config.json", self._config_bytes())
         path = self.out / METRICS_NAME
         write_metrics_csv(path, self.history, self.config.log_every, self.config.steps)  # rewrite up to the resume point
         return open(path, "a", encoding="utf-8")
 
     def close(self) -> None:
-        """Leave the process group if this trainer created it."""
+        """Release the run folder's lock and leave the process group if this trainer created it."""
+        if self.run is not None:
+            self.run.close()
         self.env.close()
 
 
 def fit(model: torch.nn.Module, data: ManifoldData, config: Optional[TrainConfig] = None,
-        out: Optional[str | Path] = None, resume: bool | str | Path = False, **overrides: Any) -> History:
+        out: Optional[str | Path] = None, resume: bool | str | Path = False, overwrite: bool = False,
+        **overrides: Any) -> History:
     """Train ``model`` on ``data`` (see :class:`Trainer`); returns the :class:`History`.
 
     Keyword ``overrides`` are :class:`TrainConfig` fields (``steps=200, lr=3e-4, ...``).
     """
-    trainer = Trainer(model, data, config, out=out, resume=resume, **overrides)
+    trainer = Trainer(model, data, config, out=out, resume=resume, overwrite=overwrite, **overrides)
     try:
         return trainer.fit()
     finally:
