@@ -12,6 +12,7 @@ from gaugeflow.manifolds import Euclidean, Sphere
 from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow
 from gaugeflow.training import NonFiniteLossError, TrainConfig, Trainer, build_model, fit
 from gaugeflow.training.tools import EMA, lr_factor
+from gaugeflow.training.window import StepWindow
 
 M = Sphere(2)
 DATA = wrapped_mixture(M, n_train=200, n_val=40, n_test=40, seed=3)
@@ -103,16 +104,20 @@ def test_gradient_clipping_bounds_the_applied_gradient():
 
 
 class _Poisoned(torch.nn.Module):
-    """A real flow whose output is NaN on the steps listed in ``bad`` (counted by forward calls)."""
+    """A real flow whose output is NaN on the training steps listed in ``bad`` (1-based).
+
+    A step is recognised by its batch (the n-th distinct batch is step n), so the model stays a
+    function of its inputs: a step that ``fit`` replays (see gaugeflow.training.window) is poisoned again.
+    """
 
     def __init__(self, bad):
         super().__init__()
-        self.inner, self.manifold, self.bad, self.calls = _model(PlainFlow), M, set(bad), 0
+        self.inner, self.manifold, self.bad, self.seen = _model(PlainFlow), M, set(bad), {}
 
     def forward(self, x, t):
-        self.calls += 1
+        step = self.seen.setdefault(x.detach().numpy().tobytes(), len(self.seen) + 1)
         v = self.inner(x, t)
-        return v * float("nan") if self.calls in self.bad else v
+        return v * float("nan") if step in self.bad else v
 
 
 def test_non_finite_steps_are_skipped_and_counted():
@@ -165,3 +170,35 @@ def test_trains_in_the_models_own_precision():
     tr.fit()
     assert tr.config.dtype == "float64" and tr.train_x.dtype == torch.float64
     assert all(p.dtype == torch.float64 for p in model.parameters())
+
+
+def _run(model, cfg, check_every):
+    tr = Trainer(model, DATA, cfg)
+    tr.check_every = check_every
+    hist = tr.fit()
+    return ([repr(v) for v in hist.loss], [repr(v) for v in hist.grad_norm], hist.lr, hist.skipped,
+            _params(tr.model), torch.cat([v.flatten() for v in tr.ema.shadow.values()]))
+
+
+def test_windows_of_unread_steps_equal_checked_steps_bit_for_bit_even_with_non_finite_steps():
+    cfg = TrainConfig(steps=12, max_nonfinite=3, ema_decay=0.9, schedule="cosine", **SMALL)
+    ref = _run(_Poisoned(bad={4, 9, 10}), cfg, check_every=1)  # per step: the reference semantics
+    assert ref[3] == 3 and ref[0][3] == "nan" and ref[0][4] != "nan"
+    for check_every in (5, 32):  # windows [0, 5), [5, 10), [10, 12) and one window: replayed at the NaN
+        got = _run(_Poisoned(bad={4, 9, 10}), cfg, check_every)
+        assert got[:4] == ref[:4] and torch.equal(got[4], ref[4]) and torch.equal(got[5], ref[5])
+
+
+def test_fit_reads_losses_once_per_window_not_per_step(monkeypatch):
+    def per_step(self):
+        raise AssertionError("fit took a checked (host-synchronising) step although every loss was finite")
+
+    cfg = TrainConfig(steps=12, **SMALL)
+    expected = _run(_model(), cfg, check_every=1)
+    reads = []
+    monkeypatch.setattr(Trainer, "train_step", per_step)
+    monkeypatch.setattr(StepWindow, "settle", lambda self, tr, _settle=StepWindow.settle: reads.append(self.pending)
+                        or _settle(self, tr))
+    got = _run(_model(), cfg, check_every=5)
+    assert [n for n in reads if n] == [5, 5, 2]  # one read of the losses per window
+    assert got[:4] == expected[:4] and torch.equal(got[4], expected[4])

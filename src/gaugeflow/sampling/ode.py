@@ -130,7 +130,8 @@ def _solve(field, manifold, x, acc, t0, t1, method, steps, retraction, atol, rto
         y, acc = integrate_torchdiffeq(counted, manifold, x, acc, t0, t1, method, steps, atol, rtol, options)
         n_steps = steps if is_fixed_grid(method) else None
     moved = normal_displacement(manifold, y)
-    info = SampleInfo(method, retraction, n_steps, count[0], float(moved.max()), float(moved.mean()))
+    worst, mean = torch.stack([moved.max(), moved.mean()]).tolist()  # one host sync for both figures
+    info = SampleInfo(method, retraction, n_steps, count[0], worst, mean)
     return manifold.projx(y), acc, info
 
 

@@ -37,6 +37,7 @@ from .config import TrainConfig
 from .distributed import DistEnv
 from .loss import rcfm_loss
 from .tools import EMA, METRICS_NAME, History, lr_factor, write_metrics_csv
+from .window import CHECK_EVERY, StepWindow, next_stop
 
 __all__ = ["Trainer", "fit", "NonFiniteLossError", "validation_nll"]
 
@@ -82,7 +83,14 @@ class Trainer:
             :mod:`gaugeflow.training.rundir`: a non-empty folder that is not a run is refused).
         resume: ``True`` (the checkpoint in ``out``) or a checkpoint path to continue from.
         overwrite: replace the run in ``out`` (moved aside, deleted after the new run's first checkpoint).
+
+    Attributes:
+        check_every: ``fit`` reads losses and checks their finiteness once per window of at most this
+            many steps (default :data:`~gaugeflow.training.window.CHECK_EVERY` = 32), never per step;
+            a window with a non-finite step is replayed step by step (:mod:`gaugeflow.training.window`).
     """
+
+    check_every: int = CHECK_EVERY
 
     def __init__(self, model: torch.nn.Module, data: ManifoldData, config: Optional[TrainConfig] = None,
                  out: Optional[str | Path] = None, resume: bool | str | Path = False, overwrite: bool = False,
@@ -112,6 +120,7 @@ class Trainer:
         self.ema = EMA(self.model, cfg.ema_decay)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.history, self.consecutive_nonfinite = History(), 0
+        self._window = StepWindow()  # steps applied in fit whose losses are not read yet (see .window)
         self._saved_step: Optional[int] = None
         if self.out is not None and self.env.is_main:  # validated everything first: only now touch the folder
             self.run = RunFolder.open(self.out, "resume" if resume is True else "overwrite" if overwrite else "new")
@@ -129,7 +138,7 @@ class Trainer:
 
     @property
     def step(self) -> int:
-        return self.history.steps
+        return self.history.steps + self._window.pending
 
     # ------------------------------------------------------------------ one step
     def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -150,8 +159,8 @@ class Trainer:
         key = ((self.config.seed * 1_000_003 + self.step) * 4096 + self.env.rank) % (2**63)
         return rcfm_loss(self.net, x0, x1, t, manifold=self.manifold, generator=torch.Generator().manual_seed(key))
 
-    def train_step(self) -> float:
-        """One optimisation step; returns the (process-averaged) loss. Non-finite steps are skipped."""
+    def _gradients(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """Draw a batch, set the step's lr, backpropagate and clip: ``(loss, grad_norm, lr)``, no host sync."""
         cfg = self.config
         x0, x1, t = self.draw()
         lr = cfg.lr * lr_factor(self.step, cfg.steps, cfg.schedule, cfg.warmup_steps, cfg.final_lr_fraction)
@@ -162,8 +171,26 @@ class Trainer:
         loss.backward()
         clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        value = float(self.env.all_mean(loss.detach()))
-        gnorm = float(gnorm)
+        return self.env.all_mean(loss.detach()), gnorm.detach(), lr
+
+    def unchecked_step(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """One step applied without reading its loss: ``(loss, grad_norm, lr)`` as in ``fit``'s windows."""
+        loss, gnorm, lr = self._gradients()
+        self.optimizer.step()
+        self.ema.update(self.model)
+        return loss, gnorm, lr
+
+    def train_step(self) -> float:
+        """One checked optimisation step: reads the (process-averaged) loss on the host and skips the step
+        (weights, optimiser and EMA unchanged) when the loss or gradient norm is non-finite.
+
+        ``fit`` reads losses only every :data:`~gaugeflow.training.window.CHECK_EVERY` steps (see
+        :mod:`gaugeflow.training.window`); this is the per-step reference it falls back on.
+        """
+        cfg = self.config
+        self._window.settle(self)
+        loss, gnorm, lr = self._gradients()
+        value, gnorm = float(loss), float(gnorm)
         if math.isfinite(value) and math.isfinite(gnorm):
             self.optimizer.step()
             self.ema.update(self.model)
@@ -204,6 +231,7 @@ class Trainer:
 
     def save(self, path: Optional[str | Path] = None) -> Optional[Path]:
         """Write a checkpoint (process 0 only); returns its path (``None`` on other processes)."""
+        self._window.settle(self)  # pending steps enter the history first (or are replayed)
         path = Path(path) if path is not None else (self.out / CHECKPOINT_NAME if self.out else None)
         if path is None:
             raise ValueError("Trainer.save: no path given and the trainer has no out directory")
@@ -235,7 +263,8 @@ class Trainer:
                    disable=not (cfg.progress and main and sys.stderr.isatty()))
         try:
             while self.step < cfg.steps:
-                loss = self.train_step()
+                before = self.step  # a window of steps, losses read once at its end (see .window)
+                loss = self._window.run(self, next_stop(self, self.check_every))
                 step = self.step
                 if self._val_due(step):
                     if self.out:
@@ -243,12 +272,12 @@ class Trainer:
                     self.history.val.append((step, self.validate()))
                     bar.set_postfix_str(f"val_nll={self.history.val[-1][1]:.3f}", refresh=False)
                 if log is not None:
-                    write_metrics_csv(log.name, self.history, cfg.log_every, cfg.steps, start=step - 1, handle=log)
+                    write_metrics_csv(log.name, self.history, cfg.log_every, cfg.steps, start=before, handle=log)
                 if self.out and (self._val_due(step) or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0)
                                  or step == cfg.steps):
                     self.save()
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-                bar.update(1)
+                bar.update(step - before)
             if self.out is not None and self._saved_step != self.step:
                 self.save()  # steps=0, or a resume with nothing left to do: the folder still ends with a checkpoint
         finally:
