@@ -79,8 +79,8 @@ def decode_bytes(s: str) -> torch.Tensor:
 
 
 def _versions() -> dict[str, str]:
-    import gaugeflow
-    return {"gaugeflow": gaugeflow.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    from .._version import __version__  # not `import gaugeflow`: a library module never imports the root
+    return {"gaugeflow": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

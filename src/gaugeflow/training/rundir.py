@@ -243,8 +243,8 @@ class RunFolder:
 
     # ---------------------------------------------------------------- housekeeping
     def _write_manifest(self) -> None:
-        import gaugeflow
-        info = {"format": "gaugeflow-run", "format_version": 1, "created_by": f"gaugeflow {gaugeflow.__version__}",
+        from .._version import __version__  # not `import gaugeflow`: a library module never imports the root
+        info = {"format": "gaugeflow-run", "format_version": 1, "created_by": f"gaugeflow {__version__}",
                 "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         atomic_write_bytes(self.path / MANIFEST_NAME, (json.dumps(info, indent=2) + "\n").encode())
 
