@@ -1,0 +1,198 @@
+"""Gauge-model training steps of this checkout against another checkout of gaugeflow, interleaved.
+
+Times one RCFM training step (``zero_grad``, ``rcfm_loss``, ``backward``, ``Adam.step``) of
+``GaugeFlow`` and ``HigherGaugeFlow`` on S² (``D = 3``) and on ℝ^k (``D = k``) for each ``k``,
+width 64, batch 1024, float32, one torch thread by default — in two worker processes, one per
+library version: this checkout (``new``) and the one given by ``--against`` (``old``; a
+repository root or its ``src`` folder, e.g. a ``git worktree add /tmp/base <commit>``). Each
+version is imported in its own process, so both can be called ``gaugeflow``. Both workers build
+the same model (same seed, same data) for a case; then the parent asks them in turn, order
+alternating, to time ``--steps`` steps, ``--reps`` times. A burst of load from other processes
+thus hits both alike. Reported per case: the median CPU time per step of each side
+(``time.process_time``: on a shared machine it does not count waiting for a core) and the median
+of the per-repetition ratios new / old.
+
+Acceptance (issue 15): new / old ≤ ``--target`` (1.20) at every k in {3, 8, 16, 32} for both
+models on S² and ℝ^k. The exit status is 1 when a case exceeds it.
+
+Run (from the repository root; heavy, so under the shared lock on a shared machine):
+
+    git worktree add /work/base <commit before the change>
+    flock /tmp/gaugeflow-heavy.lock python experiments/benchmarks/bench_gauge_routes.py --against /work/base
+
+Options: ``--ks``, ``--width``, ``--batch``, ``--reps``, ``--steps``, ``--threads``,
+``--models``, ``--bases``, ``--target``. Without ``--against`` only this checkout is timed.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+KS = (3, 8, 16, 32)
+TARGET = 1.20
+
+
+# ------------------------------------------------------------------ worker side (one per library version)
+def _import_library(root: Path):
+    """Import ``gaugeflow`` from the checkout at ``root`` (``src/gaugeflow`` plus the top-level ``manifolds``)."""
+    for finder in list(sys.meta_path):  # an editable install would map gaugeflow.* back to its own checkout
+        if type(finder).__module__.startswith("__editable__"):
+            sys.meta_path.remove(finder)
+    package = root / "src" / "gaugeflow"
+    spec = importlib.util.spec_from_file_location("gaugeflow", package / "__init__.py",
+                                                  submodule_search_locations=[str(package), str(root)])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gaugeflow"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build(case: dict):
+    """The step closure of one case: model, data and Adam, all seeded."""
+    import torch
+    from gaugeflow.manifolds import Euclidean, Sphere
+    from gaugeflow.models import GaugeFlow, HigherGaugeFlow
+    from gaugeflow.training import rcfm_loss
+
+    k = case["k"]
+    M = Sphere(2) if case["base"] == "S2" else Euclidean(k)
+    cls = {"GaugeFlow": GaugeFlow, "HigherGaugeFlow": HigherGaugeFlow}[case["model"]]
+    torch.manual_seed(0)
+    model = cls(M, hidden=case["width"], k=k)
+    gen = torch.Generator().manual_seed(1)
+    x0, x1 = M.random_base(case["batch"], generator=gen), M.random_base(case["batch"], generator=gen)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        rcfm_loss(model, x0, x1).backward()
+        opt.step()
+
+    return step
+
+
+def worker(root: str, threads: int) -> None:
+    """Serve ``{"case": …}`` (build and warm up) and ``{"time": n}`` (CPU seconds per step) requests on stdin."""
+    _import_library(Path(root))
+    import torch
+
+    torch.set_num_threads(threads)
+    step = None
+    for line in sys.stdin:
+        request = json.loads(line)
+        if "case" in request:
+            step = _build(request["case"])
+            for _ in range(3):
+                step()
+            reply = {"ok": True}
+        else:
+            c0, w0 = time.process_time(), time.perf_counter()
+            for _ in range(request["time"]):
+                step()
+            n = request["time"]
+            reply = {"cpu": (time.process_time() - c0) / n, "wall": (time.perf_counter() - w0) / n}
+        print(json.dumps(reply), flush=True)
+
+
+# ------------------------------------------------------------------ parent side
+class _Worker:
+    def __init__(self, root: Path, threads: int):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        self.proc = subprocess.Popen([sys.executable, __file__, "--worker", str(root), "--threads", str(threads)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def ask(self, request: dict) -> dict:
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"benchmark worker exited with status {self.proc.wait()}")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def _checkout(path: str) -> Path:
+    root = Path(path).resolve()
+    root = root.parent if root.name == "src" else root
+    if not (root / "src" / "gaugeflow" / "__init__.py").is_file():
+        raise SystemExit(f"--against: expected a gaugeflow checkout (a folder with src/gaugeflow/), got {path}")
+    return root
+
+
+def run(args) -> list[dict]:
+    sides = {"new": _Worker(ROOT, args.threads)}
+    if args.against:
+        sides["old"] = _Worker(_checkout(args.against), args.threads)
+    rows = []
+    try:
+        for k in args.ks:
+            for base in args.bases:
+                for model in args.models:
+                    case = {"model": model, "base": base, "k": k, "width": args.width, "batch": args.batch}
+                    for w in sides.values():
+                        w.ask({"case": case})
+                    times = {name: [] for name in sides}
+                    for r in range(args.reps):
+                        for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+                            times[name].append(sides[name].ask({"time": args.steps})["cpu"])
+                    row = dict(case, **{f"{n}_ms": 1e3 * statistics.median(t) for n, t in times.items()})
+                    if "old" in sides:
+                        row["ratio"] = statistics.median(a / b for a, b in zip(times["new"], times["old"]))
+                    rows.append(row)
+                    print(_format(row, args.target), flush=True)
+    finally:
+        for w in sides.values():
+            w.close()
+    return rows
+
+
+def _format(row: dict, target: float) -> str:
+    text = f"{row['model']:>15} {row['base']:>3} k={row['k']:<2}  new {row['new_ms']:8.2f} ms"
+    if "ratio" in row:
+        verdict = "ok" if row["ratio"] <= target else "OVER"
+        text += f"  old {row['old_ms']:8.2f} ms  new/old {row['ratio']:.2f} ({verdict})"
+    return text
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--against", help="another gaugeflow checkout (repository root or its src/) to compare with")
+    parser.add_argument("--ks", type=int, nargs="+", default=list(KS))
+    parser.add_argument("--bases", nargs="+", default=["S2", "Rk"], choices=["S2", "Rk"])
+    parser.add_argument("--models", nargs="+", default=["GaugeFlow", "HigherGaugeFlow"], choices=["GaugeFlow", "HigherGaugeFlow"])
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=1024)
+    parser.add_argument("--reps", type=int, default=11, help="timed repetitions per side and case (medians reported)")
+    parser.add_argument("--steps", type=int, default=5, help="training steps per repetition")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads in each worker")
+    parser.add_argument("--target", type=float, default=TARGET)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.threads)
+        return 0
+    t0 = time.perf_counter()
+    rows = run(args)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\n{len(rows)} cases in {time.perf_counter() - t0:.0f} s; width {args.width}, batch {args.batch}, "
+          f"{args.threads} thread(s), {args.reps} reps × {args.steps} steps; 1-min load {load:.1f}")
+    if args.against:
+        worst = max(rows, key=lambda r: r["ratio"])
+        print(f"worst new/old {worst['ratio']:.2f} ({worst['model']} {worst['base']} k={worst['k']}); target <= {args.target}")
+        return 0 if worst["ratio"] <= args.target else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
