@@ -22,17 +22,15 @@ wall time (synchronised) on CUDA.
 Run: ``python experiments/benchmarks/bench_gauge_overhead.py [--reps N] [--threads T] [--widths W ...] [--ks K ...] [--device cuda]``
 (about 50 s per width on one CPU core with the default 25 repetitions).
 
-What the gauge term costs (CPU, per step and sample): GaugeFlow one ``k×k`` matrix–vector
-product; HigherGaugeFlow (``so_crossed_module``) either the brackets — three ``k×k`` products
-forward and six backward, on CPU in the native kernel of ``gaugeflow/_native/kernels.c`` (else
-the PyTorch dual-number or one-product form, ``models/crossed_module.py``), or for small ``k`` one
-bilinear GEMM — or, when ``k`` is large against ``D`` and the width (S² with ``k ≥ 13`` at width
-64), the feature form: the connection's and the field's output layers
-absorbed into one batch-independent bilinear form on their hidden features, ``D² (w + 1)²``
-multiply-adds per sample in one GEMM and the two output layers skipped. The no-op variant still
-evaluates those output layers, so the feature form can come out below 1. See
-docs/performance.md for the measured tables, including widths 32 and 128 and the ``k`` between
-the three cases here.
+What the gauge term costs (per step and sample): GaugeFlow one ``k×k`` matrix–vector product;
+HigherGaugeFlow (``so_crossed_module``) either the brackets — two batched matrix products forward
+(the ``3k³`` dual-number form, ``models/crossed_module.py``) and four backward — or, when ``k`` is
+large against ``D`` and the width (S² with ``k ≥ 12`` at width 64), the feature form: the
+connection's and the field's output layers absorbed into one batch-independent bilinear form on
+their hidden features, ``D² (w + 1)²`` multiply-adds per sample in one GEMM and the two output
+layers skipped. The no-op variant still evaluates those output layers, so the feature form can
+come out below 1. See docs/performance.md for the measured tables; ``bench_gauge_routes.py``
+compares whole steps against another checkout of the library.
 """
 from __future__ import annotations
 
@@ -60,7 +58,7 @@ WIDTH = 64
 
 def _network_outputs(model, x, h):
     """Every gauge network evaluated to its full output (``A`` as ``[B, D, dim]``)."""
-    return model.field_values(x, h) if isinstance(model, HigherGaugeFlow) else model.fields(x, h)
+    return model.fields(x, h)
 
 
 def noop_gauge_term(self, x, h):
