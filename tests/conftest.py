@@ -1,4 +1,5 @@
 """Shared test configuration (kept small): geomstats backend, hypothesis profile, torch threads."""
+import contextlib
 import os
 
 os.environ.setdefault("GEOMSTATS_BACKEND", "numpy")  # must precede the first geomstats import (process-wide)
@@ -25,3 +26,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@contextlib.contextmanager
+def _no_host_reads():
+    """Inside, every tensor → Python conversion raises: the code under test must stay on the device."""
+    def forbidden(self, *args, **kwargs):
+        raise AssertionError("device→host read in a path that promises none")
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+            mp.setattr(torch.Tensor, name, forbidden)
+        yield
+
+
+@pytest.fixture
+def no_host_reads():
+    """``with no_host_reads(): ...`` fails on any ``.item()``/``float()``/``bool()``/… of a tensor (a host sync on GPUs)."""
+    return _no_host_reads

@@ -178,3 +178,40 @@ def test_rcfm_loss_time_sampler_manifold_override_and_errors():
         rcfm_loss(wrapped, x0, x1)
     with pytest.raises(ValueError, match="path is on"):
         rcfm_loss(model, x0, x1, path=GeodesicPath(Sphere(3)))
+
+
+def _loss_without_reads(model, x0, x1, t, path, no_host_reads):
+    with no_host_reads():
+        return rcfm_loss(model, x0, x1, t, path=path, generator=torch.Generator().manual_seed(3),
+                         return_info=True, host_checks=False)
+
+
+def test_no_host_reads_guard_catches_a_read(no_host_reads):
+    with pytest.raises(AssertionError, match="device→host"), no_host_reads():
+        float(torch.ones(()))
+
+
+@pytest.mark.parametrize("M", [Sphere(2), FlatTorus(2), Hyperbolic(2), Euclidean(3)], ids=repr)
+def test_loss_without_host_checks_reads_nothing_and_equals_the_checked_loss(M, no_host_reads):
+    x0, x1 = _pairs(M, n=32, seed=11)
+    t = torch.rand(32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    model = PlainFlow(M, hidden=8).double()
+    checked = rcfm_loss(model, x0, x1, t)
+    loss, info = _loss_without_reads(model, x0, x1, t, GeodesicPath(M), no_host_reads)
+    torch.testing.assert_close(loss, checked, rtol=1e-13, atol=0)
+    assert int(info.n_masked) == 0
+
+
+def test_cut_pairs_without_host_checks_are_resampled_or_masked_on_the_device(no_host_reads):
+    M, x0, x1 = _antipodal_batch()
+    model = PlainFlow(M, hidden=8).double()
+    t = torch.rand(16, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    masked_ref = rcfm_loss(model, x0, x1, t, path=GeodesicPath(M, cut_locus="mask"))
+    ps = GeodesicPath(M).sample(x0, x1, t, generator=torch.Generator().manual_seed(0), host_checks=False)
+    assert isinstance(ps.n_cut, torch.Tensor) and int(ps.n_cut) == 5 and int(ps.n_resampled) == 5
+    assert int(ps.n_masked) == 0 and bool(ps.valid.all()) and torch.equal(ps.x0[5:], x0[5:])
+    assert not bool(M.cut_locus_mask(ps.x0, x1).any())
+    loss, info = _loss_without_reads(model, x0, x1, t, GeodesicPath(M, cut_locus="mask"), no_host_reads)
+    torch.testing.assert_close(loss, masked_ref, rtol=1e-13, atol=0)  # the weighted mean drops the 5 cut pairs
+    loss.backward()  # masked pairs contribute nothing, the rest a finite gradient
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())

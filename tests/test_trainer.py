@@ -202,3 +202,23 @@ def test_fit_reads_losses_once_per_window_not_per_step(monkeypatch):
     got = _run(_model(), cfg, check_every=5)
     assert [n for n in reads if n] == [5, 5, 2]  # one read of the losses per window
     assert got[:4] == expected[:4] and torch.equal(got[4], expected[4])
+
+
+@pytest.mark.parametrize("manifold", ["sphere", "torus", "hyperbolic"])
+def test_a_training_step_reads_nothing_back_from_the_device(manifold, no_host_reads):
+    """Batch draw, path, loss, backward, clipping and EMA of every model family stay on the device.
+
+    The optimiser step is outside the guard: torch keeps Adam's step count on the host
+    (``capturable=False``), so reading it is not a device synchronisation.
+    """
+    import gaugeflow as gf
+
+    M = {"sphere": gf.Sphere(2), "torus": gf.FlatTorus(2), "hyperbolic": gf.Hyperbolic(2)}[manifold]
+    data = gf.wrapped_mixture(M, n_components=3, seed=0)
+    for cls in (gf.PlainFlow, gf.GaugeFlow, gf.HigherGaugeFlow):
+        tr = Trainer(cls(M, hidden=8), data, TrainConfig(steps=4, batch_size=32))
+        tr.unchecked_step()
+        with no_host_reads():
+            loss, gnorm, _ = tr._gradients()
+            tr.ema.update(tr.model)
+        assert loss.dim() == 0 and gnorm.dim() == 0

@@ -29,12 +29,14 @@ class LossInfo:
     Attributes:
         n_used: pairs that entered the mean.
         n_cut: pairs found at the cut locus; n_resampled: start points redrawn; n_masked: pairs dropped.
+
+    With ``host_checks=False`` the counts may be 0-dim tensors (no device→host read).
     """
 
-    n_used: int
-    n_cut: int
-    n_resampled: int
-    n_masked: int
+    n_used: Union[int, torch.Tensor]
+    n_cut: Union[int, torch.Tensor]
+    n_resampled: Union[int, torch.Tensor]
+    n_masked: Union[int, torch.Tensor]
 
 
 def uniform_time(n: int, generator: Optional[torch.Generator], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -53,6 +55,7 @@ def rcfm_loss(
     time_sampler: TimeSampler = uniform_time,
     generator: Optional[torch.Generator] = None,
     return_info: bool = False,
+    host_checks: bool = True,
 ):
     """RCFM loss of ``model`` on a batch of pairs.
 
@@ -66,6 +69,10 @@ def rcfm_loss(
         time_sampler: ``(n, generator, dtype, device) -> [n]`` times in ``[0, 1]``.
         generator: random generator for times and cut-locus resampling.
         return_info: also return a :class:`LossInfo`.
+        host_checks: ``False`` reads nothing back from the device (the trainer's hot loop): times are
+            not range-checked, cut-locus pairs are resampled in one round and the rest masked by
+            weight (a batch with every pair masked gives loss 0 instead of raising); see
+            :class:`GeodesicPath`.
 
     Returns:
         The scalar loss (mean over valid pairs), and a :class:`LossInfo` if ``return_info``.
@@ -85,9 +92,14 @@ def rcfm_loss(
     manifold.validate(x0, "x0")
     if t is None:
         t = time_sampler(x0.shape[0], generator, x0.dtype, x0.device)
-    ps = path.sample(x0, x1, t, generator=generator)
+    ps = path.sample(x0, x1, t, generator=generator, host_checks=host_checks)
     v = model(ps.x_t, ps.t)
     n_used = ps.x_t.shape[0] - ps.n_masked
+    if isinstance(ps.n_masked, torch.Tensor):  # masks kept on the device: a weighted mean, no host read
+        err = v - ps.u_t
+        w = ps.valid.to(err.dtype)
+        loss = (manifold.inner(ps.x_t, err, err) * w).sum() / w.sum().clamp_min(1)
+        return (loss, LossInfo(n_used, ps.n_cut, ps.n_resampled, ps.n_masked)) if return_info else loss
     if n_used == 0:
         raise ValueError("rcfm_loss: every pair of the batch lies at the cut locus; nothing to train on")
     if ps.n_masked == 0 and type(manifold).inner is Manifold.inner:

@@ -12,6 +12,12 @@ the offending ``x0`` are redrawn from the base distribution (up to ``max_resampl
 still at the cut locus after that are masked), with ``"mask"`` they are kept but flagged
 ``valid = False`` (the RCFM loss drops them), with ``"raise"`` a ``ValueError`` is raised. The counts
 are reported in the returned :class:`PathSample`.
+
+Host reads: by default :meth:`GeodesicPath.sample` reads two figures back from the device (the time
+range check and the number of cut pairs). The trainer calls it with ``host_checks=False``: times are
+trusted (it draws them itself), and ``"resample"`` redraws every cut start point in one
+``torch.where`` round (pairs still cut after it are masked) — no device→host read in the step. The
+counts are then 0-dim tensors. ``cut_locus="raise"`` always reads the count (it must decide to raise).
 """
 from __future__ import annotations
 
@@ -42,6 +48,9 @@ class PathSample:
         n_cut: number of pairs found at the cut locus on the first check.
         n_resampled: number of start points redrawn.
         n_masked: number of pairs masked (``(~valid).sum()``).
+
+    With ``host_checks=False`` the three counts are 0-dim integer tensors on the batch's device
+    (plain ``0`` on a manifold without a cut locus).
     """
 
     x_t: torch.Tensor
@@ -50,9 +59,9 @@ class PathSample:
     x0: torch.Tensor
     x1: torch.Tensor
     valid: torch.Tensor
-    n_cut: int
-    n_resampled: int
-    n_masked: int
+    n_cut: Union[int, torch.Tensor]
+    n_resampled: Union[int, torch.Tensor]
+    n_masked: Union[int, torch.Tensor]
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         yield self.x_t
@@ -89,7 +98,7 @@ class GeodesicPath:
     def __repr__(self) -> str:
         return f"GeodesicPath({self.manifold}, cut_locus={self.cut_locus!r})"
 
-    def _check(self, x0: torch.Tensor, x1: torch.Tensor, t: Union[float, torch.Tensor]) -> torch.Tensor:
+    def _check(self, x0: torch.Tensor, x1: torch.Tensor, t: Union[float, torch.Tensor], host_checks: bool = True) -> torch.Tensor:
         M = self.manifold
         M.validate(x0, "x0")
         M.validate(x1, "x1")
@@ -106,6 +115,8 @@ class GeodesicPath:
             t = t.expand(x0.shape[0])
         if t.shape != x0.shape[:1]:
             raise ValueError(f"GeodesicPath: t must have shape [] or [{x0.shape[0]}], got {tuple(t.shape)}")
+        if not host_checks:
+            return t
         lo, hi = torch.aminmax(t) if t.numel() else (t.new_zeros(()), t.new_zeros(()))  # one reduction
         if not (float(lo) >= 0 and float(hi) <= 1):  # written so that NaN fails
             raise ValueError("GeodesicPath: times must lie in [0, 1]")
@@ -134,12 +145,30 @@ class GeodesicPath:
                 cut = M.cut_locus_mask(x0, x1)
         return x0, ~cut, n_cut, n_resampled
 
+    def _resolve_cut_on_device(self, x0: torch.Tensor, x1: torch.Tensor, generator: Optional[torch.Generator]):
+        """The cut-locus policy without a host read: one ``torch.where`` resampling round, then masking.
+
+        Returns ``(x0, valid, n_cut, n_resampled, n_masked)`` with the counts as 0-dim tensors.
+        """
+        M = self.manifold
+        cut = M.cut_locus_mask(x0, x1)
+        n_cut = cut.sum()
+        n_resampled = torch.zeros_like(n_cut)
+        if self.cut_locus == "resample" and self.max_resample > 0:
+            fresh = M.random_base(x0.shape[0], generator=generator, dtype=x0.dtype, device=x0.device)
+            x0 = torch.where(cut.unsqueeze(-1), fresh, x0)
+            n_resampled = n_cut
+            cut = M.cut_locus_mask(x0, x1)
+        return x0, ~cut, n_cut, n_resampled, cut.sum()
+
     def sample(
         self,
         x0: torch.Tensor,
         x1: torch.Tensor,
         t: Union[float, torch.Tensor],
         generator: Optional[torch.Generator] = None,
+        *,
+        host_checks: bool = True,
     ) -> PathSample:
         """Points and velocities of the geodesics ``x0 → x1`` at times ``t``.
 
@@ -148,6 +177,8 @@ class GeodesicPath:
             x1: ``[B, D]`` end points (data).
             t: ``[B]`` times in ``[0, 1]`` (or one float for all).
             generator: random generator for cut-locus resampling.
+            host_checks: ``False`` skips every device→host read (see the module docstring): the
+                time range is not checked and the counts come back as 0-dim tensors.
 
         Returns:
             A :class:`PathSample` (unpacks as ``x_t, u_t``).
@@ -155,8 +186,11 @@ class GeodesicPath:
         Raises:
             ValueError/TypeError: malformed inputs, or a cut-locus pair with ``cut_locus="raise"``.
         """
-        t = self._check(x0, x1, t)
-        x0, valid, n_cut, n_resampled = self._resolve_cut(x0, x1, generator)
+        t = self._check(x0, x1, t, host_checks)
+        if host_checks or self.cut_locus == "raise" or math.isinf(self.manifold.injectivity_radius):
+            x0, valid, n_cut, n_resampled = self._resolve_cut(x0, x1, generator)
+            n_masked = int((~valid).sum()) if n_cut else 0
+        else:
+            x0, valid, n_cut, n_resampled, n_masked = self._resolve_cut_on_device(x0, x1, generator)
         x_t, u_t = self.manifold.geodesic(x0, x1, t)
-        n_masked = int((~valid).sum()) if n_cut else 0
         return PathSample(x_t, u_t, t, x0, x1, valid, n_cut, n_resampled, n_masked)
