@@ -157,7 +157,8 @@ class Trainer:
         # Cut-locus resampling draws from a generator keyed by (seed, step, rank): deterministic,
         # resumable without extra state, and it never advances the shared batch stream.
         key = ((self.config.seed * 1_000_003 + self.step) * 4096 + self.env.rank) % (2**63)
-        return rcfm_loss(self.net, x0, x1, t, manifold=self.manifold, generator=torch.Generator().manual_seed(key))
+        return rcfm_loss(self.net, x0, x1, t, manifold=self.manifold, generator=torch.Generator().manual_seed(key),
+                         host_checks=False)  # times are drawn here; cut pairs resolved on the device
 
     def _gradients(self) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Draw a batch, set the step's lr, backpropagate and clip: ``(loss, grad_norm, lr)``, no host sync."""
