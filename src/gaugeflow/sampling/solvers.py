@@ -209,7 +209,7 @@ def integrate_torchdiffeq(
 
     def func(t, state):
         y = state[0] if acc is not None else state
-        v, r = field(float(t), manifold.projx(y))
+        v, r = field(t, manifold.projx(y))  # t stays a device tensor: no host read per evaluation
         return (v, r) if acc is not None else v
 
     y0 = (x, acc) if acc is not None else x
