@@ -18,10 +18,11 @@ Numerics (see ``gaugeflow._numerics.TOLERANCES``):
   cancels terms of size ``x_0²`` (in float32 at radius 9, ``dist`` of nearby points used to round to
   exactly 0). Every operation therefore works in float64 for lower-precision inputs (and returns
   the input dtype), and first re-lifts points from their spatial part, ``x_0 = sqrt(1 + ‖x_{1:}‖²)``,
-  and projects tangent inputs onto ``T_xH^n`` (a no-op in exact arithmetic): a float32 point then
-  means exactly the hyperboloid point over its float32 spatial coordinates, and ``dist``/``log``
-  are as accurate as in float64 at any radius. What float32 cannot fix is the *storage* of tangent
-  vectors far out: a vector at radius ``r`` is rounded with relative error ``~eps·e^r``.
+  and reads tangent inputs from their spatial part, ``u_0 = ⟨x_{1:}, u_{1:}⟩/x_0`` (a no-op for
+  tangent vectors in exact arithmetic): a float32 point then means exactly the hyperboloid point
+  over its float32 spatial coordinates, and ``dist``/``log`` are as accurate as in float64 at any
+  radius. What float32 cannot fix is the *storage* far out: a point at radius ``r`` is known to
+  ``~eps·e^r`` and a tangent vector there to relative ``~eps·e^r``.
   :meth:`stable_radius` is the tangent norm up to which ``exp``/``log`` round trips keep
   ``~tol("prop")`` relative accuracy from points of moderate radius.
 * ``dist`` is NaN where an input is not finite.
@@ -77,6 +78,17 @@ def _tangent(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return u + minkowski(x, u)[..., None] * x
 
 
+def _lift_tangent(x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """The tangent vector at ``x`` over the spatial part of ``u``: ``u_0 = ⟨x_{1:}, u_{1:}⟩ / x_0``.
+
+    How operations read their tangent inputs: for a tangent ``u`` it is ``u``; for a float32 ``u``
+    far out it discards the rounding of ``u_0``, whose tangent part is ``sinh r`` times larger than
+    the rounding itself (relative error ``eps·e^r`` instead of ``eps·e^{2r}``).
+    """
+    us = u[..., 1:]
+    return torch.cat([(x[..., 1:] * us).sum(-1, keepdim=True) / x[..., :1], us], dim=-1)
+
+
 def _log(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``log_x(y)`` for lifted points in working precision (see :meth:`Hyperbolic.log`)."""
     d = y - x
@@ -124,10 +136,10 @@ class Hyperbolic(Manifold):
 
     # -- metric
     def inner(self, x, u, v):
-        """Minkowski form of the tangent parts of ``u``, ``v`` at ``x``. ``[..., D] -> [...]``."""
+        """Minkowski form of ``u``, ``v`` read as tangent vectors at ``x`` (spatial parts). ``[..., D] -> [...]``."""
         self._inputs(x=x, u=u, v=v)
         X = _lift(_hi(x))
-        out = minkowski(_tangent(X, _hi(u)), _tangent(X, _hi(v))).to(u.dtype)
+        out = minkowski(_lift_tangent(X, _hi(u)), _lift_tangent(X, _hi(v))).to(u.dtype)
         return out.expand(broadcast_shapes(x.shape, u.shape, v.shape)[:-1])
 
     # -- projections
@@ -146,7 +158,7 @@ class Hyperbolic(Manifold):
         """``cosh θ · x + (sinh θ / θ) · u`` with ``θ² = ⟨u, u⟩_L``, re-projected. ``[..., D]``."""
         self._inputs(x=x, u=u)
         X = _lift(_hi(x))
-        U = _tangent(X, _hi(u))
+        U = _lift_tangent(X, _hi(u))
         small = tol("taylor", U.dtype)
         theta2 = minkowski(U, U)[..., None]
         return _lift(cosh_sq(theta2, small) * X + sinh_over(theta2, small) * U).to(x.dtype)
@@ -166,7 +178,7 @@ class Hyperbolic(Manifold):
         """``v + ⟨y, v⟩_L / (1 − ⟨x, y⟩_L) · (x + y)`` (exact; the denominator is ``≥ 2``)."""
         self._inputs(x=x, y=y, v=v)
         X, Y = _lift(_hi(x)), _lift(_hi(y))
-        V = _tangent(X, _hi(v))
+        V = _lift_tangent(X, _hi(v))
         coef = minkowski(Y, V) / (1 - minkowski(X, Y))
         return (V + coef[..., None] * (X + Y)).to(v.dtype)
 

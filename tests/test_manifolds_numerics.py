@@ -224,3 +224,92 @@ def test_hyperbolic_exp_stays_finite_up_to_the_stable_radius_in_float32():
     u = torch.tensor([0.0, M.stable_radius(torch.float32), 0.0])
     y = M.exp(o, u)
     assert bool(torch.isfinite(y).all()) and abs(float(M.dist(o, y)) - float(u[1])) < 1e-4 * float(u[1])
+
+
+# ---------------------------------------------------------------- issue 16: numerics at the extremes
+@pytest.mark.parametrize("dtype, norms", [(torch.float32, [1e19, 1e20, 1e30, 3e38]), (F64, [1e155, 1e160, 1e300])],
+                         ids=["float32", "float64"])
+def test_sphere_exp_is_finite_on_the_sphere_and_in_the_plane_of_x_and_u_for_huge_finite_u(dtype, norms):
+    M = Sphere(3)
+    x = _points(M, len(norms), dtype, seed=6)
+    e = _unit_tangents(M, x, 7)
+    u = e * torch.tensor(norms, dtype=dtype)[:, None]
+    assert bool(torch.isfinite(u).all())
+    y = M.exp(x, u)
+    assert bool(torch.isfinite(y).all())
+    assert float(((y * y).sum(-1) - 1).abs().max()) < 10 * torch.finfo(dtype).eps
+    w = M.proju(x, torch.randn(x.shape, generator=torch.Generator().manual_seed(8), dtype=dtype))
+    w = w - (w * e).sum(-1, keepdim=True) * e  # ⟂ x and ⟂ u: y = cos θ x + sin θ e has no component along it
+    assert float(((y * w).sum(-1) / w.norm(dim=-1)).abs().max()) < 10 * torch.finfo(dtype).eps
+    # just below the overflow the plain branch is used and agrees with the closed form
+    v = e[:1] * 3.0
+    assert torch.allclose(M.exp(x[:1], v), torch.cos(torch.tensor(3.0, dtype=dtype)) * x[:1]
+                          + torch.sin(torch.tensor(3.0, dtype=dtype)) * e[:1], atol=1e-6)
+
+
+@pytest.mark.parametrize("M", ALL + [Hyperbolic(3)], ids=repr)
+def test_dist_with_non_finite_input_is_nan_and_other_rows_are_untouched(M):
+    x, y = _points(M, 4, seed=9), _points(M, 4, seed=10)
+    bad = y.clone()
+    bad[0, 0], bad[1, -1], bad[2, 0] = math.inf, math.nan, -math.inf
+    d = M.dist(x, bad)
+    assert bool(torch.isnan(d[:3]).all()), d
+    assert torch.allclose(d[3], M.dist(x[3], y[3]))
+    assert bool(torch.isnan(M.dist(bad, x)[:3]).all())
+
+
+@pytest.mark.parametrize("radius", [5.0, 9.0, 12.0])
+def test_hyperbolic_float32_dist_and_log_stay_correct_beyond_the_old_stable_radius(radius):
+    """In float32 at radius 9 nearby points used to get dist exactly 0 and a log of norm ~1e9."""
+    M = Hyperbolic(3)
+    o = M.origin(F64)
+    e = _unit_tangents(M, o.expand(64, 4), 11)
+    x = M.exp(o, radius * e).float()  # float32 points far out ...
+    y = M.exp(x.double(), 1e-3 * _unit_tangents(M, x.double(), 12)).float()  # ... and their neighbours
+    d32, ref = M.dist(x, y), M.dist(x.double(), y.double())  # same float32 points, float64 arithmetic
+    assert d32.dtype == torch.float32 and bool((d32 > 0).all())
+    assert float(((d32.double() - ref) / ref).abs().max()) < 1e-5
+    v = M.log(x, y)  # float32 storage of a tangent vector at radius r: relative error ~eps·e^r (module doc)
+    bound = 1e-4 if radius <= M.stable_radius(torch.float32) else 10 * torch.finfo(torch.float32).eps * math.exp(radius)
+    assert float(((M.norm(x.double(), v.double()) - ref) / ref).abs().max()) < bound
+    far = M.dist(M.origin(torch.float32), x)
+    assert float((far.double() - radius).abs().max()) < 1e-5 * radius
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 8, 16, 64, 256, 1024])
+def test_hyperbolic_default_base_stays_inside_the_stable_radius_in_every_dimension(n):
+    from gaugeflow.geometry.base import BASE_RADIUS
+
+    M = Hyperbolic(n)
+    count = 20000 if n <= 64 else 2000
+    x = M.random_base(count, generator=torch.Generator().manual_seed(n), dtype=F64)
+    r = M.dist(M.origin(F64), x)
+    assert float(r.max()) < BASE_RADIUS < M.stable_radius(torch.float32)
+    assert abs(float((r * r).mean()) / (n * M.std ** 2) - 1) < 0.05  # radius² ~ σ² χ²_n
+    x32 = M.random_base(256, generator=torch.Generator().manual_seed(n), dtype=torch.float32)
+    M.check_point(x32)
+    assert bool(torch.isfinite(M.base_log_prob(x32)).all())
+
+
+@pytest.mark.parametrize("n, std, k", [(1, None, 1.0), (2, None, 1.0), (3, None, 1.0), (2, 1.0, 1.0), (3, None, 2.0)])
+def test_wrapped_normal_density_integrates_to_one_in_polar_coordinates(n, std, k):
+    """∫ p0 dvol = |S^{n−1}| ∫ p0(x(r)) (√k sinh(r/√k))^{n−1} dr = 1 (trapezoid rule, float64)."""
+    from gaugeflow.geometry import WrappedNormal
+
+    p0 = WrappedNormal(n, std=std, k=k)
+    r = torch.linspace(0, 12 * p0.std, 200001, dtype=F64)
+    z = r / math.sqrt(k)
+    x = torch.zeros(r.shape[0], n + 1, dtype=F64)
+    x[:, 0], x[:, 1] = math.sqrt(k) * torch.cosh(z), math.sqrt(k) * torch.sinh(z)
+    sphere_area = 2 * math.pi ** (n / 2) / math.gamma(n / 2)
+    integrand = torch.exp(p0.log_prob(x)) * (math.sqrt(k) * torch.sinh(z)) ** (n - 1) * sphere_area
+    assert abs(float(torch.trapezoid(integrand, r)) - 1) < 1e-6
+
+
+def test_hyperbolic_base_log_prob_matches_change_of_variables_for_the_default_scale():
+    M = Hyperbolic(5)
+    v = M.std * torch.randn(400, 5, generator=torch.Generator().manual_seed(13), dtype=F64)
+    x = M.exp(M.origin(F64).expand(400, 6), torch.cat([torch.zeros(400, 1, dtype=F64), v], -1))
+    r = v.norm(dim=-1)
+    want = torch.distributions.Normal(0.0, torch.tensor(M.std, dtype=F64)).log_prob(v).sum(-1) - 4 * torch.log(torch.sinh(r) / r)
+    assert torch.allclose(M.base_log_prob(x), want, atol=1e-10)

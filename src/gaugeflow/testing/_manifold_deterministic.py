@@ -10,7 +10,7 @@ import torch
 
 from .._numerics import tol
 from ..geometry.manifold import Manifold
-from .strategies import NEAR_OFFSET, _unit_tangents
+from .strategies import NEAR_OFFSET, _unit_tangents, seeded_points
 
 _N_BASE = 64
 
@@ -93,7 +93,7 @@ def check_base_density(M: Manifold, dtype, meter, base_samples: int = 20000) -> 
 
 def check_bad_input(M: Manifold, dtype, meter, base_samples: int = 0) -> None:
     """``check_point`` raises ValueError/TypeError naming expected vs received for bad input."""
-    x = M.random_base(3, generator=torch.Generator().manual_seed(3), dtype=dtype)
+    x = seeded_points(M, 3, torch.Generator().manual_seed(3), dtype)
     D = M.ambient_dim
     cases = [
         ("wrong last-axis size", torch.cat([x, x[:, :1]], -1), ValueError, (str(D), str(D + 1))),
@@ -117,7 +117,7 @@ def check_bad_input(M: Manifold, dtype, meter, base_samples: int = 0) -> None:
 
 def _grad_cases(M: Manifold, dtype):
     g = torch.Generator().manual_seed(5)
-    x = M.random_base(2, generator=g, dtype=dtype)
+    x = seeded_points(M, 2, g, dtype)
     e = _unit_tangents(M, x, 17)
     near = M.exp(x, NEAR_OFFSET * e)
     return [
@@ -148,6 +148,9 @@ def check_gradients(M: Manifold, dtype, meter, base_samples: int = 0) -> None:
                 ok, why = False, str(exc).splitlines()[0]
             meter(f"gradcheck of {label}" + ("" if ok else f" ({why})"), float(not ok), 0.5)
 
+
+#: properties of the base distribution: run only when the manifold has one
+BASE_PROPERTIES = ("random_base", "base_density")
 
 DETERMINISTIC_PROPERTIES = {
     "random_base": check_random_base, "base_density": check_base_density,

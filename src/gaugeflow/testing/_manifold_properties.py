@@ -63,6 +63,12 @@ def prop_proju(M, dtype, data, meter, kinds=PAIR_KINDS):
     scale = (1 + u.abs().amax(-1)) * cond(x)
     meter("proju(x, w) tangent", M._tangent_residual(x, u), tol("point", dtype) * scale)
     meter("proju(x, u) = u", (M.proju(x, u) - u).abs().amax(-1), _ptol(dtype) * scale)
+    E = M.tangent_frame(x).transpose(-1, -2)  # [B, dim, D] rows
+    meter(f"tangent_frame shape (4, {M.ambient_dim}, {M.dim})", float(tuple(E.shape) != (BATCH, M.dim, M.ambient_dim)), 0.5)
+    gram = M.inner(x[:, None, None, :], E[:, :, None, :], E[:, None, :, :])
+    eye = torch.eye(M.dim, dtype=dtype)
+    meter("tangent_frame orthonormal", (gram - eye).abs().reshape(BATCH, -1).amax(-1), _ptol(dtype) * cond(x) * 10)
+    meter("tangent_frame tangent", M._tangent_residual(x[:, None, :], E).amax(-1), tol("point", dtype) * cond(x) * 10)
 
 
 def prop_exp_log(M, dtype, data, meter, kinds=PAIR_KINDS):
@@ -130,13 +136,16 @@ def prop_transp(M, dtype, data, meter, kinds=PAIR_KINDS):
 
 
 def _ops(M, x, y, u):
-    return {
+    ops = {
         "projx": lambda s: M.projx(x[s]), "proju": lambda s: M.proju(x[s], u[s]),
         "inner": lambda s: M.inner(x[s], u[s], u[s]), "norm": lambda s: M.norm(x[s], u[s]),
         "exp": lambda s: M.exp(x[s], u[s]), "log": lambda s: M.log(x[s], y[s]),
         "dist": lambda s: M.dist(x[s], y[s]), "transp": lambda s: M.transp(x[s], y[s], u[s]),
         "base_log_prob": lambda s: M.base_log_prob(x[s]), "features": lambda s: M.features(x[s]),
     }
+    if M.base is None:  # geometry only: the base distribution is checked when one is attached
+        del ops["base_log_prob"]
+    return ops
 
 
 def prop_batched(M, dtype, data, meter, kinds=PAIR_KINDS):

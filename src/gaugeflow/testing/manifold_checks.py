@@ -13,7 +13,10 @@ Properties (names used in reports): ``projx``, ``proju``, ``exp_log``, ``log_exp
 and near-degenerate pairs from :mod:`gaugeflow.testing.strategies`), and ``random_base``,
 ``base_density`` (Monte Carlo integral of ``exp(base_log_prob)``), ``bad_input`` and ``gradients``
 (deterministic). Each measurement is an error divided by its tolerance; the report keeps the
-largest ratio per property and dtype, and a ratio above 1 fails.
+largest ratio per property and dtype, and a ratio above 1 fails. The geometry properties run on any
+manifold; the base-distribution properties (``random_base``, ``base_density``) only when it has a
+base distribution (``M.base``, or ``base=`` given here) — otherwise they are listed in
+``CheckReport.skipped``.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from hypothesis import strategies as st
 
 from ..geometry.manifold import Manifold
 from ._manifold_properties import HYPOTHESIS_PROPERTIES
-from ._manifold_deterministic import DETERMINISTIC_PROPERTIES
+from ._manifold_deterministic import BASE_PROPERTIES, DETERMINISTIC_PROPERTIES
 from .strategies import PAIR_KINDS
 
 __all__ = ["check_manifold", "ManifoldCheckError", "CheckReport", "PropertyResult", "PROPERTIES"]
@@ -72,6 +75,7 @@ class CheckReport:
 
     manifold: str
     results: list[PropertyResult] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[PropertyResult]:
@@ -85,7 +89,8 @@ class CheckReport:
         raise KeyError(f"no result for property {name!r} in {dtype}; ran {[(r.name, r.dtype) for r in self.results]}")
 
     def __str__(self) -> str:
-        return f"check_manifold({self.manifold}):\n" + "\n".join(f"  {r}" for r in self.results)
+        skipped = f"\n  skipped (no base distribution): {', '.join(self.skipped)}" if self.skipped else ""
+        return f"check_manifold({self.manifold}):\n" + "\n".join(f"  {r}" for r in self.results) + skipped
 
 
 class _Meter:
@@ -133,6 +138,7 @@ def check_manifold(
     properties: Optional[Iterable[str]] = None,
     derandomize: bool = True,
     base_samples: int = 20000,
+    base=None,
 ) -> CheckReport:
     """Run the conformance property suite on ``manifold`` and raise if any property fails.
 
@@ -148,12 +154,15 @@ def check_manifold(
         properties: names from :data:`PROPERTIES` to run (default: all).
         derandomize: reproducible hypothesis runs (same examples every call).
         base_samples: Monte Carlo samples of the ``base_density`` check.
+        base: a :class:`~gaugeflow.geometry.BaseDistribution` to check with the manifold (attached
+            with ``manifold.with_base(base)``); default the manifold's own ``base``, if any.
 
     Returns:
         The :class:`CheckReport` (largest error/tolerance ratio per property and dtype).
 
     Raises:
-        ManifoldCheckError: naming each failed property, its largest violation and the example.
+        ManifoldCheckError: the first line names the failed properties and dtypes; one line per
+            failure follows with its largest violation.
         ValueError: unknown property names.
     """
     if not isinstance(manifold, Manifold):
@@ -164,7 +173,12 @@ def check_manifold(
         raise ValueError(f"check_manifold: unknown properties {unknown}; expected names from {PROPERTIES}")
     if not gradients and "gradients" in names:
         names.remove("gradients")
+    if base is not None:
+        manifold = manifold.with_base(base)
     report = CheckReport(repr(manifold))
+    if manifold.base is None:
+        report.skipped = [n for n in names if n in BASE_PROPERTIES]
+        names = [n for n in names if n not in BASE_PROPERTIES]
     for dtype in dtypes:
         for name in names:
             result = PropertyResult(name, dtype)
@@ -181,5 +195,6 @@ def check_manifold(
             report.results.append(result)
     if report.failures:
         lines = "\n".join(f"  {r}" for r in report.failures)
-        raise ManifoldCheckError(f"check_manifold({manifold}): {len(report.failures)} properties failed\n{lines}", report)
+        failed = ", ".join(f"{r.name} ({str(r.dtype).replace('torch.', '')})" for r in report.failures)
+        raise ManifoldCheckError(f"check_manifold({manifold}): failed properties: {failed}\n{lines}", report)
     return report

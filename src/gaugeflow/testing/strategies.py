@@ -34,7 +34,8 @@ from hypothesis.extra import numpy as hnp
 from .._numerics import tol
 from ..geometry.manifold import Manifold
 
-__all__ = ["PAIR_KINDS", "NEAR_OFFSET", "points", "tangent_vectors", "tangent_norms", "point_pairs", "huge_norm"]
+__all__ = ["PAIR_KINDS", "NEAR_OFFSET", "points", "tangent_vectors", "tangent_norms", "point_pairs", "huge_norm",
+           "seeded_points"]
 
 #: kinds of pairs drawn by :func:`point_pairs`
 PAIR_KINDS = ("generic", "identical", "near", "near_cut", "cut")
@@ -58,13 +59,22 @@ def _on_manifold(manifold: Manifold):
     return ok
 
 
+def seeded_points(manifold: Manifold, n: int, generator: torch.Generator, dtype: torch.dtype) -> torch.Tensor:
+    """``n`` reproducible points ``[n, D]``: base-distribution samples, or ``projx`` of standard normal
+    ambient vectors for a manifold without a base distribution."""
+    if manifold.base is not None:
+        return manifold.random_base(n, generator=generator, dtype=dtype)
+    z = torch.randn(n, manifold.ambient_dim, generator=generator, dtype=torch.float64).to(dtype)
+    return manifold.projx(z)
+
+
 def points(manifold: Manifold, dtype: torch.dtype = torch.float64, batch: Optional[int] = None,
            scale: float = 4.0) -> st.SearchStrategy[torch.Tensor]:
     """Points on ``manifold``: ``[D]`` (``batch=None``) or ``[batch, D]`` tensors of ``dtype``.
 
     Half of the draws project ambient vectors with coordinates in ``[−scale, scale]`` (hypothesis'
     choice, so zeros, ties and boundary values appear) with ``projx``; the other half are seeded
-    ``random_base`` samples. Draws that ``check_point`` rejects (e.g. the zero vector on the
+    ``random_base`` samples (:func:`seeded_points`). Draws that ``check_point`` rejects (e.g. the zero vector on the
     sphere) are filtered out.
     """
     shape = _shape(manifold, batch)
@@ -72,8 +82,7 @@ def points(manifold: Manifold, dtype: torch.dtype = torch.float64, batch: Option
     coords = st.floats(-scale, scale, allow_nan=False, allow_infinity=False, allow_subnormal=False)
     projected = hnp.arrays(np.float64, shape, elements=coords).map(
         lambda a: manifold.projx(torch.from_numpy(a).to(dtype)))
-    sampled = _SEEDS.map(lambda s: manifold.random_base(
-        n, generator=torch.Generator().manual_seed(s), dtype=dtype).reshape(shape))
+    sampled = _SEEDS.map(lambda s: seeded_points(manifold, n, torch.Generator().manual_seed(s), dtype).reshape(shape))
     return st.one_of(projected, sampled).filter(_on_manifold(manifold))
 
 
