@@ -26,8 +26,8 @@ import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .app.errors import DATA, EXIT_HELP, INTERRUPTED, USAGE, CliError, UsageError, check_device, classify, expect
-from .app.errors import report_bug
+from .app.errors import BUG, DATA, EXIT_HELP, INTERRUPTED, TERMINATED, USAGE, CliError, UsageError, check_device
+from .app.errors import classify, expect, report_bug
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -173,7 +173,7 @@ def _train_settings(args: argparse.Namespace) -> tuple[dict, Optional[str]]:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from gaugeflow.training import Trainer
-    from gaugeflow.training.rundir import check_target
+    from gaugeflow.training.rundir import RunFolder, check_target, ensure_idle
 
     with expect(USAGE):
         values, out = _train_settings(args)
@@ -184,6 +184,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out, main = Path(out), int(os.environ.get("RANK", "0")) == 0
     mode = "resume" if args.resume else "overwrite" if args.overwrite else "new"
     if main:
+        ensure_idle(out)  # another trainer there: refused before anything else is said or done
+        _note("train", RunFolder.repair(out))  # an interrupted --overwrite: old run restored or new one kept
         check_target(out, mode)  # read-only: nothing is touched before every setting has been checked
     cfg, manifold, data, model = _build_run(values, out if args.resume else None)
     with expect(USAGE):
@@ -260,6 +262,8 @@ def _locked(run_arg: str, command: str):
 
     path = Path(run_arg)
     folder = path if path.is_dir() else path.parent
+    if folder.is_dir():
+        _note(command, RunFolder.repair(folder))
     if not (folder / "checkpoint.safetensors").is_file():
         yield None  # load_run names what is missing
         return
@@ -272,6 +276,11 @@ def _locked(run_arg: str, command: str):
     finally:
         if lock is not None:
             lock.close()
+
+
+def _note(command: str, note: Optional[str]) -> None:
+    if note:
+        print(f"gaugeflow {command}: note: {note}", file=sys.stderr)
 
 
 def _open_run(args: argparse.Namespace, device: str = "cpu"):
@@ -438,12 +447,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return INTERRUPTED
     except _Terminated:
         print(f"gaugeflow {args.command}: terminated (SIGTERM); the last checkpoint is intact", file=sys.stderr)
-        return 128 + signal.SIGTERM
+        return TERMINATED
     except Exception as err:  # noqa: BLE001 - every error ends here: expected ones as one line, others as bugs
         known = classify(err)
         if known is None:
             report_bug(args.command, err)
-            return 70
+            return BUG
         if debug:
             import traceback
             traceback.print_exception(type(err), err, err.__traceback__, file=sys.stderr)

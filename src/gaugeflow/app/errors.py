@@ -16,7 +16,7 @@ from typing import Iterator, Optional
 __all__ = ["EXIT_CODES", "EXIT_HELP", "CliError", "UsageError", "ResourceError", "expect", "classify",
            "report_bug", "check_device"]
 
-OK, NUMERIC, USAGE, DATA, CHECKPOINT, RESOURCE, BUSY, BUG, INTERRUPTED = 0, 1, 2, 3, 4, 5, 6, 70, 130
+OK, NUMERIC, USAGE, DATA, CHECKPOINT, RESOURCE, BUSY, BUG, INTERRUPTED, TERMINATED = 0, 1, 2, 3, 4, 5, 6, 70, 130, 143
 
 #: exit code -> meaning (the ``gaugeflow --help`` epilog and docs/reliability.md list the same table)
 EXIT_CODES = {
@@ -28,7 +28,8 @@ EXIT_CODES = {
     RESOURCE: "resource: disk full or file-size limit, permission denied, out of memory, device not available",
     BUSY: "busy: another gaugeflow process holds the run folder's lock",
     BUG: "internal error: a bug in gaugeflow (traceback printed; please report it)",
-    INTERRUPTED: "interrupted (Ctrl-C / SIGINT) or terminated (SIGTERM); the last checkpoint is intact",
+    INTERRUPTED: "interrupted (Ctrl-C / SIGINT); the last checkpoint is intact",
+    TERMINATED: "terminated (SIGTERM); the last checkpoint is intact",
 }
 EXIT_HELP = "exit codes:\n" + "".join(f"  {code:<4}{text}\n" for code, text in EXIT_CODES.items())
 BUG_URL = "https://github.com/gaugeflow/gaugeflow/issues"

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from .._numerics import tol
 from ..geometry.manifold import Manifold
 
 __all__ = ["ManifoldData", "DataError", "split_indices"]
@@ -28,7 +29,9 @@ class ManifoldData:
     Construction checks every split: a floating ``[n, D]`` tensor with ``D = manifold.ambient_dim``,
     every entry finite, and every row on the manifold within ``manifold.check_point``'s tolerance for
     the dtype (``tol("point", dtype)``: 1e-4 in float32, 1e-10 in float64, on the manifold's own
-    residual). A failure raises :class:`DataError` saying how many rows failed and the worst one.
+    residual). Float64 points that are on the manifold only to float32 precision (data generated or
+    stored in float32, then cast) are projected with ``manifold.projx``, a change below 1e-4. A failure
+    raises :class:`DataError` saying how many rows failed and the worst violation.
     Whether an *empty* split is acceptable is up to the consumer (``fit`` needs training points and,
     with ``val_size > 0``, validation points).
     """
@@ -45,7 +48,8 @@ class ManifoldData:
             raise TypeError(f"ManifoldData {self.name!r}: manifold must be a gaugeflow Manifold, "
                             f"got {type(self.manifold).__name__}")
         for split in ("train", "val", "test"):
-            _check_split(self.manifold, getattr(self, split), f"{self.name}.{split}")
+            x = _check_split(self.manifold, getattr(self, split), f"{self.name}.{split}")
+            object.__setattr__(self, split, x)
 
     def __repr__(self) -> str:
         return (
@@ -54,8 +58,11 @@ class ManifoldData:
         )
 
 
-def _check_split(manifold: Manifold, x: torch.Tensor, what: str) -> None:
-    """Shape, dtype, finiteness and on-manifold check of one ``[n, D]`` split; :class:`DataError` otherwise."""
+def _check_split(manifold: Manifold, x: torch.Tensor, what: str) -> torch.Tensor:
+    """Shape, dtype, finiteness and on-manifold check of one ``[n, D]`` split; :class:`DataError` otherwise.
+
+    Returns the split, projected onto the manifold when float64 points are on it to float32 precision only.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{what}: expected a torch.Tensor of points, got {type(x).__name__}")
     if x.dim() != 2 or x.shape[-1] != manifold.ambient_dim:
@@ -64,7 +71,7 @@ def _check_split(manifold: Manifold, x: torch.Tensor, what: str) -> None:
     if not x.is_floating_point() or x.dtype not in (torch.float32, torch.float64):
         raise DataError(f"{what}: expected float32 or float64 points, got dtype {x.dtype}")
     if len(x) == 0:
-        return
+        return x
     bad = ~torch.isfinite(x).all(-1)
     n_bad = int(bad.sum())
     if n_bad:
@@ -73,8 +80,17 @@ def _check_split(manifold: Manifold, x: torch.Tensor, what: str) -> None:
                         f"{x[first].tolist()}")
     try:
         manifold.check_point(x)
+        return x
     except ValueError as err:
-        raise DataError(f"{what}: {str(err).splitlines()[0]}") from None
+        first = err
+    if x.dtype == torch.float64:
+        try:
+            manifold.check_point(x, atol=tol("point", torch.float32))
+        except ValueError:
+            pass
+        else:
+            return manifold.projx(x)
+    raise DataError(f"{what}: {str(first).splitlines()[0]}") from None
 
 
 def split_indices(n: int, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

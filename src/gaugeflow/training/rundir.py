@@ -29,7 +29,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["RunFolder", "RunFolderError", "RunBusyError", "atomic_write_bytes", "is_run", "check_target",
+__all__ = ["RunFolder", "RunFolderError", "RunBusyError", "atomic_write_bytes", "is_run", "check_target", "ensure_idle",
            "MANIFEST_NAME", "LOCK_NAME", "RUN_FILES"]
 
 MANIFEST_NAME = "gaugeflow-run.json"
@@ -64,9 +64,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(err, OSError) and err.filename is None:
+            err.filename = str(path)  # name the file the user knows, not the temp file
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every OS)
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -113,6 +115,24 @@ def check_target(path: str | Path, mode: str) -> None:
     if mode == "new":
         raise RunFolderError(f"{path} already holds a run; pass --resume to continue it, --overwrite to replace it, "
                              f"or choose another --out")
+
+
+def ensure_idle(path: str | Path) -> None:
+    """Raise :class:`RunBusyError` if another process holds ``path``'s lock (read-only: creates nothing)."""
+    lock = Path(path) / LOCK_NAME
+    if not lock.is_file():
+        return
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return  # unreadable lock file: the real attempt in RunFolder.open says why
+    try:
+        free = _lock(fd)
+    finally:
+        os.close(fd)  # releases the probe's lock
+    if not free:
+        raise RunBusyError(f"run {path} is in use by another gaugeflow process{_holder(Path(path))}; "
+                           f"wait for it to finish or choose another folder")
 
 
 def _lock(fd: int) -> bool:
@@ -165,6 +185,7 @@ class RunFolder:
             OSError: the folder cannot be created or written (permissions, disk full, name too long).
         """
         path = Path(path)
+        ensure_idle(path)
         if not ((path / ASIDE).exists() or (path / PARTIAL).exists()):  # else: checked after the repair
             check_target(path, mode)
         path.mkdir(parents=True, exist_ok=True)
@@ -189,6 +210,25 @@ class RunFolder:
             folder.close()
             raise
         return folder
+
+    @classmethod
+    def repair(cls, path: str | Path) -> Optional[str]:
+        """Finish or undo an interrupted replacement in ``path`` now (under the lock); returns a note or ``None``.
+
+        Raises:
+            RunBusyError: another process holds the lock (it is repairing or writing the run itself).
+        """
+        path = Path(path)
+        if not ((path / ASIDE).is_dir() or (path / PARTIAL).is_dir()):
+            return None
+        ensure_idle(path)
+        fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+        if not _lock(fd):
+            os.close(fd)
+            raise RunBusyError(f"run {path} is in use by another gaugeflow process{_holder(path)}; "
+                               f"wait for it to finish or choose another folder")
+        with cls(path, fd) as folder:
+            return folder._repair()
 
     # ---------------------------------------------------------------- replacement
     def _move_aside(self) -> None:
