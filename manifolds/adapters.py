@@ -28,10 +28,13 @@ import torch
 from gaugeflow.geometry.base import CallableBase, StandardNormal, UniformSphere, WrappedNormal
 
 from ._external import ExternalManifold, Ops
-from .hyperbolic import _STABLE_RADIUS as _HYPERBOLIC_STABLE_RADIUS
 from .sphere import Sphere
 
 __all__ = ["from_geoopt", "from_geomstats"]
+
+#: stable radius of hyperboloids computed in the input precision (the wrapped libraries do not
+#: switch to float64 as gaugeflow's ``Hyperbolic`` does): relative error ``eps·e^{2r}`` in the chord
+_HYPERBOLIC_STABLE_RADIUS = {torch.float32: 4.0, torch.float64: 12.0}
 
 
 def _resolve_base(who: str, kind: str, default, sampler: Optional[Callable], log_prob: Optional[Callable],

@@ -238,14 +238,14 @@ class Manifold(ArgsValue, abc.ABC):
         """Violation of the manifold constraint per point. ``[..., D] -> [...]``.
 
         Default: the larger of ``max|x − projx(x)| / (1 + max|x|)`` (``x`` is a fixed point of the
-        projection) and ``|tr P_x − dim|`` (the tangent projector ``P_x = proju(x, ·)`` has rank
+        projection) and ``|tr P_x − dim| / (1 + ‖x‖²)`` (the tangent projector ``P_x = proju(x, ·)`` has rank
         ``dim`` at a point of the manifold: this catches points a naive ``projx`` cannot move, such
         as the zero vector for ``x/‖x‖``).
         """
         eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
         trace = torch.diagonal(self.proju(x.unsqueeze(-2), eye), dim1=-2, dim2=-1).sum(-1)
         fixed = (x - self.projx(x)).abs().amax(-1) / (1 + x.abs().amax(-1))
-        return torch.maximum(fixed, (trace - self.dim).abs())
+        return torch.maximum(fixed, (trace - self.dim).abs() / (1 + (x * x).sum(-1)))  # P_x's entries grow like ‖x‖²
 
     def _tangent_residual(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Violation of tangency per vector; default ``max|u − proju(x, u)|``. ``[..., D] -> [...]``."""
