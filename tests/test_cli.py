@@ -226,3 +226,33 @@ def test_console_script_reports_one_line_without_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("gaugeflow train: error: unknown model 'huge'; "
                                    "expected one of: gauge, higher-gauge, plain")
+
+
+# ---------------------------------------------------------------------- hyperbolic space end to end
+# The learned field's Riemannian speed grows like e^{2r} with the distance r from the origin (an MLP on
+# ambient coordinates, projected by proju(x, v) = v + <x, v>_L x), so some forward solves from far base
+# points escape in finite time; open for the models/manifold owners (see docs/reliability.md).
+_ESCAPES = pytest.mark.xfail(strict=True, reason="hyperbolic: learned speed ~ e^{2r}, sampling escapes (open defect)")
+
+
+@pytest.mark.parametrize("model", ["plain", "gauge", pytest.param("higher-gauge", marks=_ESCAPES)])
+def test_hyperbolic_end_to_end(tmp_path, capsys, model):
+    """train (with its final validation), evaluate, sample and plot on H²: finite numbers, points on the sheet."""
+    run = tmp_path / model
+    code, out, err = cli(["train", "--manifold", "hyperbolic", "--model", model, "--steps", "30", "--lr", "3e-3",
+                          "--val-size", "32", "--out", run, *TINY], capsys)
+    assert code == 0, err
+    assert "validation NLL" in out and json.loads((run / "config.json").read_text())["manifold"] == "hyperbolic"
+    code, out, err = cli(["evaluate", run, "--n-test", "64", "--n-samples", "64", "--steps", "10"], capsys)
+    assert code == 0, err
+    result = json.loads((run / "evaluation.json").read_text())
+    assert math.isfinite(result["test_nll"]) and math.isfinite(result["energy_distance"]) and result["step"] == 30
+    code, _, err = cli(["sample", run, "-n", "64", "--steps", "10", "-o", tmp_path / "h.npy"], capsys)
+    assert code == 0, err
+    x = np.load(tmp_path / "h.npy").astype(np.float64)
+    assert x.shape == (64, 3) and np.isfinite(x).all() and (x[:, 0] >= 1).all()
+    lorentz = -x[:, 0] ** 2 + (x[:, 1:] ** 2).sum(1)
+    assert np.allclose(lorentz, -1, rtol=0, atol=1e-3 * (1 + (x ** 2).sum(1)).max())
+    code, out, err = cli(["plot", run, "--steps", "4", "--n-samples", "64"], capsys)
+    assert code == 0, err
+    assert (run / "figures" / "scatter.png").read_bytes()[:8] == PNG

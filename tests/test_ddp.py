@@ -75,4 +75,5 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     for name, value in ck_single.group("model").items():
         torch.testing.assert_close(ck_ddp.group("model")[name], value, rtol=1e-3, atol=1e-4)
         assert torch.equal(ck_ddp.group("model")[name], r0[name])  # rank 0 wrote its own weights
-    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == ["checkpoint.safetensors", "config.json", "metrics.csv"]
+    assert sorted(p.name for p in (tmp_path / "ddp").iterdir()) == [  # rank 0's run, its manifest and lock only
+        ".gaugeflow.lock", "checkpoint.safetensors", "config.json", "gaugeflow-run.json", "metrics.csv"]

@@ -299,3 +299,22 @@ def _(ctx):
     ctx.train(run).fails(2, "already holds a run")
     ctx.train(run, "--resume", "--steps", "4").ok()
     assert (run / "gaugeflow-run.json").is_file()
+
+
+@case("RF-25", "folders", "the final validation blows up (ODE solver error) after training",
+      "exit 1, one line: 'validation failed: ... the weights of step 4 are saved in .../checkpoint.safetensors'; "
+      "`evaluate`-ready checkpoint of step 4 on disk", kept="all trained weights (was: the whole run lost)")
+def _(ctx):
+    from gaugeflow.sampling.solvers import SolverError
+    from gaugeflow.training import read_checkpoint, trainer
+    run = ctx.path("r")
+
+    def blow_up(self):
+        raise SolverError("RK4: the ODE state became non-finite (NaN/Inf) at t = 0.02")
+    ctx.monkeypatch.setattr(trainer.Trainer, "validate", blow_up)
+    ctx.train(run, "--steps", "4", "--val-size", "8").fails(1, "the weights of step 4 are saved in")
+    ctx.monkeypatch.undo()
+    assert read_checkpoint(run).step == 4
+    ctx.cli("sample", run, "-n", "4", "--steps", "2", "-o", ctx.path("s.npy")).ok()
+    ctx.train(run, "--resume", "--steps", "4", "--val-size", "8").ok()  # the resume validates first, then is done
+    assert read_checkpoint(run).meta["step"] == 4 and len(read_checkpoint(run).group("history")["val"]) == 1

@@ -67,7 +67,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(err, OSError) and err.filename is None:
+        if isinstance(err, OSError) and err.errno is not None and err.filename is None:
             err.filename = str(path)  # name the file the user knows, not the temp file
         raise
     with contextlib.suppress(OSError):  # make the rename itself durable (not possible on every OS)
