@@ -4,9 +4,10 @@ The application layer's composition root: the library packages never look a name
 tables may refer to all of them. Each table is an explicit dict of factories; nothing registers
 itself when a module is imported, and the factories import what they build only when called.
 
-* manifolds: ``name -> constructor(dim) -> Manifold`` (``euclidean``, ``sphere``, ``torus``, ``hyperbolic``);
+* manifolds: ``name -> constructor(dim) -> Manifold`` (``euclidean``, ``sphere``, ``torus``, ``hyperbolic``,
+  ``so3``, ``se3``; the two groups have a fixed dimension and accept ``dim`` = 3 resp. 6 or the default 2);
 * data sets: ``name -> loader(manifold, *, n, seed) -> ManifoldData`` (``wrapped-mixture``,
-  ``gaussian-mixture``, ``world-cities``, ``quakes``, ``protein``); ``n`` is the requested number of
+  ``gaussian-mixture``, ``world-cities``, ``quakes``, ``protein``, ``protein-frames``); ``n`` is the requested number of
   (training) points, ``None`` the loader's default; a loader whose data live on one fixed manifold
   raises ``ValueError`` when handed another one;
 * models: ``name -> factory(manifold, *, hidden, k) -> nn.Module`` (``plain``, ``gauge``, ``higher-gauge``).
@@ -113,12 +114,38 @@ def _real(name: str, loader_name: str, cls_name: str) -> Callable:
     return load
 
 
+def _group(name: str, cls_name: str, dim: int) -> Callable[[int], Manifold]:
+    """Factory of a fixed-dimension group manifold: ``dim`` must be its intrinsic dimension or the config default 2."""
+    def make(d: int) -> Manifold:
+        from .. import manifolds
+        if d not in (2, dim):
+            raise ValueError(f"manifold {name!r} is {cls_name}(3) of intrinsic dimension {dim}: leave --dim at its "
+                             f"default or pass {dim}, got {d}")
+        return getattr(manifolds, cls_name)(3)
+    make.__name__ = f"make_{cls_name}"
+    return make
+
+
+def _protein_frames(manifold: Manifold, *, n: Optional[int], seed: int):
+    """``protein-frames`` on ``SO3()`` or on ``SE3(translation_scale=s)`` (the manifold picks the group)."""
+    from ..data import protein_frames
+    from ..manifolds import SE3, SO3
+    if manifold == SO3():
+        return protein_frames("so3", seed=seed, max_points=n)
+    if isinstance(manifold, SE3):
+        return protein_frames("se3", seed=seed, max_points=n, translation_scale=manifold.scale)
+    raise ValueError(f"protein-frames lives on SO3() or SE3(), got {manifold}")
+
+
 MANIFOLDS = Registry("manifold", {"euclidean": _manifold("Euclidean"), "sphere": _manifold("Sphere"),
-                                  "torus": _manifold("FlatTorus"), "hyperbolic": _manifold("Hyperbolic")})
+                                  "torus": _manifold("FlatTorus"), "hyperbolic": _manifold("Hyperbolic"),
+                                  "so3": _group("so3", "SpecialOrthogonal", 3),
+                                  "se3": _group("se3", "SpecialEuclidean", 6)})
 DATASETS = Registry("data set", {"wrapped-mixture": _wrapped_mixture, "gaussian-mixture": _gaussian_mixture,
                                  "world-cities": _real("world-cities", "world_cities", "Sphere"),
                                  "quakes": _real("quakes", "quakes", "Sphere"),
-                                 "protein": _real("protein", "protein_angles", "FlatTorus")})
+                                 "protein": _real("protein", "protein_angles", "FlatTorus"),
+                                 "protein-frames": _protein_frames})
 MODELS = Registry("model", {"plain": _model("PlainFlow"), "gauge": _model("GaugeFlow"),
                             "higher-gauge": _model("HigherGaugeFlow")})
 
