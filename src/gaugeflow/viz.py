@@ -19,7 +19,8 @@ import torch
 
 __all__ = [
     "sphere_grid", "torus_grid", "to_lonlat_deg", "to_signed_deg", "model_density",
-    "loss_figure", "sphere_density_figure", "torus_figure", "scatter_figure", "plot_run",
+    "loss_figure", "sphere_density_figure", "torus_figure", "scatter_figure", "rotation_axes", "rotation_figure",
+    "plot_run",
 ]
 
 
@@ -170,11 +171,46 @@ def scatter_figure(data: torch.Tensor, samples: torch.Tensor, path: str | Path, 
     return _save(fig, path)
 
 
+def rotation_axes(R: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Axis (longitude, latitude in radians) and angle ``θ ∈ [0, π]`` of rotations ``[n, 9]`` (row-major).
+
+    The axis of a rotation by ``π`` is the deterministic one of ``SO3.log`` (largest component positive).
+    """
+    from gaugeflow.manifolds.so3 import rotation_log
+
+    M = R.detach().double().cpu().reshape(-1, 3, 3)
+    w = rotation_log(M - torch.eye(3, dtype=M.dtype))
+    theta = w.norm(dim=-1)
+    n = w / theta.clamp_min(1e-12)[:, None]
+    return torch.atan2(n[:, 1], n[:, 0]), torch.asin(n[:, 2].clamp(-1, 1)), theta
+
+
+def rotation_figure(data: torch.Tensor, samples: torch.Tensor, path: str | Path, title: str = "") -> Path:
+    """Rotation densities: each rotation's axis on a Mollweide map of S², coloured by its angle.
+
+    Data (left) and model samples (right) side by side; points ``[n, 9]`` (row-major rotations).
+    """
+    plt = _pyplot()
+    fig = plt.figure(figsize=(12, 4.2), layout="constrained")
+    for i, (x, name) in enumerate(((data, "data"), (samples, "model samples"))):
+        ax = fig.add_subplot(1, 2, i + 1, projection="mollweide")
+        lon, lat, theta = rotation_axes(x)
+        sc = ax.scatter(lon.numpy(), lat.numpy(), c=theta.numpy(), s=3, lw=0, alpha=0.6, cmap="viridis",
+                        vmin=0, vmax=math.pi)
+        ax.grid(True, alpha=0.3)
+        ax.set_title(f"{name}: rotation axes", pad=14)
+    fig.colorbar(sc, ax=fig.axes, orientation="horizontal", fraction=0.05, pad=0.04, label="rotation angle (rad)")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
 def plot_run(run, out_dir: str | Path, grid: int = 48, n_samples: int = 2000, steps: int = 20) -> list[Path]:
     """All figures for a reopened run (see :func:`gaugeflow.training.load_run`); returns the files written.
 
     ``loss.png`` always; then by manifold: S² ``density.png`` (Mollweide map of the model density with
-    the test data), T² ``ramachandran.png``, otherwise ``scatter.png`` (first two coordinates, the
+    the test data), T² ``ramachandran.png``, SO(3)/SE(3) ``rotations.png`` (:func:`rotation_figure`; SE(3)
+    also ``translations.png``), otherwise ``scatter.png`` (first two coordinates, the
     Poincaré disk for the 2-D hyperboloid).
     """
     from .sampling import sample
@@ -195,6 +231,11 @@ def plot_run(run, out_dir: str | Path, grid: int = 48, n_samples: int = 2000, st
         pts, centres = torus_grid(grid)
         dens = model_density(run.model, pts, steps).reshape(grid, grid)
         return files + [torus_figure(dens, centres, out / "ramachandran.png", test, xs, title)]
+    if name in ("SpecialOrthogonal", "SpecialEuclidean"):  # rotation block first: axes coloured by angle
+        figs = [rotation_figure(test[:, :9], xs[:, :9], out / "rotations.png", title)]
+        if name == "SpecialEuclidean":
+            figs.append(scatter_figure(test[:, 9:], xs[:, 9:], out / "translations.png", title + " (translations)"))
+        return files + figs
     if name == "Hyperbolic" and M.ambient_dim == 3:  # Lorentz model, time coordinate first -> Poincaré disk
         disk = lambda x: x[:, 1:] / (1 + x[:, :1])  # noqa: E731
         return files + [scatter_figure(disk(test), disk(xs), out / "scatter.png", title + " (Poincaré disk)")]
