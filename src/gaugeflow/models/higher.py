@@ -34,7 +34,23 @@ from .flows import FlowModel
 from .gauge import contract_direction, folds
 from .networks import MLP, TimeWeight
 
-__all__ = ["HigherGaugeFlow", "higher_gauge_contraction"]
+__all__ = ["HigherGaugeFlow", "higher_gauge_contraction", "read_every_degree"]
+
+
+@torch.no_grad()
+def read_every_degree(projection: FibreProjection, algebra: LInfinityAlgebra) -> None:
+    """Let ``Π``'s initial ``W`` read ``L1`` too when the algebra has an ``l3`` (whose values lie in ``L1``).
+
+    The identity start ``W = I_{D × dim L}`` keeps the first ``D`` coordinates (``L0`` first), so for
+    ``string_lie2`` the central ``ℝ = L1`` that ``l3`` writes would be ignored until training moved
+    ``W``. This adds the rectangular identity on the ``L1`` block too (``W[:, d0:] += I_{D × d1}``;
+    for ``string_lie2``: the centre is read along ``e_0``), so ``l3`` shapes ``V`` from the first step.
+    Algebras without an ``l3`` keep the identity start.
+    """
+    if algebra.has_l3:
+        d0, d1 = algebra.dims
+        W = projection.weight
+        W[:, d0:] += torch.eye(W.shape[0], d1, dtype=W.dtype, device=W.device)
 
 
 def higher_gauge_contraction(
@@ -117,6 +133,7 @@ class HigherGaugeFlow(FlowModel):
         self.alpha = TimeWeight()
         self.bundle = GradedVectorBundle(manifold, algebra=algebra)
         self.projection = FibreProjection.for_bundle(self.bundle)
+        read_every_degree(self.projection, algebra)
         self.register_load_state_dict_pre_hook(_rename_legacy_keys)
 
     @property

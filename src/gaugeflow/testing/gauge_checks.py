@@ -7,7 +7,9 @@ A constant gauge transformation ``g ∈ SO(k)`` acts on the fibre fields of a mo
 * :class:`~gaugeflow.models.HigherGaugeFlow`: the graded representation ``ρ_L(g)`` on ``L`` —
   for ``so_crossed_module(k)``: ``Ad_g`` on ``L0`` and on the ``so(k)`` part of ``L1``, identity on
   the central scalar; for ``string_lie2(k)``: ``Ad_g`` on ``L0``, identity on ``L1 = ℝ`` — applied to
-  the connection and to every graded field, and ``W ↦ W ρ_L(g)⁻¹``.
+  the connection and to every graded field, and ``W ↦ W ρ_L(g)⁻¹``;
+* :class:`~gaugeflow.models.TensorGaugeFlow`: as GaugeFlow (``so(k)``) or HigherGaugeFlow (an
+  L∞-algebra), on every channel of the rank-``r`` field; the scalar factor covectors are invariant.
 
 Because the brackets are ``Ad``-equivariant and ``Π`` absorbs ``g⁻¹``, the velocity ``V(x, t)`` must
 not change. The transformation is applied to the *output layers* of the networks (their weights and
@@ -114,23 +116,24 @@ def _act_on_output(layer: nn.Linear, rep: torch.Tensor, blocks: int = 1) -> None
 
 def _transform(model: nn.Module, g: torch.Tensor, representation: Optional[Callable]) -> tuple[nn.Module, list]:
     """A gauge-transformed deep copy of ``model`` and the list of its fibre-field networks."""
-    from ..models import GaugeFlow, HigherGaugeFlow
+    from ..models import GaugeFlow, HigherGaugeFlow, TensorGaugeFlow
 
     D = model.manifold.ambient_dim
     new = copy.deepcopy(model)
-    if isinstance(model, GaugeFlow):
-        rep_fibre, rep_conn = g, adjoint_matrix(model.group, g)
+    blocks = D * model.channels if isinstance(model, TensorGaugeFlow) else D
+    if isinstance(model, GaugeFlow) or (isinstance(model, TensorGaugeFlow) and model.lie):
+        rep_fibre, rep_conn = g, adjoint_matrix(model.group if isinstance(model, GaugeFlow) else model.algebra, g)
         _act_on_output(new.section.out_layer, rep_fibre)
         fields = [(model.section, new.section)]
-    elif isinstance(model, HigherGaugeFlow):
+    elif isinstance(model, (HigherGaugeFlow, TensorGaugeFlow)):
         rep = (representation or (lambda h: graded_adjoint_matrix(model.algebra, h)))(g)
         rep_fibre = rep_conn = rep
         fields = list(zip(model.graded_fields, new.graded_fields))
         for f in new.graded_fields:
             _act_on_output(f.out_layer, rep)
     else:
-        raise TypeError(f"_transform: expected a GaugeFlow or HigherGaugeFlow, got {type(model).__name__}")
-    _act_on_output(new.connection.out_layer, rep_conn, blocks=D)
+        raise TypeError(f"_transform: expected a GaugeFlow, HigherGaugeFlow or TensorGaugeFlow, got {type(model).__name__}")
+    _act_on_output(new.connection.out_layer, rep_conn, blocks=blocks)
     with torch.no_grad():
         new.projection.weight.copy_(new.projection.weight @ torch.linalg.inv(rep_fibre))
     return new, fields
@@ -150,12 +153,12 @@ def check_gauge_covariance(
     The model is copied and evaluated in float64 (the original is not modified).
 
     Args:
-        model: a ``GaugeFlow`` or ``HigherGaugeFlow``.
+        model: a ``GaugeFlow``, ``HigherGaugeFlow`` or ``TensorGaugeFlow``.
         n: number of random test points ``x ~ p0`` and times ``t ~ U(0, 1)``.
         seed: seed of the points, times and (if not given) ``g``.
         atol: tolerance on the deviation ``max |ΔV| / max(1, max |V|)``; default ``tol("point", float64)`` = 1e-10.
         g: a ``[k, k]`` rotation; default Haar-random.
-        representation: ``g -> ρ_L(g)`` for user-defined algebras (HigherGaugeFlow only).
+        representation: ``g -> ρ_L(g)`` for user-defined algebras (L∞ models only).
         raise_on_failure: raise ``AssertionError`` when the deviation exceeds ``atol``.
 
     Returns:
@@ -167,15 +170,16 @@ def check_gauge_covariance(
         >>> check_gauge_covariance(GaugeFlow(Sphere(2), hidden=16)).passed
         True
     """
-    from ..models import GaugeFlow, HigherGaugeFlow
+    from ..models import GaugeFlow, HigherGaugeFlow, TensorGaugeFlow
 
-    if not isinstance(model, (GaugeFlow, HigherGaugeFlow)):
-        raise TypeError(f"check_gauge_covariance: expected a GaugeFlow or HigherGaugeFlow, got {type(model).__name__}")
+    if not isinstance(model, (GaugeFlow, HigherGaugeFlow, TensorGaugeFlow)):
+        raise TypeError(f"check_gauge_covariance: expected a gauge model (GaugeFlow or HigherGaugeFlow or "
+                        f"TensorGaugeFlow), got {type(model).__name__}")
     dtype = torch.float64
     gen = torch.Generator().manual_seed(seed)
     base = copy.deepcopy(model).to(dtype)
     if g is None:
-        k = base.k if isinstance(base, GaugeFlow) else getattr(getattr(base.algebra, "g", None), "k", None)
+        k = base.k if isinstance(base, (GaugeFlow, TensorGaugeFlow)) else getattr(getattr(base.algebra, "g", None), "k", None)
         if k is None:
             raise TypeError(f"check_gauge_covariance: cannot infer k for {base.algebra!r}; pass g= (and representation=)")
         g = random_rotation(k, gen, dtype)
@@ -188,7 +192,8 @@ def check_gauge_covariance(
         dev = float((new(x, t) - v).abs().max()) / max(1.0, float(v.abs().max()))
         h, tcol = base.inputs(x, t)
         change = float((fields[0][1](h) - fields[0][0](h)).abs().max())
-        scale = float((base.alpha(tcol) * base.gauge_term(x, h)).abs().max())
+        alpha = base.alpha(x, t) if isinstance(base, TensorGaugeFlow) else base.alpha(tcol)
+        scale = float((alpha * base.gauge_term(x, h)).abs().max())
     atol = tol("point", dtype) if atol is None else float(atol)
     report = GaugeReport(type(model).__name__, dev, change, scale, atol, n, dtype)
     return report.raise_if_failed() if raise_on_failure else report
