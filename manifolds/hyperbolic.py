@@ -153,6 +153,40 @@ class Hyperbolic(Manifold):
         self._inputs(x=x, u=u)
         return _tangent(_lift(_hi(x)), _hi(u)).to(u.dtype)
 
+    def to_tangent(self, x, u):
+        """Boost of ``u``'s spatial part from the origin: ``(⟨x̄, ū⟩, ū + x̄ ⟨x̄, ū⟩ / (1 + x_0))``.
+
+        ``= tangent_frame(x) @ u_{1:}``, the parallel transport of ``(0, u_{1:}) ∈ T_oH^n`` to ``x``: an
+        isometry, so a network output of norm ``c`` is a velocity of speed ``c`` wherever ``x`` is
+        (:meth:`proju` would scale it like ``e^r`` at distance ``r`` from the origin). ``[..., D]``.
+        """
+        self._inputs(x=x, u=u)
+        X, us = _lift(_hi(x)), _hi(u)[..., 1:]
+        xs = X[..., 1:]
+        c = (xs * us).sum(-1, keepdim=True)
+        return torch.cat([c, us + xs * (c / (1 + X[..., :1]))], dim=-1).to(u.dtype)
+
+    def from_tangent(self, x, v):
+        """Inverse boost to the origin: ``(0, v̄ − x̄ v_0 / (1 + x_0))``; inverts :meth:`to_tangent` on ``T_xH^n``."""
+        self._inputs(x=x, v=v)
+        X = _lift(_hi(x))
+        V = _lift_tangent(X, _hi(v))
+        spatial = V[..., 1:] - X[..., 1:] * (V[..., :1] / (1 + X[..., :1]))
+        return torch.cat([torch.zeros_like(spatial[..., :1]), spatial], dim=-1).to(v.dtype)
+
+    # -- network features
+    @property
+    def feature_dim(self) -> int:
+        return self.dim
+
+    def features(self, x):
+        """Poincaré-ball coordinates ``x̄ / (1 + x_0)``: a diffeomorphism onto the open unit ball, so
+        network inputs stay bounded however far out the point is (ambient coordinates grow like
+        ``e^r``). ``[..., D] -> [..., n]``."""
+        self._inputs(x=x)
+        X = _lift(_hi(x))
+        return (X[..., 1:] / (1 + X[..., :1])).to(x.dtype)
+
     # -- exponential and logarithm
     def exp(self, x, u):
         """``cosh θ · x + (sinh θ / θ) · u`` with ``θ² = ⟨u, u⟩_L``, re-projected. ``[..., D]``."""

@@ -74,6 +74,16 @@ class Product(Manifold):
         self._inputs(x=x, u=u)
         return self._cat("proju", x, u)
 
+    def to_tangent(self, x, u):
+        """Each factor's :meth:`~gaugeflow.geometry.Manifold.to_tangent` on its block. ``[..., D]``."""
+        self._inputs(x=x, u=u)
+        return self._cat("to_tangent", x, u)
+
+    def from_tangent(self, x, v):
+        """Each factor's :meth:`~gaugeflow.geometry.Manifold.from_tangent` on its block. ``[..., D]``."""
+        self._inputs(x=x, v=v)
+        return self._cat("from_tangent", x, v)
+
     def inner(self, x, u, v):
         """Sum of the factors' inner products. ``[..., D] -> [...]``."""
         self._inputs(x=x, u=u, v=v)

@@ -8,7 +8,7 @@ All bundles here are trivial (``M × F``), so a section is a tensor of fibre coo
   (Lie algebra ``so(k)``, acting by :meth:`so.act`).
 * :class:`GradedVectorBundle` — fibre a 2-term L∞-algebra ``L`` (flat graded coordinates, ``L0`` first).
 * :class:`FiberProduct` — ``E1 ×_M E2 ×_M …`` over one base; fibre coordinates concatenate.
-* :class:`FibreProjection` — ``Π_x(s) = proju(x, W s)``, an ``nn.Module`` with ``W: ℝ^fiber → ℝ^D``.
+* :class:`FibreProjection` — ``Π_x(s) = to_tangent(x, W s)`` (``proju`` for ambient metrics), an ``nn.Module`` with ``W: ℝ^fiber → ℝ^D``.
 """
 from __future__ import annotations
 
@@ -199,7 +199,7 @@ class FiberProduct:
 
 
 class FibreProjection(nn.Module):
-    """Learnable ``Π_x: fibre → T_xM``, ``Π_x(s) = proju(x, W s)`` with ``W ∈ ℝ^{D × fiber_dim}``.
+    """Learnable ``Π_x: fibre → T_xM``, ``Π_x(s) = to_tangent(x, W s)`` with ``W ∈ ℝ^{D × fiber_dim}``.
 
     Initialisation (``init``):
 
@@ -211,7 +211,7 @@ class FibreProjection(nn.Module):
       isometry but mixing all fibre coordinates.
 
     Args:
-        base: the base manifold ``M`` (uses ``ambient_dim`` and ``proju``).
+        base: the base manifold ``M`` (uses ``ambient_dim`` and ``to_tangent``).
         fiber_dim: size of the fibre coordinates.
         init: ``"identity"`` or ``"orthogonal"``.
 
@@ -243,7 +243,7 @@ class FibreProjection(nn.Module):
 
     def forward(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         _check_fibre(s, self.fiber_dim, "FibreProjection")
-        return self.base.proju(x, s @ self.weight.transpose(0, 1))
+        return self.base.to_tangent(x, s @ self.weight.transpose(0, 1))
 
     def extra_repr(self) -> str:
         return f"base={self.base!r}, fiber_dim={self.fiber_dim}"

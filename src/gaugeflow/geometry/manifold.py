@@ -193,6 +193,44 @@ class Manifold(ArgsValue, abc.ABC):
         self._inputs(x=x)
         return x
 
+    def to_tangent(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Tangent vector at ``x`` read off an unconstrained ambient vector ``u`` (a network's output).
+
+        The models turn every network output into a tangent vector with this map, so it must be
+        smooth in ``x``, linear in ``u``, onto ``T_xM``, and *uniformly bounded*:
+        ``‖to_tangent(x, u)‖_x ≤ C ‖u‖`` with ``C`` independent of ``x`` — otherwise a field's speed
+        grows with the point's coordinates and trajectories run away. The default is :meth:`proju`,
+        which satisfies this with ``C = 1`` whenever the metric is the ambient one restricted to
+        tangent spaces (an orthogonal projection). A manifold with another metric overrides it (the
+        hyperboloid: the Lorentz boost of ``u``'s spatial part from the origin, an isometry).
+
+        Args:
+            x: ``[..., D]`` points.
+            u: ``[..., D]`` ambient vectors.
+
+        Returns:
+            ``[..., D]`` tangent vectors at ``x``.
+        """
+        return self.proju(x, u)
+
+    def from_tangent(self, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Bounded ambient representative of a tangent vector: the inverse of :meth:`to_tangent` on ``T_xM``.
+
+        ``to_tangent(x, from_tangent(x, v)) = v`` and ``‖from_tangent(x, v)‖ ≤ C ‖v‖_x`` with ``C``
+        independent of ``x``. The models contract their connection networks with the direction field
+        in this representation (``A[d] = A · from_tangent(x, d)``), so that contraction stays bounded
+        where ambient coordinates of tangent vectors are not (the hyperboloid). Default: ``v`` itself
+        (:meth:`proju` fixes tangent vectors; no work).
+
+        Args:
+            x: ``[..., D]`` points.
+            v: ``[..., D]`` tangent vectors at ``x``.
+
+        Returns:
+            ``[..., D]`` ambient vectors.
+        """
+        return v
+
     # ------------------------------------------------------------------ base distribution (composition)
     def with_base(self, base) -> "Manifold":
         """A copy of this manifold whose base distribution is ``base`` (this one is unchanged).

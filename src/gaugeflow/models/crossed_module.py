@@ -53,7 +53,7 @@ def crossed_module_projected(
         W: ``Π``'s ``[D, dim L]`` weight.
 
     Returns:
-        ``[N, D]`` ambient vectors (``proju`` is applied by the caller).
+        ``[N, D]`` ambient vectors (``manifold.to_tangent`` is applied by the caller).
     """
     g = algebra.g
     k, n = g.k, g.dim

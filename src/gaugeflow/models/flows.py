@@ -4,7 +4,8 @@ Every model is an ``nn.Module`` defining a tangent velocity field
 
     V(x, t) = v_θ(x, t) − α(t) · Π_x(G(x, t)),
 
-with ``v_θ = proju(x, MLP(features(x) ⊕ t))``. Subclasses provide the gauge term
+with ``v_θ = to_tangent(x, MLP(features(x) ⊕ t))`` (:meth:`Manifold.to_tangent`: ``proju`` unless the
+metric is not the ambient one). Subclasses provide the gauge term
 ``Π_x(G)`` through :meth:`FlowModel.gauge_term`; the plain model has none.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ class FlowModel(nn.Module):
 
     Attributes:
         manifold: the base manifold.
-        velocity: the ``MLP`` of ``v_θ`` (output projected with ``proju``).
+        velocity: the ``MLP`` of ``v_θ`` (output made tangent with ``manifold.to_tangent``).
         alpha: the ``α(t)`` network, or ``None`` when there is no gauge term.
     """
 
@@ -63,6 +64,17 @@ class FlowModel(nn.Module):
         """
         return ()
 
+    def direction_field(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """The direction ``d [B, D]`` the connection is contracted with: ``A[d] = A · d``.
+
+        ``from_tangent(x, to_tangent(x, direction(h)))``: the tangent direction at ``x`` in the
+        manifold's bounded ambient representation (:meth:`Manifold.from_tangent`), so ``A[d]``
+        stays bounded where ambient coordinates grow (the hyperboloid). For the ambient metric
+        (every other built-in manifold) it is ``proju(x, direction(h))``, a tangent vector.
+        """
+        M = self.manifold
+        return M.from_tangent(x, M.to_tangent(x, self.direction(h)))
+
     def contract(self, x: torch.Tensor, *fields) -> Optional[torch.Tensor]:
         """The gauge term ``Π_x(G)`` ``[B, D]`` from :meth:`fields`; ``None`` if the model has none."""
         return None
@@ -78,7 +90,7 @@ class FlowModel(nn.Module):
     def forward(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Velocity ``V(x, t)``. ``x: [B, D]``, ``t: float | [] | [B]`` → ``[B, D]`` tangent at ``x``."""
         h, tcol = self.inputs(x, t)
-        v = self.manifold.proju(x, self.velocity(h))
+        v = self.manifold.to_tangent(x, self.velocity(h))
         gauge = self.gauge_term(x, h)
         if gauge is None:
             return v

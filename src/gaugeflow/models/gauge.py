@@ -106,9 +106,9 @@ class GaugeFlow(FlowModel):
         self.projection = FibreProjection.for_bundle(self.bundle)
 
     def fields(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Network outputs ``(A [B, D, dim so(k)], d [B, D] tangent, v_s [B, k])``."""
+        """Network outputs ``(A [B, D, dim so(k)], d [B, D] direction (:meth:`direction_field`), v_s [B, k])``."""
         A = self.connection(h).unflatten(-1, (self.manifold.ambient_dim, self.group.dim))
-        d = self.manifold.proju(x, self.direction(h))
+        d = self.direction_field(x, h)
         return A, d, self.section(h)
 
     def contract(self, x: torch.Tensor, A: torch.Tensor, d: torch.Tensor, section: torch.Tensor) -> torch.Tensor:
@@ -123,5 +123,5 @@ class GaugeFlow(FlowModel):
         """
         if not folds(self.connection, self.group.dim):
             return self.contract(x, *self.fields(x, h))
-        d = self.manifold.proju(x, self.direction(h))
+        d = self.direction_field(x, h)
         return self.projection(x, _act(self.group, self.connection.contracted(h, d), self.section(h)))

@@ -142,9 +142,9 @@ class HigherGaugeFlow(FlowModel):
         return len(self.graded_fields)
 
     def fields(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-        """Network outputs ``(A [B, D, dim L], d [B, D] tangent, [v̂(1), …, v̂(m_max−1)])`` (slot order)."""
+        """Network outputs ``(A [B, D, dim L], d [B, D] direction (:meth:`direction_field`), [v̂(1), …, v̂(m_max−1)])`` (slot order)."""
         A = self.connection(h).unflatten(-1, (self.manifold.ambient_dim, self.algebra.dim))
-        d = self.manifold.proju(x, self.direction(h))
+        d = self.direction_field(x, h)
         values = [f(h) for f in self.graded_fields]
         slots = [values[min(i, len(values) - 1)] for i in range(self.m_max - 1)]
         return A, d, slots
@@ -170,7 +170,7 @@ class HigherGaugeFlow(FlowModel):
         return isinstance(self.algebra, SoCrossedModule) and self.m_max - 1 == 1
 
     def _crossed_module_term(self, x: torch.Tensor, B: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-        return self.manifold.proju(x, crossed_module_projected(self.algebra, self.c, B, V, self.projection.weight))
+        return self.manifold.to_tangent(x, crossed_module_projected(self.algebra, self.c, B, V, self.projection.weight))
 
     def _feature_form(self) -> bool:
         """Whether :meth:`gauge_term` takes the feature form (:func:`feature_form_pays` on this model's shapes)."""
@@ -196,11 +196,11 @@ class HigherGaugeFlow(FlowModel):
         feature_form = self._feature_form()
         if not (feature_form or folds(conn, self.algebra.dim)):
             return self.contract(x, *self.fields(x, h))
-        d = self.manifold.proju(x, self.direction(h))
+        d = self.direction_field(x, h)
         if feature_form:
             out = crossed_module_features(self.algebra, self.c, conn.features(h), d, field.features(h),
                                           conn.out_layer, field.out_layer, self.projection.weight)
-            return self.manifold.proju(x, out)
+            return self.manifold.to_tangent(x, out)
         return self._crossed_module_term(x, conn.contracted(h, d), field(h))
 
 
