@@ -15,9 +15,9 @@ flattened. With ``Ω = hat(ω)`` (``hat(ω) v = ω × v``):
   For ``cos θ ≥ 0``: ``ω = (θ/sin θ) w`` (series in ``|w|²`` below ``tol("taylor")``). For
   ``cos θ < 0`` (near π, where ``w`` loses its relative accuracy) the axis comes from the symmetric
   part ``sym(R) − cos θ I = (1 − cos θ) nnᵀ``: the column ``k`` with the largest diagonal entry gives
-  ``±n``, signed to agree with ``w``. At exactly ``θ = π`` (``w·n = 0``, the cut locus) the documented
-  deterministic choice is the axis whose largest-magnitude component (first index on ties) is
-  positive, with length ``π``.
+  ``±n``, signed to agree with ``w``. At ``θ = π`` (the cut locus; numerically: ``|w·n| ≤ 16 eps``, where
+  rounding decides the sign of ``sin θ``) the documented deterministic choice is the axis whose
+  largest-magnitude component (first index on ties) is positive, with length ``π``.
 * Parallel transport along the geodesic ``R1 Exp(tω)``: ``Γ(U) = R1 E R1ᵀ U E`` with ``E = Exp(ω/2)``
   (from ``∇_X Y = ½[X, Y]`` for left-invariant fields); isometric, finite at the cut locus.
 * Geodesic path: ``x_t = x0 Exp(tω)``, ``u_t = x_t hat(ω)`` (the body velocity is constant).
@@ -41,6 +41,8 @@ from ._series import cos_sq, sin_over
 __all__ = ["SpecialOrthogonal", "SO3", "HaarSO3", "hat", "vee", "rotation_exp", "rotation_log",
            "quaternion_to_matrix", "LOG_VOLUME_SO3"]
 
+#: multiple of machine epsilon below which ``sin θ`` carries no sign (the rotation is at angle π to rounding)
+_CUT_FLOOR = 16.0
 #: ``log vol(SO(3)) = log 8π²`` for the metric ``½ tr(UᵀV)`` (dist = rotation angle)
 LOG_VOLUME_SO3 = math.log(8 * math.pi ** 2)
 
@@ -89,7 +91,8 @@ def rotation_log(A: torch.Tensor) -> torch.Tensor:
     col = B.gather(-1, k[..., None, :].expand(B.shape[:-1] + (1,))).squeeze(-1)
     den = torch.sqrt(torch.where(far, diag.gather(-1, k) * (1 - c), torch.ones_like(c)))
     n = col / den
-    sign = torch.where((n * w).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(A.dtype)
+    floor = _CUT_FLOOR * torch.finfo(A.dtype).eps  # |sin θ| below this: at π to rounding, the axis sign is ours
+    sign = torch.where((n * w).sum(-1, keepdim=True) < -floor, -1.0, 1.0).to(A.dtype)
     return torch.where(far, theta * sign * n, near)
 
 
