@@ -292,3 +292,32 @@ def test_bad_input_says_what_was_expected():
     with pytest.raises(ValueError):
         model(torch.randn(4, 4), 0.5)  # wrong ambient dimension
     assert folds(model.connection, model.channels * 3) is False
+
+
+# ------------------------------------------------------------------------------ configs and the command line
+def test_config_and_registry_build_a_tensor_gauge_flow():
+    from gaugeflow.app import build_model, check_names
+    from gaugeflow.training import TrainConfig
+
+    model = build_model(TrainConfig(model="tensor-gauge", rank=3, hidden=8))
+    assert isinstance(model, TensorGaugeFlow) and model.rank == 3 and model.channels == 3
+    assert build_model(TrainConfig(model="tensor-gauge", hidden=8)).rank == 2  # the model's default
+    assert TrainConfig(model="tensor-gauge", rank=2).model_spec()["rank"] == 2
+    with pytest.raises(ValueError, match="rank applies to model tensor-gauge"):
+        check_names(TrainConfig(model="gauge", rank=2))
+    with pytest.raises(ValueError, match="rank must be >= 1"):
+        TrainConfig(model="tensor-gauge", rank=0)
+
+
+def test_command_line_trains_a_tensor_gauge_flow(tmp_path, capsys):
+    import json
+
+    from gaugeflow.cli import main
+
+    out = tmp_path / "run"
+    code = main(["train", "--manifold", "sphere", "--model", "tensor-gauge", "--rank", "3", "--hidden", "8",
+                 "--steps", "3", "--batch-size", "16", "--val-size", "0", "--device", "cpu", "--no-progress",
+                 "--out", str(out)])
+    assert code == 0 and json.loads((out / "config.json").read_text())["rank"] == 3
+    assert main(["train", "--model", "plain", "--rank", "2", "--steps", "1", "--out", str(tmp_path / "bad")]) == 2
+    assert "rank applies to model tensor-gauge" in capsys.readouterr().err

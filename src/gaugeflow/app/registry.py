@@ -10,7 +10,9 @@ itself when a module is imported, and the factories import what they build only 
   ``gaussian-mixture``, ``world-cities``, ``quakes``, ``protein``, ``protein-frames``); ``n`` is the requested number of
   (training) points, ``None`` the loader's default; a loader whose data live on one fixed manifold
   raises ``ValueError`` when handed another one;
-* models: ``name -> factory(manifold, *, hidden, k) -> nn.Module`` (``plain``, ``gauge``, ``higher-gauge``).
+* models: ``name -> factory(manifold, *, hidden, k) -> nn.Module`` (``plain``, ``gauge``, ``higher-gauge``,
+  ``tensor-gauge``); a config's ``rank`` is passed on as ``rank=`` when it is set (``tensor-gauge``
+  takes it, default 2; the other built-ins refuse it).
 
 Example:
     >>> from gaugeflow.app import register_data
@@ -78,14 +80,19 @@ def _manifold(cls_name: str) -> Callable[[int], Manifold]:
     return make
 
 
-def _model(cls_name: str) -> Callable[..., torch.nn.Module]:
-    def make(manifold: Manifold, *, hidden: int, k: Optional[int]) -> torch.nn.Module:
+def _model(cls_name: str, takes_rank: bool = False) -> Callable[..., torch.nn.Module]:
+    def make(manifold: Manifold, *, hidden: int, k: Optional[int], rank: Optional[int] = None) -> torch.nn.Module:
         from .. import models
         kwargs: dict[str, Any] = {"hidden": hidden}
         if k is not None and cls_name != "PlainFlow":
             kwargs["k"] = k
+        if rank is not None:
+            if not takes_rank:
+                raise ValueError(f"rank applies to tensor-gauge (a rank-r gauge field), not to {cls_name}; got rank={rank}")
+            kwargs["rank"] = rank
         return getattr(models, cls_name)(manifold, **kwargs)
     make.__name__ = f"make_{cls_name}"
+    make.takes_rank = takes_rank
     return make
 
 
@@ -147,7 +154,8 @@ DATASETS = Registry("data set", {"wrapped-mixture": _wrapped_mixture, "gaussian-
                                  "protein": _real("protein", "protein_angles", "FlatTorus"),
                                  "protein-frames": _protein_frames})
 MODELS = Registry("model", {"plain": _model("PlainFlow"), "gauge": _model("GaugeFlow"),
-                            "higher-gauge": _model("HigherGaugeFlow")})
+                            "higher-gauge": _model("HigherGaugeFlow"),
+                            "tensor-gauge": _model("TensorGaugeFlow", takes_rank=True)})
 
 
 def register_manifold(name: str, constructor: Callable[[int], Manifold], overwrite: bool = False) -> Callable:
@@ -179,7 +187,10 @@ def check_names(cfg: TrainConfig) -> TrainConfig:
     if not isinstance(cfg, TrainConfig):
         raise TypeError(f"expected a TrainConfig, got {type(cfg).__name__}")
     MANIFOLDS.get(cfg.manifold)
-    MODELS.get(cfg.model)
+    model = MODELS.get(cfg.model)
+    if cfg.rank is not None and getattr(model, "takes_rank", True) is False:
+        raise ValueError(f"config: rank applies to model tensor-gauge (a rank-r gauge field), not to {cfg.model!r}; "
+                         f"got rank={cfg.rank}")
     DATASETS.get(cfg.data)
     return cfg
 
@@ -210,5 +221,6 @@ def build_model(cfg: TrainConfig, manifold: Optional[Manifold] = None) -> torch.
     factory = MODELS.get(check_names(cfg).model)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        model = factory(manifold, hidden=cfg.hidden, k=cfg.k)
+        extra = {} if cfg.rank is None else {"rank": cfg.rank}
+        model = factory(manifold, hidden=cfg.hidden, k=cfg.k, **extra)
     return model.to(cfg.torch_dtype)

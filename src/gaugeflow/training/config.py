@@ -39,6 +39,7 @@ class TrainConfig:
         manifold, dim: registry name and intrinsic dimension of the base manifold.
         data, n_data: data-set name and number of points (``None``: the loader's default).
         model, hidden, k: model family, hidden width and gauge rank (``None``: the model's default).
+        rank: number of direction indices of a ``tensor-gauge`` field (``None``: its default, 2).
         dtype: ``"float32"`` or ``"float64"`` for parameters and data.
         steps, batch_size: optimisation steps and *global* batch size (split across processes).
         lr, optimizer, weight_decay: Adam/AdamW settings.
@@ -62,6 +63,7 @@ class TrainConfig:
     model: str = "higher-gauge"
     hidden: int = 64
     k: Optional[int] = None
+    rank: Optional[int] = None
     dtype: str = "float32"
     steps: int = 1000
     batch_size: int = 256
@@ -115,12 +117,12 @@ class TrainConfig:
 
     def model_spec(self) -> dict[str, Any]:
         """The fields that determine the parameter shapes (compared when loading a checkpoint)."""
-        return {key: getattr(self, key) for key in ("manifold", "dim", "model", "hidden", "k", "dtype")}
+        return {key: getattr(self, key) for key in ("manifold", "dim", "model", "hidden", "k", "rank", "dtype")}
 
 
 _INTS = {"dim": 1, "hidden": 1, "steps": 0, "batch_size": 1, "warmup_steps": 0, "seed": 0, "val_every": 0,
          "val_size": 0, "val_steps": 1, "checkpoint_every": 0, "log_every": 0, "max_nonfinite": 1,
-         "n_data": 3, "k": 1}
+         "n_data": 3, "k": 1, "rank": 1}
 
 
 def _coerce(name: str, annotation: str, value: Any) -> Any:
