@@ -186,3 +186,22 @@ def test_sigkill_mid_run_then_resume_reproduces_the_loss_curve_exactly(tmp_path)
     assert a.tensors.keys() == b.tensors.keys()
     assert all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors)  # weights, EMA, Adam state
     assert json.loads((run_dir / "config.json").read_text())["steps"] == STEPS
+
+
+def test_checkpoints_from_before_the_graded_fields_rename_still_load(tmp_path):
+    """HigherGaugeFlow's graded-field networks were saved as ``fields.*``; such checkpoints load."""
+    from gaugeflow.models import HigherGaugeFlow
+    from gaugeflow.training.checkpoint import Checkpoint, check_compatible
+
+    torch.manual_seed(0)
+    model = HigherGaugeFlow(Sphere(2), hidden=8)
+    old = {"model/" + k.replace("graded_fields.", "fields."): v + 1 for k, v in model.state_dict().items()}
+    old |= {"ema/" + k[len("model/"):]: v for k, v in old.items()}
+    ckpt = Checkpoint(tmp_path / "old.safetensors", {"model_class": "HigherGaugeFlow", "manifold": "Sphere(2)"}, old)
+    check_compatible(ckpt, model)
+    for prefix in ("model", "ema"):
+        weights = ckpt.weights(model, prefix)
+        assert sorted(weights) == sorted(model.state_dict())
+        fresh = HigherGaugeFlow(Sphere(2), hidden=8)
+        fresh.load_state_dict(weights)
+        assert torch.equal(fresh.graded_fields[0].out_layer.bias, old[prefix + "/fields.0.net.4.bias"])

@@ -76,7 +76,7 @@ def load_run(path: str | Path, ema: bool = True, device: Optional[str | torch.de
     manifold = build_manifold(config)
     model = build_model(config, manifold)
     check_compatible(ckpt, model, config)
-    weights = ckpt.group("ema") if ema and ckpt.group("ema") else ckpt.group("model")
+    weights = ckpt.weights(model, "ema") if ema and ckpt.group("ema") else ckpt.weights(model)
     _check_finite(ckpt, weights)
     model.load_state_dict(weights)
     data = build_data(config, manifold)

@@ -87,6 +87,14 @@ class FlowModel(nn.Module):
         """
         return self.contract(x, *self.fields(x, h))
 
+    def upgrade_state_dict(self, state: dict) -> dict:
+        """``state`` (a state dict saved by an earlier gaugeflow version) with its names as this version's.
+
+        Checkpoint loaders call it before comparing names, so runs saved before a rename keep loading.
+        The default returns an unchanged copy; a model that renamed a submodule overrides it.
+        """
+        return dict(state)
+
     def forward(self, x: torch.Tensor, t: TimeLike) -> torch.Tensor:
         """Velocity ``V(x, t)``. ``x: [B, D]``, ``t: float | [] | [B]`` → ``[B, D]`` tangent at ``x``."""
         h, tcol = self.inputs(x, t)

@@ -136,6 +136,12 @@ class HigherGaugeFlow(FlowModel):
         read_every_degree(self.projection, algebra)
         self.register_load_state_dict_pre_hook(_rename_legacy_keys)
 
+    def upgrade_state_dict(self, state: dict) -> dict:
+        """Renames ``fields.*`` (before the graded-field networks became ``graded_fields``)."""
+        state = dict(state)
+        _rename_legacy_keys(self, state, "")
+        return state
+
     @property
     def n_fields(self) -> int:
         """Number of distinct graded-field networks."""

@@ -29,6 +29,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from ..models.flows import FlowModel
 from .integrity import DIGEST_KEY, CheckpointError, decode_bytes, encode_bytes, meta_bytes, meta_int, verify_digest
 from .integrity import digest as _digest
 from .rundir import atomic_write_bytes
@@ -56,6 +57,12 @@ class Checkpoint:
         """Tensors stored under ``prefix/`` with the prefix removed (e.g. ``group("model")``)."""
         head = prefix + "/"
         return {key[len(head):]: value for key, value in self.tensors.items() if key.startswith(head)}
+
+    def weights(self, model: torch.nn.Module, prefix: str = "model") -> dict[str, torch.Tensor]:
+        """``group(prefix)`` as a state dict of ``model``: names written by earlier gaugeflow versions are
+        renamed by the model's :meth:`~gaugeflow.models.FlowModel.upgrade_state_dict`."""
+        state = self.group(prefix)
+        return model.upgrade_state_dict(state) if isinstance(model, FlowModel) else state
 
     @property
     def step(self) -> int:
@@ -208,7 +215,7 @@ def check_compatible(ckpt: Checkpoint, model: torch.nn.Module, config: Any = Non
         diff = [f"{k}={stored.get(k)!r} in checkpoint vs {v!r}" for k, v in spec().items() if stored.get(k) != v]
         if diff:
             raise CheckpointError(f"{where}: checkpoint was made for a different model ({'; '.join(diff)})")
-    saved, own = ckpt.group("model"), model.state_dict()
+    saved, own = ckpt.weights(model), model.state_dict()
     missing, unexpected = sorted(set(own) - set(saved)), sorted(set(saved) - set(own))
     if missing or unexpected:
         raise CheckpointError(f"{where}: parameter names differ from the model's "
@@ -264,7 +271,7 @@ def load_checkpoint(
     ckpt = read_checkpoint(path, map_location)
     if model is not None:
         check_compatible(ckpt, model, config)
-        model.load_state_dict(ckpt.group("model"))
+        model.load_state_dict(ckpt.weights(model))
     if optimizer is not None:
         _restore_optimizer(ckpt, optimizer)
     return ckpt

@@ -110,7 +110,7 @@ def restore_state(trainer: "Trainer", ckpt: Checkpoint) -> None:
     stream = meta_bytes(ckpt, "rng.stream", trainer.generator.get_state())
     global_rng = meta_bytes(ckpt, "rng.torch", torch.get_rng_state())
     history = _history(ckpt, skipped)
-    ema = ckpt.group("ema")
+    ema = ckpt.weights(trainer.model, "ema")
     own = trainer.ema.shadow
     if sorted(ema) != sorted(own) or any(ema[k].shape != own[k].shape for k in own):
         raise CheckpointError(f"{ckpt.path}: EMA weights missing, or named or shaped differently from the model's")
