@@ -1,4 +1,4 @@
-"""Divergence and exact likelihood (SPEC §7; issue 4, acceptance on divergence and densities)."""
+"""Divergence and exact likelihood (docs/math.md §7; issue 4, acceptance on divergence and densities)."""
 import math
 
 import pytest

@@ -56,7 +56,7 @@ def test_gradcheck_geodesic_path_and_transport_at_coincident_endpoints(M):
 
 @pytest.mark.parametrize("M", GRAD_MANIFOLDS, ids=repr)
 def test_geodesic_velocity_matches_jvp_of_the_path(M):
-    """SPEC §6: the closed-form u_t equals d/dt of x_t (torch.func.jvp), also at t = 1."""
+    """docs/math.md §6: the closed-form u_t equals d/dt of x_t (torch.func.jvp), also at t = 1."""
     x0, x1 = _points(M, 4, seed=1), _points(M, 4, seed=2)
     for t in (0.0, 0.37, 1.0):
         tt = torch.full((4,), t, dtype=F64)

@@ -1,4 +1,4 @@
-"""Flow models (SPEC §5; issue 4, acceptance on models and gauge covariance)."""
+"""Flow models (docs/math.md §5; issue 4, acceptance on models and gauge covariance)."""
 import math
 
 import pytest
@@ -126,7 +126,7 @@ def test_gauge_contraction_matches_the_slow_reference():
 
 
 def test_higher_contraction_matches_the_crossed_module_formula():
-    # SPEC §5.3: l1(B) = B1,  l2(B, v̂) = [B0, V0] ⊕ ([B0, V1] + [B1, V0], 0)
+    # docs/math.md §5.3: l1(B) = B1,  l2(B, v̂) = [B0, V0] ⊕ ([B0, V1] + [B1, V0], 0)
     k = 3
     L, g = so_crossed_module(k), so(k)
     gen = torch.Generator().manual_seed(1)

@@ -1,4 +1,4 @@
-"""ODE sampling on manifolds (SPEC §7; issue 4, acceptance on solvers)."""
+"""ODE sampling on manifolds (docs/math.md §7; issue 4, acceptance on solvers)."""
 import math
 
 import numpy as np

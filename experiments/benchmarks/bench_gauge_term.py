@@ -1,4 +1,4 @@
-"""The price of the gauge terms (SPEC §5 cost contract).
+"""The price of the gauge terms (the cost contract, docs/math.md §5.6).
 
 1. Whole training steps: ``GaugeFlow`` and ``HigherGaugeFlow`` against ``PlainFlow`` of the same
    width on S² (same batch, loss, Adam). The gauge models carry three more networks of that width

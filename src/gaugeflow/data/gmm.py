@@ -1,4 +1,4 @@
-"""The Gaussian-mixture benchmark of the gauge-flow papers on ℝ^N (SPEC §8, a reconstruction).
+"""The Gaussian-mixture benchmark of the gauge-flow papers on ℝ^N (docs/math.md §8, a reconstruction).
 
 The papers describe K equally weighted isotropic components ``N(μ_k, σ²I)`` whose means are built
 from a *primary axis*, a *secondary axis* (once the signed axes ``±s e_i`` are used up) and an

@@ -1,4 +1,4 @@
-"""Sampling and likelihoods: ODE solvers on manifolds, ``sample`` and ``log_prob`` (SPEC §7)."""
+"""Sampling and likelihoods: ODE solvers on manifolds, ``sample`` and ``log_prob`` (docs/math.md §7)."""
 from .divergence import draw_probes, exact_divergence, hutchinson_divergence
 from .ode import LogProbInfo, SampleInfo, log_prob, sample
 from .solvers import FIXED_SOLVERS, RK4, Euler, Midpoint, RungeKutta, SolverError, normal_displacement

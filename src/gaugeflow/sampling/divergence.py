@@ -1,4 +1,4 @@
-r"""Riemannian divergence of a tangent vector field in ambient coordinates (SPEC §7).
+r"""Riemannian divergence of a tangent vector field in ambient coordinates (docs/math.md §7.2).
 
 Derivation. Let ``M ⊂ ℝ^D`` carry the metric ``g`` induced by a constant (possibly indefinite, as for
 the Lorentz model) ambient form ``G``, and let ``P_x = ∂ proju(x, ·)`` be the ``g``-orthogonal

@@ -1,4 +1,4 @@
-"""Sampling by integrating a flow model, and exact log-likelihoods (SPEC §7).
+"""Sampling by integrating a flow model, and exact log-likelihoods (docs/math.md §7).
 
 * :func:`sample` integrates ``dx/dt = V(x, t)`` from ``t_span[0]`` to ``t_span[1]``.
 * :func:`log_prob` integrates the augmented state ``(x, a)`` with ``da/dt = div_g V(x, t)``

@@ -1,4 +1,4 @@
-"""ODE solvers on manifolds (SPEC §7): fixed-step geometric Runge–Kutta and torchdiffeq.
+"""ODE solvers on manifolds (docs/math.md §7): fixed-step geometric Runge–Kutta and torchdiffeq.
 
 The state is a point ``x ∈ M`` (``[B, D]``) plus an optional Euclidean accumulator ``a`` (``[B]``,
 e.g. the integrated divergence of the likelihood). A *field* is ``f(t, x) -> (v, r)`` with ``v``

@@ -1,4 +1,4 @@
-"""The Riemannian conditional flow-matching loss (SPEC §6).
+"""The Riemannian conditional flow-matching loss (docs/math.md §6).
 
     L(θ) = E_{t, x0, x1} ‖V_θ(x_t, t) − u_t‖²_{g(x_t)},
 
