@@ -86,14 +86,15 @@ def rotation_log(A: torch.Tensor) -> torch.Tensor:
     near = torch.where(taylor, 1 + s2 / 6 + 3 * s2 * s2 / 40, theta / s_safe) * w
     eye = torch.eye(3, dtype=A.dtype, device=A.device)
     B = 0.5 * (A + A.transpose(-1, -2)) + (1 - c[..., None]) * eye  # sym(R) − cos θ I = (1 − cos θ) nnᵀ
-    diag = torch.diagonal(B, dim1=-2, dim2=-1)
-    k = diag.argmax(-1, keepdim=True)  # [..., 1]
-    col = B.gather(-1, k[..., None, :].expand(B.shape[:-1] + (1,))).squeeze(-1)
-    den = torch.sqrt(torch.where(far, diag.gather(-1, k) * (1 - c), torch.ones_like(c)))
-    n = col / den
+    d0, d1, d2 = (d[..., None] for d in torch.diagonal(B, dim1=-2, dim2=-1).unbind(-1))
+    pick0 = (d0 >= d1) & (d0 >= d2)  # k = argmax of the diagonal, first index on ties (no argmax kernel)
+    pick1 = (d1 >= d2) & ~pick0
+    col = torch.where(pick0, B[..., :, 0], torch.where(pick1, B[..., :, 1], B[..., :, 2]))
+    dkk = torch.where(pick0, d0, torch.where(pick1, d1, d2))
+    n = col / torch.sqrt(torch.where(far, dkk * (1 - c), torch.ones_like(c)))
     floor = _CUT_FLOOR * torch.finfo(A.dtype).eps  # |sin θ| below this: at π to rounding, the axis sign is ours
-    sign = torch.where((n * w).sum(-1, keepdim=True) < -floor, -1.0, 1.0).to(A.dtype)
-    return torch.where(far, theta * sign * n, near)
+    n = torch.where((n * w).sum(-1, keepdim=True) < -floor, -n, n)
+    return torch.where(far, theta * n, near)
 
 
 def quaternion_to_matrix(q: torch.Tensor) -> torch.Tensor:
