@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peer import PeerField, flow_matching_version, train_peer  # noqa: E402
 from plots import ramachandran_panels, sphere_density_panels  # noqa: E402
 
-from gaugeflow.data import protein_angles, quakes, world_cities  # noqa: E402
+from gaugeflow.data import protein_angles, protein_frames, quakes, world_cities  # noqa: E402
 from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, count_parameters  # noqa: E402
 from gaugeflow.sampling import log_prob, sample  # noqa: E402
 from gaugeflow.training import TrainConfig, Trainer  # noqa: E402
@@ -55,11 +55,15 @@ DATASETS = {
     "world-cities": {"load": world_cities, "extent": None},
     "quakes": {"load": quakes, "extent": (160.0, 195.0, -40.0, -8.0)},
     "protein": {"load": protein_angles, "extent": None},
+    # residue orientations on SO(3) (issue 17); the flow_matching peer has no SO(3), so it is skipped there
+    "protein-frames": {"load": protein_frames, "extent": None},
 }
-FULL = {"steps": {"world-cities": 1000, "quakes": 800, "protein": 1000}, "batch_size": 256, "hidden": 64,
+#: registry names of the manifolds, by ambient dimension
+MANIFOLD_NAMES = {3: "sphere", 2: "torus", 9: "so3"}
+FULL = {"steps": {"world-cities": 1000, "quakes": 800, "protein": 1000, "protein-frames": 1500}, "batch_size": 256, "hidden": 64,
         "lr": 1e-3, "seeds": [0, 1, 2], "max_points": None, "nll_points": 600, "ode_steps": 16,
         "n_sample": 5000}
-QUICK = {"steps": {"world-cities": 30, "quakes": 30, "protein": 30}, "batch_size": 128, "hidden": 32,
+QUICK = {"steps": {"world-cities": 30, "quakes": 30, "protein": 30, "protein-frames": 30}, "batch_size": 128, "hidden": 32,
          "lr": 1e-3, "seeds": [0, 1, 2], "max_points": 600, "nll_points": 40, "ode_steps": 6, "n_sample": 400}
 
 
@@ -88,7 +92,7 @@ def train(name: str, model, data, steps: int, cfg: dict, seed: int) -> dict:
     """Train one model; returns seconds per step, final loss (mean of the last 10 %) and skipped steps."""
     if name == "fm-peer":
         return train_peer(model, data.train, steps=steps, batch_size=cfg["batch_size"], lr=cfg["lr"], seed=seed)
-    tc = TrainConfig(manifold="sphere" if data.manifold.ambient_dim == 3 else "torus", dim=2, steps=steps,
+    tc = TrainConfig(manifold=MANIFOLD_NAMES[data.manifold.ambient_dim], dim=2, steps=steps,
                      batch_size=cfg["batch_size"], lr=cfg["lr"], ema_decay=0.0, grad_clip=None, seed=seed,
                      hidden=cfg["hidden"], progress=False, device="cpu")
     trainer = Trainer(model, data, tc)
@@ -131,6 +135,8 @@ def run_dataset(dname: str, cfg: dict, out: Path, log, models=MODELS) -> list[di
     steps = cfg["steps"][dname]
     rows, panels = [], {f"data (train, n={len(data.train)})": data.train}
     for name in models:
+        if name == "fm-peer" and M.ambient_dim == 9:
+            continue
         for seed in cfg["seeds"]:
             model = build(name, M, cfg["hidden"], seed)
             tr = train(name, model, data, steps, cfg, seed)
@@ -145,7 +151,11 @@ def run_dataset(dname: str, cfg: dict, out: Path, log, models=MODELS) -> list[di
                 panels[LABELS[name]] = xs
     fig = out / f"real_{dname.replace('-', '_')}.png"
     title = f"{dname}: training data vs. {cfg['n_sample']} samples (seed {cfg['seeds'][0]}, rk4 {cfg['ode_steps']} steps)"
-    if M.ambient_dim == 3:
+    if M.ambient_dim == 9:
+        from gaugeflow.viz import rotation_figure
+        last = [LABELS[n] for n in models if LABELS[n] in panels][-1]
+        rotation_figure(data.train, panels[last], fig, f"{title}; right: {last}")
+    elif M.ambient_dim == 3:
         sphere_density_panels(panels, fig, title, extent=spec["extent"], bins=72 if spec["extent"] is None else 40)
     else:
         ramachandran_panels(panels, fig, title)
