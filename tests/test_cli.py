@@ -134,9 +134,9 @@ def _bad(capsys, argv, expected, status=2):
 
 
 @pytest.mark.parametrize("flags, expected", [
-    (["--manifold", "klein-bottle"], "unknown manifold 'klein-bottle'; expected one of: euclidean, hyperbolic, sphere, torus"),
+    (["--manifold", "klein-bottle"], "unknown manifold 'klein-bottle'; expected one of: euclidean, hyperbolic, se3, so3, sphere, torus, or package.module:Name"),
     (["--data", "nope"], "unknown data set 'nope'; expected one of:"),
-    (["--model", "huge"], "unknown model 'huge'; expected one of: gauge, higher-gauge, plain"),
+    (["--model", "huge"], "unknown model 'huge'; expected one of: gauge, higher-gauge, plain, tensor-gauge, or package.module:Name"),
     (["--steps", "-5"], "steps must be >= 0, got -5"),
     (["--steps", "ten"], "argument --steps: invalid int value: 'ten'"),
     (["--lr", "0"], "lr must be > 0, got 0.0"),
@@ -225,7 +225,7 @@ def test_console_script_reports_one_line_without_traceback(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("gaugeflow train: error: unknown model 'huge'; "
-                                   "expected one of: gauge, higher-gauge, plain")
+                                   "expected one of: gauge, higher-gauge, plain, tensor-gauge, or package.module:Name")
 
 
 # ---------------------------------------------------------------------- hyperbolic space end to end

@@ -194,4 +194,5 @@ def _(ctx):
     proc = subprocess.run([str(exe), "train", "--model", "huge", "--out", str(ctx.path("r"))], capture_output=True,
                           text=True, env=ENV, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == ("gaugeflow train: error: unknown model 'huge'; "
-                                                             "expected one of: gauge, higher-gauge, plain")
+                                                             "expected one of: gauge, higher-gauge, plain, tensor-gauge, "
+                                                             "or package.module:Name")

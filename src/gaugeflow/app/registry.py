@@ -14,6 +14,17 @@ itself when a module is imported, and the factories import what they build only 
   ``tensor-gauge``); a config's ``rank`` is passed on as ``rank=`` when it is set (``tensor-gauge``
   takes it, default 2; the other built-ins refuse it).
 
+Plug-ins: a name that is not in a table is looked up, when first asked for, among the entry points
+that installed packages declare in the groups ``gaugeflow.manifolds``, ``gaugeflow.models`` and
+``gaugeflow.data`` (:data:`ENTRY_POINT_GROUPS`, read with :func:`importlib.metadata.entry_points`);
+``package.module:Name`` names an object directly. A manifold plug-in is a :class:`Manifold` subclass
+(built as ``Class(dim)`` when its constructor has a required argument, else ``Class()``), an instance,
+or a factory ``f(dim)``; a model plug-in an ``nn.Module`` subclass or factory called as
+``f(manifold, hidden=..., k=...)``; a data plug-in a loader ``f(manifold, *, n, seed)``. The run's
+config stores the name, so ``evaluate``, ``sample`` and ``plot`` rebuild a run the same way in a
+new process. Like an installed plug-in, a ``package.module:Name`` stored in a run's config is code that
+reopening the run imports: open runs of trusted origin only.
+
 Example:
     >>> from gaugeflow.app import register_data
     >>> register_data("my-points", lambda manifold, *, n, seed: load_my_points(manifold, n, seed))  # doctest: +SKIP
@@ -23,28 +34,39 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from importlib.metadata import entry_points
 from typing import Any, Callable, Optional
 
 import torch
 
 from ..geometry.manifold import Manifold
 from ..training.config import TrainConfig
+from .plugins import _DIRECT, ENTRY_POINT_GROUPS, _import, adapt_manifold, adapt_model
 
-__all__ = ["Registry", "MANIFOLDS", "DATASETS", "MODELS", "register_manifold", "register_data", "register_model",
+__all__ = ["Registry", "ENTRY_POINT_GROUPS", "MANIFOLDS", "DATASETS", "MODELS", "register_manifold", "register_data", "register_model",
            "check_names", "build_manifold", "build_data", "build_model"]
 
 
 class Registry:
     """A name -> factory table whose lookups fail with one line listing the known names.
 
+    Names missing from the table are resolved lazily (on the first :meth:`get`, never at import) as an
+    entry point of ``group`` or as ``package.module:Name``; ``adapt(obj, name)`` turns the loaded object
+    into a factory of the table's signature. Resolved plug-ins are cached per process.
+
     Args:
         kind: what the names denote (``"manifold"``), used in error messages.
         entries: the built-in ``name -> factory`` pairs.
+        group: the entry-point group of plug-ins (``None``: no plug-ins).
+        adapt: ``(obj, name) -> factory`` applied to a loaded plug-in (default: ``obj`` itself).
     """
 
-    def __init__(self, kind: str, entries: Optional[dict[str, Callable]] = None):
-        self.kind = kind
+    def __init__(self, kind: str, entries: Optional[dict[str, Callable]] = None, group: Optional[str] = None,
+                 adapt: Optional[Callable[[Any, str], Callable]] = None):
+        self.kind, self.group = kind, group
         self._entries: dict[str, Callable] = dict(entries or {})
+        self._adapt = adapt or (lambda obj, name: obj)
+        self._plugins: dict[str, Callable] = {}
 
     def register(self, name: str, factory: Callable, overwrite: bool = False) -> Callable:
         """Add ``factory`` under ``name``; re-registering a name needs ``overwrite=True``."""
@@ -55,17 +77,47 @@ class Registry:
         if name in self._entries and not overwrite and self._entries[name] is not factory:
             raise ValueError(f"{self.kind} {name!r} is already registered (pass overwrite=True to replace it)")
         self._entries[name] = factory
+        self._plugins.pop(name, None)
         return factory
 
     def names(self) -> list[str]:
-        """The registered names, sorted."""
+        """The registered names (built-ins and :meth:`register`), sorted; plug-ins: :meth:`plugin_names`."""
         return sorted(self._entries)
 
+    def plugin_names(self) -> list[str]:
+        """Names of the installed entry points of :attr:`group` that no registered name shadows, sorted."""
+        if self.group is None:
+            return []
+        return sorted({ep.name for ep in entry_points(group=self.group)} - set(self._entries))
+
     def get(self, name: str) -> Callable:
-        """The factory registered as ``name``; ``ValueError`` naming the known ones otherwise."""
-        if not isinstance(name, str) or name not in self._entries:
-            raise ValueError(f"unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}")
-        return self._entries[name]
+        """The factory of ``name``: registered, an installed plug-in, or ``package.module:Name``.
+
+        Raises:
+            ValueError: unknown name (the line lists the known ones), or a plug-in that cannot be loaded.
+            TypeError: the plug-in is not of the expected kind.
+        """
+        if isinstance(name, str) and name in self._entries:
+            return self._entries[name]
+        if isinstance(name, str) and name in self._plugins:
+            return self._plugins[name]
+        obj = self._load(name)
+        self._plugins[name] = factory = self._adapt(obj, name)
+        return factory
+
+    def _load(self, name: object) -> Any:
+        if isinstance(name, str) and self.group is not None and _DIRECT.match(name):
+            module, _, attr = name.partition(":")
+            return _import(name, module, attr, self.kind)
+        found = [ep for ep in entry_points(group=self.group)] if self.group and isinstance(name, str) else []
+        found = [ep for ep in found if ep.name == name]
+        if not found:
+            plugins = self.plugin_names()
+            more = f"; installed plug-ins: {', '.join(plugins)}" if plugins else ""
+            direct = ", or package.module:Name" if self.group else ""
+            raise ValueError(f"unknown {self.kind} {name!r}; expected one of: {', '.join(self.names())}{more}{direct}")
+        module, _, attr = found[0].value.partition(":")
+        return _import(f"{name!r} (entry point {found[0].value} of group {self.group})", module, attr, self.kind)
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
@@ -147,15 +199,17 @@ def _protein_frames(manifold: Manifold, *, n: Optional[int], seed: int):
 MANIFOLDS = Registry("manifold", {"euclidean": _manifold("Euclidean"), "sphere": _manifold("Sphere"),
                                   "torus": _manifold("FlatTorus"), "hyperbolic": _manifold("Hyperbolic"),
                                   "so3": _group("so3", "SpecialOrthogonal", 3),
-                                  "se3": _group("se3", "SpecialEuclidean", 6)})
+                                  "se3": _group("se3", "SpecialEuclidean", 6)},
+                     group=ENTRY_POINT_GROUPS["manifold"], adapt=adapt_manifold)
 DATASETS = Registry("data set", {"wrapped-mixture": _wrapped_mixture, "gaussian-mixture": _gaussian_mixture,
                                  "world-cities": _real("world-cities", "world_cities", "Sphere"),
                                  "quakes": _real("quakes", "quakes", "Sphere"),
                                  "protein": _real("protein", "protein_angles", "FlatTorus"),
-                                 "protein-frames": _protein_frames})
+                                 "protein-frames": _protein_frames}, group=ENTRY_POINT_GROUPS["data set"])
 MODELS = Registry("model", {"plain": _model("PlainFlow"), "gauge": _model("GaugeFlow"),
                             "higher-gauge": _model("HigherGaugeFlow"),
-                            "tensor-gauge": _model("TensorGaugeFlow", takes_rank=True)})
+                            "tensor-gauge": _model("TensorGaugeFlow", takes_rank=True)},
+                  group=ENTRY_POINT_GROUPS["model"], adapt=adapt_model)
 
 
 def register_manifold(name: str, constructor: Callable[[int], Manifold], overwrite: bool = False) -> Callable:
