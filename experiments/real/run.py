@@ -1,4 +1,4 @@
-"""Real non-Euclidean data: Plain, Gauge and HigherGauge flows vs. the flow_matching peer (issue 7).
+"""Real non-Euclidean data: Plain, Gauge, HigherGauge and TensorGauge (r = 2) flows vs. the flow_matching peer (issue 7).
 
 One command::
 
@@ -6,6 +6,8 @@ One command::
     python experiments/real/run.py --quick    # CI variant: subsampled data, few steps (< 3 min)
     python experiments/real/run.py --models plain-wide --out experiments/real/results_control
         # control: PlainFlow widened to GaugeFlow's parameter count (same budget)
+    python experiments/real/run.py --models tensor-gauge --datasets world-cities quakes protein \
+        --out experiments/real/results_tensor     # TensorGaugeFlow (issue 18) added to the study above
 
 For every data set (world cities on S², Fiji earthquakes on S², adenylate-kinase φ/ψ on T²), every
 model and every seed it trains with the *same* stream (batch indices, ``x0 ~`` uniform, ``t``), the
@@ -41,7 +43,7 @@ from peer import PeerField, flow_matching_version, train_peer  # noqa: E402
 from plots import ramachandran_panels, sphere_density_panels  # noqa: E402
 
 from gaugeflow.data import protein_angles, protein_frames, quakes, world_cities  # noqa: E402
-from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, count_parameters  # noqa: E402
+from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, TensorGaugeFlow, count_parameters  # noqa: E402
 from gaugeflow.sampling import log_prob, sample  # noqa: E402
 from gaugeflow.training import TrainConfig, Trainer  # noqa: E402
 
@@ -49,7 +51,10 @@ ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("plain", "gauge", "higher-gauge", "fm-peer")
 #: optional control: a PlainFlow whose width is raised until it has as many parameters as GaugeFlow
 CONTROLS = ("plain-wide",)
+#: further models, run with ``--models`` (outside the default set, which the quick CI variant's budget is sized for)
+EXTRA = ("tensor-gauge",)
 LABELS = {"plain": "PlainFlow", "gauge": "GaugeFlow", "higher-gauge": "HigherGaugeFlow",
+          "tensor-gauge": "TensorGaugeFlow (r = 2)",
           "fm-peer": "flow_matching (peer)", "plain-wide": "PlainFlow, width matched to GaugeFlow's parameters"}
 DATASETS = {
     "world-cities": {"load": world_cities, "extent": None},
@@ -84,6 +89,8 @@ def build(name: str, manifold, hidden: int, seed: int) -> torch.nn.Module:
             return PeerField(manifold, hidden)
         if name == "plain-wide":
             return PlainFlow(manifold, hidden=matched_width(manifold, hidden))
+        if name == "tensor-gauge":
+            return TensorGaugeFlow(manifold, rank=2, hidden=hidden)
         cls = {"plain": PlainFlow, "gauge": GaugeFlow, "higher-gauge": HigherGaugeFlow}[name]
         return cls(manifold, hidden=hidden)
 
@@ -166,7 +173,7 @@ def summarise(rows: list[dict]) -> list[dict]:
     """Mean ± std (over seeds) per data set and model."""
     out = []
     for dname in dict.fromkeys(r["dataset"] for r in rows):
-        for name in MODELS + CONTROLS:
+        for name in MODELS + CONTROLS + EXTRA:
             rs = [r for r in rows if r["dataset"] == dname and r["model"] == name]
             if not rs:
                 continue
@@ -204,7 +211,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="CI variant: subsampled data, few steps")
     p.add_argument("--out", type=Path, default=None, help="output folder (default experiments/real/results[_quick])")
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS + CONTROLS))
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS + CONTROLS + EXTRA))
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     args = p.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
