@@ -12,12 +12,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from gaugeflow.data import gaussian_mixture  # noqa: E402
 
-ORDER = ("plain", "plain-matched", "gauge", "higher-gauge")
+ORDER = ("plain", "plain-matched", "gauge", "higher-gauge", "tensor-gauge")
 STYLE = {
     "plain": dict(color="tab:gray", marker="o", label="Plain (papers' width)"),
     "plain-matched": dict(color="tab:brown", marker="s", label="Plain (param-matched to HGFM)"),
     "gauge": dict(color="tab:blue", marker="^", label="GFM"),
     "higher-gauge": dict(color="tab:red", marker="D", label="HGFM"),
+    "tensor-gauge": dict(color="tab:green", marker="v", label="TGFM (r = 2)"),
 }
 
 

@@ -21,13 +21,14 @@ import torch
 from gaugeflow.data import gaussian_mixture
 from gaugeflow.manifolds import Euclidean
 from gaugeflow.metrics import energy_distance, mode_coverage, sliced_wasserstein
-from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, count_parameters
+from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, TensorGaugeFlow, count_parameters
 from gaugeflow.sampling import SolverError, log_prob, sample
 from gaugeflow.training import TrainConfig, Trainer, rcfm_loss
 
-MODELS = ("plain", "plain-matched", "gauge", "higher-gauge")
+MODELS = ("plain", "plain-matched", "gauge", "higher-gauge", "tensor-gauge")
+TENSOR_RANK = 2  # rank r of TensorGaugeFlow's gauge field (so(k) action, default S = r channels)
 LABELS = {"plain": "Plain (papers' width)", "plain-matched": "Plain (param-matched)",
-          "gauge": "GFM", "higher-gauge": "HGFM"}
+          "gauge": "GFM", "higher-gauge": "HGFM", "tensor-gauge": f"TGFM (r = {TENSOR_RANK})"}
 
 
 def width_for(n_dim: int, width: dict[str, int]) -> int:
@@ -46,6 +47,8 @@ def build(model: str, n_dim: int, hidden: int, k: int | None, seed: int) -> torc
             return GaugeFlow(M, hidden=hidden, k=k)
         if model == "higher-gauge":
             return HigherGaugeFlow(M, hidden=hidden, k=k)
+        if model == "tensor-gauge":
+            return TensorGaugeFlow(M, rank=TENSOR_RANK, hidden=hidden, k=k)
     raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
 
 

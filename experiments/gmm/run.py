@@ -7,11 +7,15 @@ One command (also ``gaugeflow reproduce gmm [--quick]``)::
 
 It trains, on the mixture of docs/math.md §8 in ℝ^N, for every N and seed of ``config.yaml``: PlainFlow at the
 gauge models' width (the papers' baseline), PlainFlow with its width solved to match the
-HigherGaugeFlow parameter count, GaugeFlow and HigherGaugeFlow. All models of a cell (N, seed) see
+HigherGaugeFlow parameter count, GaugeFlow, HigherGaugeFlow and TensorGaugeFlow (rank 2). All models of a cell (N, seed) see
 the same batches and (x0, t) draws; the FM losses of all models are computed on the same fixed
 (x0, x1, t) triples (see ``gmm_study.py``). Outputs in ``--out``: ``gmm_results.csv`` (one row per
 model × N × seed), ``gmm_settings.json``, ``figures/gmm_*.png`` and the report ``gmm.md``, whose
 every number is computed from the CSV by ``gmm_report.py``.
+
+``--only-models M …`` trains just those models and merges their rows into the CSV already in
+``--out`` (rows of the other models are kept as they are, each with its own ``git_commit``), then
+re-renders the report: how a model is added to a finished study without retraining the others.
 """
 from __future__ import annotations
 
@@ -64,12 +68,13 @@ def plan(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     for n_dim in cfg["dims"]:
         w = width_for(n_dim, cfg["width"])
         hg_params = count_parameters(build("higher-gauge", n_dim, w, cfg["gauge_k"], 0))
-        hidden = {"plain": w, "gauge": w, "higher-gauge": w, "plain-matched": matched_width(n_dim, hg_params)}
+        hidden = {"plain": w, "gauge": w, "higher-gauge": w, "tensor-gauge": w,
+                  "plain-matched": matched_width(n_dim, hg_params)}
         for seed in cfg["seeds"]:
             for model in cfg["models"]:
                 jobs.append({"model": model, "n_dim": n_dim, "seed": seed, "hidden": hidden[model],
                              "k": None if model.startswith("plain") else cfg["gauge_k"], "cfg": cfg})
-    cost = {"higher-gauge": 4, "plain-matched": 3, "gauge": 2, "plain": 1}
+    cost = {"tensor-gauge": 4, "higher-gauge": 4, "plain-matched": 3, "gauge": 2, "plain": 1}
     return sorted(jobs, key=lambda j: (-j["n_dim"], -cost[j["model"]], j["seed"]))
 
 
@@ -150,6 +155,46 @@ def render(out: Path, cache: Path) -> int:
     return 0
 
 
+def add_models(cfg: dict[str, Any], args: argparse.Namespace, out: Path, cache: Path) -> int:
+    """Train ``args.only_models`` only and merge their rows into ``out/gmm_results.csv`` (``--only-models``)."""
+    unknown = sorted(set(args.only_models) - set(cfg["models"]))
+    if unknown:
+        raise SystemExit(f"--only-models: {unknown} are not in the config's models {cfg['models']}")
+    if not (out / "gmm_results.csv").is_file():
+        raise SystemExit(f"--only-models: no study to add to in {out} (run the whole study first)")
+    start = time.perf_counter()
+    jobs = [j for j in plan(cfg) if j["model"] in args.only_models]
+    print(f"[gmm] adding {args.only_models}: {len(jobs)} jobs, {cfg['workers']} worker(s), out={out}", flush=True)
+    results = run_jobs(jobs, cfg["workers"], cache, args.resume)
+    ver = versions()
+    kept = [r for r in gmm_report.read_rows(out / "gmm_results.csv") if r["model"] not in args.only_models]
+    new = [{**r["row"], **ver} for r in results]
+    keys = list(kept[0] if kept else new[0])
+    rows = [{key: r.get(key, "") for key in keys} for r in kept + new]
+    add_normalised(rows)
+    rows = sorted(rows, key=lambda r: (r["N"], MODELS.index(r["model"]), r["seed"]))
+    write_csv(out / "gmm_results.csv", rows)
+    settings = json.loads((out / "gmm_settings.json").read_text())
+    settings["config"]["models"] = [m for m in MODELS if any(r["model"] == m for r in rows)]
+    settings.setdefault("additions", []).append(
+        {"models": list(args.only_models), "command": "python experiments/gmm/run.py --only-models "
+         + " ".join(args.only_models), "wall_seconds": time.perf_counter() - start,
+         "job_seconds_sum": sum(r["row"]["train_seconds"] + r["row"]["eval_seconds"] for r in results), **ver})
+    (out / "gmm_settings.json").write_text(json.dumps(settings, indent=2))
+    samples = {}
+    for path in sorted(cache.glob("*_N2_s*.json")):
+        result = json.loads(path.read_text())["result"]
+        samples[(result["row"]["model"], result["row"]["seed"])] = result["samples"]
+    complete = {m for m, _ in samples} >= set(settings["config"]["models"])
+    files = gmm_figures.make_all(rows, samples if complete else {}, out / "figures", settings["config"])
+    old_samples = out / "figures" / "gmm_samples_N2.png"
+    if not complete and old_samples.is_file():  # keep the earlier samples figure rather than draw a partial one
+        files.append(old_samples)
+    gmm_report.write_report(out / "gmm_results.csv", out / "gmm_settings.json", out / "gmm.md", files)
+    print(f"[gmm] added {args.only_models} in {time.perf_counter() - start:.0f} s: {out / 'gmm.md'}", flush=True)
+    return 0
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="experiments/gmm/run.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="CI variant: N in {2,4}, 2 seeds, few steps (< 3 min)")
@@ -161,6 +206,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--dims", type=int, nargs="+", help="override the list of N")
     p.add_argument("--seeds", type=int, nargs="+", help="override the list of seeds")
     p.add_argument("--steps", type=int, help="override the number of training steps")
+    p.add_argument("--only-models", nargs="+", metavar="MODEL",
+                   help="train only these models and merge their rows into the existing CSV in --out")
     p.add_argument("--render-only", action="store_true",
                    help="redraw figures and gmm.md from the CSV (and cached N=2 samples) in --out; no training")
     return p.parse_args(argv)
@@ -183,6 +230,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     (out / "figures").mkdir(parents=True, exist_ok=True)
     if args.render_only:
         return render(out, cache)
+    if args.only_models:
+        return add_models(cfg, args, out, cache)
     start = time.perf_counter()
     jobs = plan(cfg)
     print(f"[gmm] {variant}: {len(jobs)} jobs, {cfg['workers']} worker(s), out={out}", flush=True)
