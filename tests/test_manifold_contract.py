@@ -71,7 +71,12 @@ def test_checker_names_the_failing_property_on_its_first_line(guide):
     with pytest.raises(ManifoldCheckError) as info:
         check_manifold(Broken(), dtypes=(F64,), properties=["exp_log", "projx"], max_examples=10)
     first = str(info.value).splitlines()[0]
-    assert first == "check_manifold(Broken()): failed properties: exp_log (float64)"
+    # the property, its largest violation and the worst point (the drawn pair's row), on the first line
+    assert re.fullmatch(r"check_manifold\(Broken\(\)\): exp_log \(float64\) failed: exp\(x, log\(x, y\)\) = y: "
+                        r"error \S+ > tolerance \S+ at x = \[\S+, \S+\], y = \[\S+, \S+\]", first), first
+    x, y = (torch.tensor([float(c) for c in v.split(", ")], dtype=F64) for v in re.findall(r"\[(.*?)\]", first))
+    assert torch.allclose(x.norm(), torch.ones((), dtype=F64), atol=1e-5)  # a point of the circle, as printed
+    assert guide["Circle"]().exp(x, Broken().log(x, y)).sub(y).norm() > 1e-9  # and the property does fail there
 
 
 def test_a_manifold_missing_a_required_method_cannot_be_instantiated(guide):

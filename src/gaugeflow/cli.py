@@ -31,6 +31,7 @@ from .app.commands import cmd_plot as _cmd_plot
 from .app.commands import cmd_sample as _cmd_sample
 from .app.commands import cmd_train as _cmd_train
 from .app.errors import BUG, EXIT_HELP, INTERRUPTED, TERMINATED, UsageError, classify, report_bug
+from .app.registry import DATASETS, ENTRY_POINT_GROUPS, MANIFOLDS, MODELS
 
 __all__ = ["main", "build_parser", "UsageError"]
 
@@ -48,45 +49,52 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _choices(table, default: str) -> str:
+    """Help text listing a name table: every built-in name, then how plug-ins are named."""
+    return (f"{' | '.join(table.names())} (default {default}); or an installed plug-in (entry-point group "
+            f"{ENTRY_POINT_GROUPS[table.kind]}) or package.module:Name")
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     add = p.add_argument
     add("--config", metavar="FILE", help="TOML or YAML file of settings (flags given here override it)")
     add("--out", metavar="DIR", help="run directory (config.json, metrics.csv, checkpoint.safetensors)")
     add("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     add("--overwrite", action="store_true", help="start afresh even if --out already holds a run")
-    add("--manifold", help="euclidean | sphere | torus | hyperbolic (default sphere)")
+    add("--manifold", help=_choices(MANIFOLDS, "sphere"))
     add("--dim", type=int, help="intrinsic dimension of the manifold (default 2)")
-    add("--data", help="data set name (default wrapped-mixture; see registry: gaussian-mixture, world-cities, ...)")
+    add("--data", help=_choices(DATASETS, "wrapped-mixture"))
     add("--n-data", type=int, help="number of (training) points for generated data sets")
-    add("--model", help="plain | gauge | higher-gauge | tensor-gauge (default higher-gauge)")
+    add("--model", help=_choices(MODELS, "higher-gauge"))
     add("--hidden", type=int, help="hidden width of the networks (default 64)")
     add("--k", type=int, help="gauge rank: SO(k) / so(k) crossed module (default: ambient dimension)")
     add("--rank", type=int, help="tensor-gauge only: number of direction indices r of the gauge field (default 2)")
     add("--steps", type=int, help="optimisation steps (default 1000)")
     add("--batch-size", type=int, help="global batch size, split across processes (default 256)")
     add("--lr", type=float, help="learning rate (default 1e-3)")
-    add("--optimizer", help="adam | adamw")
-    add("--weight-decay", type=float)
+    add("--optimizer", help="adam | adamw (default adam)")
+    add("--weight-decay", type=float, help="weight decay of the optimiser (default 0)")
     add("--schedule", help="constant | cosine | linear (after --warmup-steps of linear warm-up)")
-    add("--warmup-steps", type=int)
+    add("--warmup-steps", type=int, help="steps of linear lr warm-up (default 0)")
     add("--final-lr-fraction", type=float, help="lr at the end of a cosine/linear schedule, as a fraction of --lr")
     add("--ema-decay", type=float, help="weight EMA decay in [0, 1) (default 0.999; 0 disables)")
     add("--grad-clip", type=float, help="max gradient norm (default 1.0; 0 disables clipping)")
-    add("--seed", type=int)
+    add("--seed", type=int, help="seed of the weights, data split and batches (default 0)")
     add("--val-every", type=int, help="validation NLL every N steps (0: only at the end)")
     add("--val-size", type=int, help="validation points for the NLL (0: no validation)")
     add("--val-steps", type=int, help="ODE steps of the validation NLL (default 20)")
     add("--checkpoint-every", type=int, help="checkpoint every N steps (0: only at the end)")
     add("--log-every", type=int, help="metrics.csv row every N steps")
     add("--max-nonfinite", type=int, help="stop after this many consecutive non-finite losses (default 20)")
-    add("--dtype", help="float32 | float64")
-    add("--device", help="auto | cpu | cuda | cuda:N")
+    add("--dtype", help="float32 | float64 (default float32)")
+    add("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     add("--no-progress", action="store_true", help="no progress bar")
 
 
 _EXAMPLES = """examples:
   gaugeflow train --manifold sphere --data wrapped-mixture --model higher-gauge --steps 200 --out runs/s2
-  gaugeflow train --config run.toml --out runs/s2 --resume
+  gaugeflow train --config experiments/demo.toml --out runs/demo
+  gaugeflow train --config experiments/demo.toml --steps 2000 --out runs/demo --resume
   gaugeflow evaluate runs/s2
   gaugeflow sample runs/s2 -n 1000 -o samples.npy
   gaugeflow plot runs/s2
@@ -108,7 +116,9 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", type=int, default=1000, help="number of samples (default 1000)")
     p.add_argument("-o", "--output", required=True, metavar="FILE.npy")
     p.add_argument("--steps", type=int, default=100, help="ODE steps (default 100)")
-    p.add_argument("--method", default="rk4", help="euler | midpoint | rk4 | dopri5 ...")
+    from .sampling.solvers import FIXED_SOLVERS, torchdiffeq_methods
+    p.add_argument("--method", default="rk4", help=f"{' | '.join(FIXED_SOLVERS)} (fixed steps with the manifold's "
+                   f"own maps; default rk4) | {' | '.join(torchdiffeq_methods())} (torchdiffeq, adaptive or fixed)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
 
@@ -132,11 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gaugeflow", description="Gauge and higher-gauge flow models on Riemannian manifolds.",
                      epilog=_EXAMPLES + "\n" + EXIT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--debug", action="store_true", help="show the traceback of any error")
+    parser.add_argument("--version", action="version", version=_version_line())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of any error")
-    common.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; 1 is "
-                        "fastest for small models on a busy machine)")
+    common.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own, i.e. "
+                        "OMP_NUM_THREADS if set, else one per core; 1 is often fastest for the small models here, "
+                        "and always on a busy machine)")
     commands = [
         ("train", "train a flow model", "Train a flow by Riemannian conditional flow matching.", _train_args, _cmd_train),
         ("evaluate", "test NLL and sample metrics of a run",
@@ -151,6 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
         fill(p)
         p.set_defaults(func=func)
     return parser
+
+
+def _version_line() -> str:
+    import platform
+
+    import torch
+
+    from ._version import __version__
+    return f"gaugeflow {__version__} (torch {torch.__version__}, Python {platform.python_version()})"
 
 
 # ---------------------------------------------------------------------- reproduce

@@ -62,11 +62,13 @@ class PropertyResult:
     detail: str = ""
     failed: bool = False
     error: str = ""
+    where: str = ""
 
     def __str__(self) -> str:
         status = "FAIL" if self.failed else "ok"
         text = f"{status:4} {self.name:12} {str(self.dtype).replace('torch.', ''):8} worst ratio {self.worst:9.3e}"
-        return text + (f"  [{self.detail}]" if self.detail else "") + (f"\n       {self.error}" if self.error else "")
+        text += (f"  [{self.detail}]" if self.detail else "") + (f"\n       {self.error}" if self.error else "")
+        return text + (f"\n       at {self.where}" if self.where else "")
 
 
 @dataclass
@@ -98,6 +100,7 @@ class _Meter:
 
     def __init__(self, result: PropertyResult, guided: bool):
         self.result, self.guided = result, guided
+        self.draws: list = []  # (label, value) drawn in the current hypothesis example (see _Recorder)
 
     def __call__(self, label: str, error, tolerance) -> None:
         err = torch.as_tensor(error, dtype=torch.float64).detach().cpu().reshape(-1)
@@ -112,8 +115,36 @@ class _Meter:
         if worst > self.result.worst or not self.result.detail:
             self.result.worst = max(worst, self.result.worst)
             self.result.detail = f"{label}: error {float(err[i]):.3e} vs tolerance {float(tl[i]):.3e}"
+            self.result.where = _point(self.draws, i, err.numel())
         if not worst <= 1:
             raise _Violation(f"{label}: error {float(err[i]):.3e} > tolerance {float(tl[i]):.3e}")
+
+
+class _Recorder:
+    """Hypothesis ``data`` that keeps this example's draws in ``sink``, so that a violation can name its point."""
+
+    def __init__(self, data, sink: list):
+        self._data, self._sink = data, sink
+
+    def draw(self, strategy, label=None):
+        value = self._data.draw(strategy, label=label)
+        self._sink.append((label, value))
+        return value
+
+
+def _point(draws: list, i: int, n: int) -> str:
+    """``"x = [..], y = [..]"``: the batch row of the drawn tensors holding flat error index ``i`` of ``n``,
+    each coordinate printed exactly (shortest round-trip repr), so the failure can be replayed."""
+    named = []
+    for label, value in draws:
+        parts = value if isinstance(value, tuple) else (value,)
+        names = ("x", "y") if label == "pair" else (label,)
+        named += [(name, v) for name, v in zip(names, parts) if isinstance(v, torch.Tensor) and v.dim() >= 1]
+    if not named or n % named[0][1].shape[0]:
+        return ""
+    row = i // (n // named[0][1].shape[0])
+    fmt = lambda v: "[" + ", ".join(repr(float(c)) for c in v.detach().cpu().reshape(-1)) + "]"  # noqa: E731
+    return ", ".join(f"{name} = {fmt(v[row])}" for name, v in named if v.shape[0] > row)
 
 
 def _run_hypothesis(fn, M, dtype, meter, kinds, max_examples: int, derandomize: bool) -> None:
@@ -124,7 +155,8 @@ def _run_hypothesis(fn, M, dtype, meter, kinds, max_examples: int, derandomize: 
               phases=(Phase.explicit, Phase.generate, Phase.target))
     @given(st.data())
     def run(data):
-        fn(M, dtype, data, meter, kinds)
+        meter.draws = []
+        fn(M, dtype, _Recorder(data, meter.draws), meter, kinds)
 
     run()
 
@@ -161,8 +193,9 @@ def check_manifold(
         The :class:`CheckReport` (largest error/tolerance ratio per property and dtype).
 
     Raises:
-        ManifoldCheckError: the first line names the failed properties and dtypes; one line per
-            failure follows with its largest violation.
+        ManifoldCheckError: the first line names the (first) failed property and dtype, its largest
+            violation and the point where it occurred (for the hypothesis-driven properties), then any
+            further failed properties; one block per failure follows.
         ValueError: unknown property names.
     """
     if not isinstance(manifold, Manifold):
@@ -195,6 +228,14 @@ def check_manifold(
             report.results.append(result)
     if report.failures:
         lines = "\n".join(f"  {r}" for r in report.failures)
-        failed = ", ".join(f"{r.name} ({str(r.dtype).replace('torch.', '')})" for r in report.failures)
-        raise ManifoldCheckError(f"check_manifold({manifold}): failed properties: {failed}\n{lines}", report)
+        raise ManifoldCheckError(f"check_manifold({manifold}): {_headline(report.failures)}\n{lines}", report)
     return report
+
+
+def _headline(failures: list[PropertyResult]) -> str:
+    """``exp_log (float64) failed: <largest violation> at x = [..], y = [..]; also failed: ...``."""
+    tag = lambda r: f"{r.name} ({str(r.dtype).replace('torch.', '')})"  # noqa: E731
+    first = failures[0]
+    line = f"{tag(first)} failed: {first.error or first.detail}" + (f" at {first.where}" if first.where else "")
+    more = failures[1:]
+    return line + (f"; also failed: {', '.join(tag(r) for r in more)}" if more else "")
