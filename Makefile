@@ -4,11 +4,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
-EXTRAS ?= test,data,protein
+EXTRAS ?= test,data,protein,docs
 OUT    ?= runs/demo
 STAMP  := $(VENV)/.gaugeflow-installed
 
-.PHONY: demo lint test test-fast bench gmm real clean
+.PHONY: demo lint test test-fast docs docs-serve bench gmm real clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n auto -q -m "not slow"
 
+## The documentation site into site/ (mkdocs-material + mkdocstrings; any warning or broken link fails)
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+## Serve the site with live reload at http://127.0.0.1:8000
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH)" -e ".[bench]"
 	$(BIN)/python experiments/benchmarks/run_all.py
@@ -45,4 +53,4 @@ real: $(STAMP)
 	$(BIN)/python experiments/real/run.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .hypothesis
+	rm -rf $(VENV) runs site .pytest_cache .hypothesis
