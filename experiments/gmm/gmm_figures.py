@@ -45,12 +45,38 @@ def paired_rows(rows: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
     return [{**r, key: float(r[key]) - ref[(r["N"], r["seed"])]} for r in rows if (r["N"], r["seed"]) in ref]
 
 
+def _clip_off_scale(ax, means: list, factor: float = 50.0) -> None:
+    """Keep the y-range on the bulk of the means; name the means far outside it in the panel (never drop them silently).
+
+    A mean is off scale when it lies more than ``factor`` median absolute deviations from the median
+    of all plotted means (e.g. one test point whose finite backward solve gave a huge NLL).
+    """
+    values = sorted(m for m, _, _ in means if math.isfinite(m))
+    if len(values) < 4:
+        return
+    med = values[len(values) // 2]
+    mad = sorted(abs(v - med) for v in values)[len(values) // 2] or 1e-12
+    off = [(m, model, n) for m, model, n in means if math.isfinite(m) and abs(m - med) > factor * mad]
+    if not off:
+        return
+    kept = [m for m, _, _ in means if math.isfinite(m) and abs(m - med) <= factor * mad]
+    lo, hi = min(kept), max(kept)
+    pad = 0.1 * (hi - lo or 1.0)
+    ax.set_ylim(lo - pad, hi + pad)
+    text = "; ".join(f"{STYLE[model]['label']} N={n}: {m:.3g}" for m, model, n in off)
+    ax.text(0.02, 0.02, f"off scale (mean): {text}", transform=ax.transAxes, fontsize=7, color="tab:red")
+
+
 def _panel(ax, rows, key, ylabel, scale=None, logy=False, offset=0.03):
     models = [m for m in ORDER if any(r["model"] == m for r in rows)]
+    means = []
     for i, model in enumerate(models):
         dims, mu, sd = series(rows, model, key, scale)
         x = [n * 2 ** (offset * (i - (len(models) - 1) / 2)) for n in dims]  # small offsets on the log axis
         ax.errorbar(x, mu, yerr=sd, capsize=3, lw=1.3, ms=5, **STYLE[model])
+        means += [(m, model, n) for m, n in zip(mu, dims)]
+    if not logy:
+        _clip_off_scale(ax, means)
     dims = sorted({int(r["N"]) for r in rows})
     ax.set_xscale("log", base=2)
     ax.set_xticks(dims, [str(n) for n in dims])

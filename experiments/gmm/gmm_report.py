@@ -34,9 +34,11 @@ CAVEATS = [
     "- *Size versus structure.* With gauge rank k = N the connection networks output N·dim so(N) (GFM) or "
     "N·dim L (HGFM) numbers, so the gauge models' parameter counts grow like N³ while the papers' plain baseline "
     "stays small. The parameter-matched plain baseline separates \"more parameters\" from \"gauge structure\".",
-    "- *Stability.* The gauge term is a product of network outputs and grows like |x|³ away from the data; "
-    "rare sampling trajectories can blow up in finite time. Such samples are counted as *escaped* (table below) "
-    "and excluded from the sample distances, and failed likelihood solves are counted, never hidden.",
+    "- *Stability.* The gauge term is a product of network outputs and grows like |x|³ away from the data (GFM, "
+    "HGFM; TGFM of rank r multiplies 2r + 1 outputs, |x|⁵ at r = 2); rare sampling trajectories can blow up in finite "
+    "time. Such samples are counted as *escaped* (table below) and excluded from the sample distances, and failed "
+    "likelihood solves are counted, never hidden. A backward solve that stays finite but huge is kept in the mean "
+    "NLL, so one such test point can dominate a cell (see the NLL SEM table).",
     "- *Significance.* With a handful of seeds the verdict rule above is descriptive, not a hypothesis test; "
     "Hutchinson estimates (large N) add probe noise to the NLL.",
 ]
