@@ -7,6 +7,8 @@ on the cut locus when it is in any factor; the injectivity radius is the smalles
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from gaugeflow.geometry._generic import nan_unless_finite
@@ -45,6 +47,7 @@ class Product(Manifold):
         self.dim = sum(f.dim for f in factors)
         self.ambient_dim = sum(f.ambient_dim for f in factors)
         self.injectivity_radius = min(f.injectivity_radius for f in factors)
+        self.diameter = math.sqrt(sum(f.diameter ** 2 for f in factors))  # inf with any unbounded factor
         self._sizes = [f.ambient_dim for f in factors]
         bases = [f.base for f in factors]
         self.base = None if any(b is None for b in bases) else ProductBase(*bases)

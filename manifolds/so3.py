@@ -164,6 +164,7 @@ class SpecialOrthogonal(Manifold):
     """
 
     injectivity_radius = math.pi
+    diameter = math.pi  # antipodes / half-turns
 
     def __init__(self, n: int = 3):
         if isinstance(n, bool) or n != 3:

@@ -47,6 +47,7 @@ class Sphere(Manifold):
     """
 
     injectivity_radius = math.pi
+    diameter = math.pi  # antipodes / half-turns
 
     def __init__(self, n: int):
         self.dim = n = check_dimension("Sphere", n)

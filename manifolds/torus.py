@@ -46,6 +46,7 @@ class FlatTorus(Manifold):
     def __init__(self, n: int):
         self.dim = n = check_dimension("FlatTorus", n)
         self.ambient_dim = n
+        self.diameter = math.pi * math.sqrt(n)  # the point (π, …, π) away
         self.base = UniformTorus(n)
 
     # -- projections

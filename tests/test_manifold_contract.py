@@ -180,3 +180,24 @@ def test_base_distributions_are_values_with_one_implementation_per_density():
     assert FlatTorus(2).base == UniformTorus(2) and Hyperbolic(4).base == WrappedNormal(4)
     assert Product(Sphere(2), FlatTorus(1)).base == ProductBase(UniformSphere(2), UniformTorus(1))
     assert WrappedNormal(2) != WrappedNormal(2, std=1.0) != WrappedNormal(2, std=1.0, k=2.0)
+
+
+@pytest.mark.parametrize("M", [Product(Sphere(2), Euclidean(3)), Product(Sphere(1), FlatTorus(2))], ids=repr)
+def test_products_with_unbounded_or_flat_factors_pass_the_log_length_check(M):
+    """‖log‖ is bounded by the diameter (∞ with a flat unbounded factor), not by injectivity_radius·√dim."""
+    assert M.diameter == math.sqrt(sum(f.diameter ** 2 for f in M.factors))
+    check_manifold(M, max_examples=5)
+
+
+class _LongWaySphere(Sphere):
+    """A planted bug: ``log`` returns the geodesic the long way round (length 2π − θ)."""
+
+    def log(self, x, y):
+        v = super().log(x, y)
+        theta = self.norm(x, v)[..., None]
+        return torch.where(theta > 1e-3, -v * (2 * math.pi - theta) / theta.clamp_min(1e-3), v)
+
+
+def test_a_log_that_is_not_minimising_is_caught():
+    with pytest.raises(ManifoldCheckError, match="diameter"):
+        check_manifold(_LongWaySphere(2), max_examples=5)

@@ -55,6 +55,9 @@ class Manifold(ArgsValue, abc.ABC):
         ambient_dim: length ``D`` of the last tensor axis.
         injectivity_radius: largest ``r`` such that ``log(x, ·)`` is unique on the ball of radius ``r``
             (``math.inf``, the default, for Cartan–Hadamard manifolds such as ``ℝ^n`` and ``H^n``).
+        diameter: ``sup dist(x, y)`` (``math.inf``, the default, when unbounded or not declared).
+            :func:`gaugeflow.testing.check_manifold` uses it to check that ``log`` picks a
+            *minimising* geodesic (``‖log(x, y)‖ ≤ diameter``); declare it for a compact manifold.
         base: the base distribution (:class:`~gaugeflow.geometry.BaseDistribution`) or ``None``.
         transp_rungs: rungs of the default pole-ladder :meth:`transp` (1 is exact on symmetric spaces).
     """
@@ -62,6 +65,7 @@ class Manifold(ArgsValue, abc.ABC):
     dim: int
     ambient_dim: int
     injectivity_radius: float = math.inf
+    diameter: float = math.inf
     base = None
     transp_rungs: int = 1
 

@@ -72,16 +72,16 @@ def prop_proju(M, dtype, data, meter, kinds=PAIR_KINDS):
 
 
 def prop_exp_log(M, dtype, data, meter, kinds=PAIR_KINDS):
-    """``exp(x, log(x, y)) = y`` for every kind of pair, cut locus included; ``‖log‖ ≤`` radius."""
+    """``exp(x, log(x, y)) = y`` for every kind of pair, cut locus included; ``‖log‖ ≤ diameter``."""
     x, y, _ = _pairs(M, dtype, data, kinds)
     v = M.log(x, y)
     meter("log(x, y) finite", _nonfinite(v), 0.5)
     z = M.exp(x, v)
     d = M.dist(x, y)
     meter("exp(x, log(x, y)) = y", close(M, z, y), _ptol(dtype) * (1 + d) * cond(x, y))
-    if math.isfinite(M.injectivity_radius):
-        excess = (M.norm(x, v) - M.injectivity_radius * math.sqrt(M.dim)).clamp_min(0)
-        meter("‖log(x, y)‖ within the cut-locus domain", excess, _ptol(dtype) * 10)
+    if math.isfinite(M.diameter):  # log's geodesic is minimising: never longer than the manifold is wide
+        excess = (M.norm(x, v) - M.diameter).clamp_min(0)
+        meter("‖log(x, y)‖ ≤ diameter", excess, _ptol(dtype) * 10 * (1 + M.diameter))
 
 
 def prop_log_exp(M, dtype, data, meter, kinds=PAIR_KINDS):
