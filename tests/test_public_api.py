@@ -56,13 +56,15 @@ def test_manifold_contract_of_design_md():
             M.check_point(x[:, :1] if M.ambient_dim > 1 else torch.cat([x, x], -1))
 
 
-FLAT = ["Euclidean", "Sphere", "FlatTorus", "Hyperbolic", "Product", "PlainFlow", "GaugeFlow", "HigherGaugeFlow",
+FLAT = ["Euclidean", "Sphere", "FlatTorus", "Hyperbolic", "SO3", "SE3", "Product", "PlainFlow", "GaugeFlow",
+        "HigherGaugeFlow", "TensorGaugeFlow",
         "so_crossed_module", "string_lie2", "fit", "TrainConfig", "sample", "log_prob", "check_manifold",
         "ManifoldData", "wrapped_mixture", "gaussian_mixture", "world_cities", "__version__"]
 SOURCE = {"Sphere": "gaugeflow.manifolds", "FlatTorus": "gaugeflow.manifolds", "GaugeFlow": "gaugeflow.models",
           "HigherGaugeFlow": "gaugeflow.models", "fit": "gaugeflow.training", "sample": "gaugeflow.sampling",
           "log_prob": "gaugeflow.sampling", "check_manifold": "gaugeflow.testing", "TrainConfig": "gaugeflow.training",
-          "ManifoldData": "gaugeflow.data", "world_cities": "gaugeflow.data"}
+          "ManifoldData": "gaugeflow.data", "world_cities": "gaugeflow.data", "SO3": "gaugeflow.manifolds",
+          "SE3": "gaugeflow.manifolds", "TensorGaugeFlow": "gaugeflow.models"}
 
 
 @pytest.mark.parametrize("name", FLAT)

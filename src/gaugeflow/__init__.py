@@ -10,9 +10,11 @@ The names a user needs, flat::
     x = gf.sample(model, M.random_base(1000), steps=50)
     lp = gf.log_prob(model, data.test, steps=50)
 
-* manifolds: :class:`Euclidean`, :class:`Sphere`, :class:`FlatTorus`, :class:`Hyperbolic`, :class:`Product`
+* manifolds: :class:`Euclidean`, :class:`Sphere`, :class:`FlatTorus`, :class:`Hyperbolic`, :class:`SO3`,
+  :class:`SE3`, :class:`Product`
   (more in :mod:`gaugeflow.manifolds`; the base class is :class:`gaugeflow.geometry.Manifold`);
-* models: :class:`PlainFlow`, :class:`GaugeFlow`, :class:`HigherGaugeFlow`, with the L∞-algebras
+* models: :class:`PlainFlow`, :class:`GaugeFlow`, :class:`HigherGaugeFlow`, :class:`TensorGaugeFlow`, with
+  the L∞-algebras
   :func:`so_crossed_module` and :func:`string_lie2`;
 * training: :func:`fit`, :class:`TrainConfig`; sampling: :func:`sample`, :func:`log_prob`;
 * data: :class:`ManifoldData`, :func:`wrapped_mixture`, :func:`gaussian_mixture`, :func:`world_cities`;
@@ -25,15 +27,15 @@ modules and names with a leading underscore are internal.
 from ._version import __version__
 from .algebra import so_crossed_module, string_lie2
 from .data import ManifoldData, gaussian_mixture, world_cities, wrapped_mixture
-from .manifolds import Euclidean, FlatTorus, Hyperbolic, Product, Sphere
-from .models import GaugeFlow, HigherGaugeFlow, PlainFlow
+from .manifolds import SE3, SO3, Euclidean, FlatTorus, Hyperbolic, Product, Sphere
+from .models import GaugeFlow, HigherGaugeFlow, PlainFlow, TensorGaugeFlow
 from .sampling import log_prob, sample
 from .training import TrainConfig, fit
 
 __all__ = [
     "__version__",
-    "Euclidean", "Sphere", "FlatTorus", "Hyperbolic", "Product",
-    "PlainFlow", "GaugeFlow", "HigherGaugeFlow", "so_crossed_module", "string_lie2",
+    "Euclidean", "Sphere", "FlatTorus", "Hyperbolic", "SO3", "SE3", "Product",
+    "PlainFlow", "GaugeFlow", "HigherGaugeFlow", "TensorGaugeFlow", "so_crossed_module", "string_lie2",
     "fit", "TrainConfig", "sample", "log_prob",
     "ManifoldData", "wrapped_mixture", "gaussian_mixture", "world_cities",
     "check_manifold",
