@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = {"plain", "gauge", "higher-gauge", "fm-peer"}
-DATASETS = {"world-cities", "quakes", "protein"}
+DATASETS = {"world-cities", "quakes", "protein", "protein-frames"}  # protein-frames: SO(3), no peer there
 
 
 def _child_cpu_seconds() -> float:
@@ -37,8 +37,9 @@ def test_real_quick_end_to_end(tmp_path):
         assert (tmp_path / name).is_file() and (tmp_path / name).stat().st_size > 100, name
 
     rows = list(csv.DictReader(open(tmp_path / "runs.csv", encoding="utf-8")))
-    assert len(rows) == 3 * 4 * 3
+    assert len(rows) == (3 * 4 + 1 * 3) * 3  # flow_matching has no SO(3): three models on protein-frames
     assert {r["dataset"] for r in rows} == DATASETS and {r["model"] for r in rows} == MODELS
+    assert {r["model"] for r in rows if r["dataset"] == "protein-frames"} == MODELS - {"fm-peer"}
     for r in rows:
         for key in ("test_nll", "test_nll_2x", "solver_diff", "uniform_nll", "margin", "s_per_step", "sample_s"):
             assert math.isfinite(float(r[key])), (key, r)

@@ -318,3 +318,21 @@ def _(ctx):
     ctx.cli("sample", run, "-n", "4", "--steps", "2", "-o", ctx.path("s.npy")).ok()
     ctx.train(run, "--resume", "--steps", "4", "--val-size", "8").ok()  # the resume validates first, then is done
     assert read_checkpoint(run).meta["step"] == 4 and len(read_checkpoint(run).group("history")["val"]) == 1
+
+
+@case("RF-26", "folders", "a writer killed while creating the run's manifest left only its temp file "
+      "(`.gaugeflow-run.json.<pid>.<token>.tmp`, the pid gone)",
+      "the folder counts as empty: a plain `train` uses it, the stale temp file is removed; a live writer's temp "
+      "file still counts", kept="the user's folder stays usable (was: refused as 'not a gaugeflow run')")
+def _(ctx):
+    run = ctx.path("r")
+    run.mkdir()
+    dead = 2**22 + 12345  # above the default pid_max: no such process
+    stale = run / f".gaugeflow-run.json.{dead}.0a1b2c3d.tmp"
+    stale.write_text("{")
+    live = run / f".gaugeflow-run.json.{os.getpid()}.0a1b2c3d.tmp"
+    live.write_text("{")
+    ctx.train(run).fails(2, "is not a gaugeflow run")  # someone is still writing there
+    live.unlink()
+    ctx.train(run).ok()
+    assert not stale.exists() and (run / "gaugeflow-run.json").is_file()

@@ -37,7 +37,7 @@ LOCK_NAME = ".gaugeflow.lock"
 CHECKPOINT = "checkpoint.safetensors"
 ASIDE, PARTIAL = ".gaugeflow-previous", ".gaugeflow-previous.partial"
 #: files a run consists of (moved aside by ``overwrite``); the checkpoint first, the manifest last
-RUN_FILES = (CHECKPOINT, "evaluation.json", "metrics.csv", "config.json", "figures", MANIFEST_NAME)
+RUN_FILES = (CHECKPOINT, "evaluation.json", "metrics.csv", "config.json", "figures", "tensorboard", MANIFEST_NAME)
 _TMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$")
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -85,8 +85,15 @@ def is_run(path: str | Path) -> bool:
     return (path / MANIFEST_NAME).is_file() or (path / CHECKPOINT).is_file()
 
 
+def _stale_temp(name: str) -> bool:
+    """A gaugeflow temp file whose writer is gone (a killed run leaves them; the next writer removes them)."""
+    m = _TMP.match(name)
+    return m is not None and not _alive(int(m.group(1)))
+
+
 def _entries(path: Path) -> list[str]:
-    return sorted(p.name for p in path.iterdir() if p.name != LOCK_NAME)
+    """What the folder holds, leaving out the lock file and stale temp files of killed gaugeflow writers."""
+    return sorted(p.name for p in path.iterdir() if p.name != LOCK_NAME and not _stale_temp(p.name))
 
 
 def check_target(path: str | Path, mode: str) -> None:
@@ -290,8 +297,7 @@ class RunFolder:
 
     def _remove_stale_temps(self) -> None:
         for p in self.path.iterdir():
-            m = _TMP.match(p.name)
-            if m and not _alive(int(m.group(1))):
+            if _stale_temp(p.name):
                 with contextlib.suppress(OSError):
                     p.unlink()
 
