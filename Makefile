@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
-EXTRAS ?= test,data,protein,docs
+EXTRAS ?= test,data,protein,docs,tensorboard
 OUT    ?= runs/demo
 STAMP  := $(VENV)/.gaugeflow-installed
 

@@ -88,7 +88,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     add("--max-nonfinite", type=int, help="stop after this many consecutive non-finite losses (default 20)")
     add("--dtype", help="float32 | float64 (default float32)")
     add("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    add("--no-progress", action="store_true", help="no progress bar")
+    add("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal anyway)")
+    add("--logger", help="csv | tensorboard (default csv): tensorboard also writes event files to OUT/tensorboard "
+        "(needs the extra: pip install 'gaugeflow[tensorboard]'); metrics.csv is always written")
 
 
 _EXAMPLES = """examples:

@@ -20,7 +20,7 @@ import torch
 __all__ = [
     "sphere_grid", "torus_grid", "to_lonlat_deg", "to_signed_deg", "model_density",
     "loss_figure", "sphere_density_figure", "torus_figure", "scatter_figure", "rotation_axes", "rotation_figure",
-    "plot_run",
+    "plot_run", "density_image",
 ]
 
 
@@ -240,3 +240,32 @@ def plot_run(run, out_dir: str | Path, grid: int = 48, n_samples: int = 2000, st
         disk = lambda x: x[:, 1:] / (1 + x[:, :1])  # noqa: E731
         return files + [scatter_figure(disk(test), disk(xs), out / "scatter.png", title + " (Poincaré disk)")]
     return files + [scatter_figure(test, xs, out / "scatter.png", title)]
+
+
+def density_image(model: torch.nn.Module, data: Optional[torch.Tensor] = None, grid: int = 24, steps: int = 10,
+                  title: str = "model density"):
+    """The density figure of ``model`` as an RGB image ``uint8 [H, W, 3]`` (e.g. for TensorBoard), or
+    ``None`` where there is no density map (only S² and T² have one).
+
+    A coarser, cheaper map than :func:`plot_run`'s (``grid`` latitudes / angles, ``steps`` ODE steps),
+    so it can be drawn at every validation; ``data`` are drawn on top.
+    """
+    import tempfile
+
+    import numpy as np
+
+    M = model.manifold
+    name = type(M).__name__
+    if not (M.dim == 2 and name in ("Sphere", "FlatTorus")):
+        return None
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "density.png"
+        if name == "Sphere":
+            pts, lon, lat = sphere_grid(grid, 2 * grid)
+            dens = model_density(model, pts, steps).reshape(grid, 2 * grid)
+            sphere_density_figure(dens, lon, lat, path, data, title)
+        else:
+            pts, centres = torus_grid(grid)
+            torus_figure(model_density(model, pts, steps).reshape(grid, grid), centres, path, data, None, title)
+        rgba = _pyplot().imread(str(path))
+    return (np.asarray(rgba)[..., :3] * 255).round().astype(np.uint8)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .errors import DATA, USAGE, CliError, UsageError, check_device, expect
+from .errors import DATA, USAGE, CliError, ResourceError, UsageError, check_device, expect
 
 __all__ = ["cmd_train", "cmd_evaluate", "cmd_sample", "cmd_plot"]
 
@@ -56,8 +56,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         _note("train", RunFolder.repair(out))  # an interrupted --overwrite: old run restored or new one kept
         check_target(out, mode)  # read-only: nothing is touched before every setting has been checked
     cfg, manifold, data, model = _build_run(values, out if args.resume else None)
+    figure = _validation_figure(cfg, data)
     with expect(USAGE):
         trainer = Trainer(model, data, cfg, out=out, resume=args.resume, overwrite=args.overwrite)
+    trainer.validation_figure = figure
     try:
         history = _train(trainer, out)
     finally:
@@ -93,6 +95,22 @@ def _build_run(values: dict, resume_from: Optional[Path]):
     with expect(USAGE, missing=DATA):  # a loader refusing the settings is a usage error
         data = build_data(cfg, manifold)
     return cfg, manifold, data, model
+
+
+def _validation_figure(cfg, data):
+    """For ``--logger tensorboard``: the density picture drawn at each validation (``None`` otherwise);
+    a missing ``tensorboard`` extra is one line here, before the run folder is touched."""
+    if cfg.logger != "tensorboard":
+        return None
+    from gaugeflow.training.tools import require_tensorboard
+    from gaugeflow.viz import density_image
+
+    try:
+        require_tensorboard()
+    except ImportError as err:
+        raise ResourceError(str(err)) from None
+    points, title = data.val[:1000], f"{cfg.model} flow, data {data.name}"
+    return lambda model: density_image(model, points, title=title)
 
 
 def _train(trainer, out: Path):

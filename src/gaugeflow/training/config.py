@@ -28,6 +28,7 @@ _CHOICES = {
     "optimizer": ("adam", "adamw"),
     "schedule": ("constant", "cosine", "linear"),
     "dtype": ("float32", "float64"),
+    "logger": ("csv", "tensorboard"),  # = gaugeflow.training.tools.LOGGERS
 }
 
 
@@ -53,7 +54,9 @@ class TrainConfig:
         checkpoint_every, log_every: checkpoint / CSV-row period in steps (``0``: only at the end).
         max_nonfinite: stop after this many consecutive non-finite losses.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
-        progress: show a progress bar when stderr is a terminal.
+        progress: show a progress bar (loss, steps/s) when stderr is a terminal; never in logs.
+        logger: ``"csv"`` (``metrics.csv`` only) or ``"tensorboard"``: also TensorBoard event files in
+            ``RUN/tensorboard`` (needs the ``tensorboard`` extra); ``metrics.csv`` is always written.
     """
 
     manifold: str = "sphere"
@@ -84,6 +87,7 @@ class TrainConfig:
     max_nonfinite: int = 20
     device: str = "auto"
     progress: bool = True
+    logger: str = "csv"
 
     def __post_init__(self):
         for f in fields(self):

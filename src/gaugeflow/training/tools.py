@@ -1,4 +1,5 @@
-"""Small pieces of the training loop: learning-rate schedules, the weight EMA, the history and its CSV log."""
+"""Small pieces of the training loop: learning-rate schedules, the weight EMA, the history, its CSV log
+(always written) and the optional TensorBoard log (``logger="tensorboard"``, the ``tensorboard`` extra)."""
 from __future__ import annotations
 
 import csv
@@ -6,15 +7,20 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 
 from .checkpoint import atomic_write_bytes
 
-__all__ = ["lr_factor", "EMA", "History", "write_metrics_csv", "METRICS_NAME"]
+__all__ = ["lr_factor", "EMA", "History", "write_metrics_csv", "METRICS_NAME", "LOGGERS", "TENSORBOARD_NAME",
+           "TensorBoardLog", "require_tensorboard"]
 
 METRICS_NAME = "metrics.csv"
+#: values of ``TrainConfig.logger``: metrics.csv alone, or metrics.csv and TensorBoard event files
+LOGGERS = ("csv", "tensorboard")
+#: folder of a run that holds the TensorBoard event files (``tensorboard --logdir RUN/tensorboard``)
+TENSORBOARD_NAME = "tensorboard"
 _COLUMNS = ("step", "loss", "grad_norm", "lr", "val_nll")
 
 
@@ -125,3 +131,58 @@ def write_metrics_csv(path: Path, history: History, log_every: int, total: int, 
         atomic_write_bytes(path, buf.getvalue().encode())
     else:
         handle.flush()
+
+
+def require_tensorboard():
+    """``torch.utils.tensorboard.SummaryWriter``, or a one-line ``MissingExtraError`` naming the extra."""
+    from ..data.real import MissingExtraError
+
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as err:  # torch.utils.tensorboard imports the tensorboard package
+        raise MissingExtraError(
+            "logger 'tensorboard' needs the optional package 'tensorboard', which could not be imported "
+            f"({err}); install it with: pip install 'gaugeflow[tensorboard]' (or use --logger csv)") from None
+    return SummaryWriter
+
+
+class TensorBoardLog:
+    """TensorBoard event files of a run in ``folder`` (``RUN/tensorboard``), beside ``metrics.csv``.
+
+    Scalars: ``train/loss``, ``train/grad_norm``, ``train/lr`` per step (the values of the
+    :class:`History`, already on the host: no extra device sync), ``train/steps_per_s`` per window of
+    steps, ``val/nll`` (nats) per validation; and, when ``figure`` is given, its image
+    (``figure(model) -> uint8 [H, W, 3]`` or ``None``) as ``density`` at each validation.
+
+    Args:
+        folder: the event-file folder (created).
+        purge_step: the first step this writer logs after a resume: TensorBoard drops the events of a
+            killed run from this step on (``None``: a new run).
+        figure: picture of the (EMA) model at a validation, e.g. from :mod:`gaugeflow.viz`.
+    """
+
+    def __init__(self, folder: Path, purge_step: Optional[int] = None,
+                 figure: Optional[Callable[[torch.nn.Module], Any]] = None):
+        writer = require_tensorboard()
+        self.writer = writer(log_dir=str(folder), purge_step=purge_step)
+        self.figure = figure
+
+    def steps(self, history: History, start: int, seconds: float) -> None:
+        """Scalars of the steps ``start + 1 .. history.steps`` that took ``seconds`` of wall time."""
+        for step in range(start + 1, history.steps + 1):
+            self.writer.add_scalar("train/loss", history.loss[step - 1], step)
+            self.writer.add_scalar("train/grad_norm", history.grad_norm[step - 1], step)
+            self.writer.add_scalar("train/lr", history.lr[step - 1], step)
+        if history.steps > start and seconds > 0:
+            self.writer.add_scalar("train/steps_per_s", (history.steps - start) / seconds, history.steps)
+
+    def validation(self, step: int, nll: float, model: Optional[torch.nn.Module] = None) -> None:
+        """The validation NLL at ``step`` and, with a ``figure`` and a ``model``, the model's picture."""
+        self.writer.add_scalar("val/nll", nll, step)
+        image = self.figure(model) if self.figure is not None and model is not None else None
+        if image is not None:
+            self.writer.add_image("density", image, step, dataformats="HWC")
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

@@ -21,9 +21,10 @@ import copy
 import json
 import math
 import sys
+import time
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 from tqdm.auto import tqdm
@@ -36,7 +37,8 @@ from .rundir import RunFolder
 from .config import TrainConfig
 from .distributed import DistEnv
 from .loss import rcfm_loss
-from .tools import EMA, METRICS_NAME, History, lr_factor, write_metrics_csv
+from .tools import EMA, METRICS_NAME, TENSORBOARD_NAME, History, TensorBoardLog, lr_factor, require_tensorboard
+from .tools import write_metrics_csv
 from .window import CHECK_EVERY, StepWindow, next_stop
 
 __all__ = ["Trainer", "fit", "NonFiniteLossError", "validation_nll"]
@@ -88,9 +90,13 @@ class Trainer:
         check_every: ``fit`` reads losses and checks their finiteness once per window of at most this
             many steps (default :data:`~gaugeflow.training.window.CHECK_EVERY` = 32), never per step;
             a window with a non-finite step is replayed step by step (:mod:`gaugeflow.training.window`).
+        validation_figure: with ``config.logger == "tensorboard"``, a picture of the EMA model logged
+            at each validation (``figure(model) -> uint8 [H, W, 3]`` or ``None``; the command line sets
+            one from :mod:`gaugeflow.viz`, which this layer does not import). ``None``: scalars only.
     """
 
     check_every: int = CHECK_EVERY
+    validation_figure: Optional[Callable[[torch.nn.Module], Any]] = None
 
     def __init__(self, model: torch.nn.Module, data: ManifoldData, config: Optional[TrainConfig] = None,
                  out: Optional[str | Path] = None, resume: bool | str | Path = False, overwrite: bool = False,
@@ -122,6 +128,8 @@ class Trainer:
         self.history, self.consecutive_nonfinite = History(), 0
         self._window = StepWindow()  # steps applied in fit whose losses are not read yet (see .window)
         self._saved_step: Optional[int] = None
+        if cfg.logger == "tensorboard":
+            require_tensorboard()  # a missing extra is one line before the run folder is touched
         if self.out is not None and self.env.is_main:  # validated everything first: only now touch the folder
             self.run = RunFolder.open(self.out, "resume" if resume is True else "overwrite" if overwrite else "new")
             if self.run.recovered:
@@ -258,19 +266,23 @@ class Trainer:
     def fit(self) -> History:
         """Run until ``config.steps`` steps are done; returns the :class:`History`."""
         cfg, main = self.config, self.env.is_main
-        self._catch_up()
+        board = self._open_tensorboard() if main else None
+        self._catch_up(board)
         log = self._open_log() if main else None
+        # the bar (loss, steps/s) only on a terminal: a CI log or a redirected stderr stays quiet
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                    disable=not (cfg.progress and main and sys.stderr.isatty()))
         try:
             while self.step < cfg.steps:
-                before = self.step  # a window of steps, losses read once at its end (see .window)
+                before, started = self.step, time.perf_counter()  # a window of steps, losses read at its end
                 loss = self._window.run(self, next_stop(self, self.check_every))
-                step = self.step
+                step, seconds = self.step, time.perf_counter() - started
+                if board is not None:
+                    board.steps(self.history, before, seconds)
                 if self._val_due(step):
                     if self.out:
                         self.save()  # the weights are on disk before the validation, which can fail
-                    self.history.val.append((step, self.validate()))
+                    self._validate_at(step, board)
                     bar.set_postfix_str(f"val_nll={self.history.val[-1][1]:.3f}", refresh=False)
                 if log is not None:
                     write_metrics_csv(log.name, self.history, cfg.log_every, cfg.steps, start=before, handle=log)
@@ -285,16 +297,31 @@ class Trainer:
             bar.close()
             if log is not None:
                 log.close()
+            if board is not None:
+                board.close()
         return self.history
+
+    def _validate_at(self, step: int, board: Optional[TensorBoardLog]) -> None:
+        """Validation NLL at ``step`` into the history (and TensorBoard, with the model's picture)."""
+        self.history.val.append((step, self.validate()))
+        if board is not None:
+            board.validation(step, self.history.val[-1][1], self.ema_model() if self.validation_figure else None)
+
+    def _open_tensorboard(self) -> Optional[TensorBoardLog]:
+        if self.config.logger != "tensorboard" or self.out is None:
+            return None
+        # resumed at step T (all of 1..T in the checkpoint): a killed run's events after T are dropped
+        purge = self.step + 1 if self.step else None
+        return TensorBoardLog(self.out / TENSORBOARD_NAME, purge_step=purge, figure=self.validation_figure)
 
     def _val_due(self, step: int) -> bool:
         cfg = self.config
         return bool(cfg.val_size) and step > 0 and ((cfg.val_every and step % cfg.val_every == 0) or step == cfg.steps)
 
-    def _catch_up(self) -> None:
+    def _catch_up(self, board: Optional[TensorBoardLog] = None) -> None:
         """A resumed run killed between a checkpoint and its validation validates first (same numbers)."""
         if self._val_due(self.step) and self.step not in dict(self.history.val):
-            self.history.val.append((self.step, self.validate()))
+            self._validate_at(self.step, board)
             if self.out is not None:
                 self.save()
 
