@@ -123,5 +123,10 @@ def test_pair_strategy_drops_cut_kinds_without_cut_locus_and_rejects_unknown_kin
         assert set(pair[2]) <= {"generic", "identical", "near"}
 
     run()
+    @settings(max_examples=1)
+    @given(point_pairs(M, kinds=("antipodal",)))
+    def draw(pair):
+        pass
+
     with pytest.raises(ValueError, match="unknown kinds"):
-        point_pairs(M, kinds=("antipodal",)).example()
+        draw()

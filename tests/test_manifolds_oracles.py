@@ -10,6 +10,7 @@ import os
 os.environ.setdefault("GEOMSTATS_BACKEND", "numpy")
 
 import geoopt  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from geomstats.geometry.hyperboloid import Hyperboloid  # noqa: E402
@@ -37,7 +38,10 @@ def _generic_pairs(M, seed, min_dist=1e-3, max_dist=None):
 
 
 def _max_err(a, b):
-    return float((torch.as_tensor(a) - torch.as_tensor(b)).abs().max())
+    def tensor(v):  # geomstats arrays may be read-only: copy them
+        return v if isinstance(v, torch.Tensor) else torch.from_numpy(np.array(v))
+
+    return float((tensor(a) - tensor(b)).abs().max())
 
 
 def _compare(M, space, x, y, v):
