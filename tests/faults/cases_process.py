@@ -141,7 +141,9 @@ def _(ctx):
     before = snapshot(run)
     proc = ctx.popen(*LONG, "--steps", "100000", "--val-size", "0", "--overwrite", "--out", run)
     _wait_for_lock(proc, run)
-    while proc.poll() is None and _rows(run) < 1:
+    # the lock is taken before the old run is moved aside, so the old run's metrics.csv is still at the top
+    # for a moment: wait for the move, then for the new run's first row
+    while proc.poll() is None and not ((run / ".gaugeflow-previous").is_dir() and _rows(run) >= 1):
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
