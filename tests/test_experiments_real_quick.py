@@ -48,8 +48,9 @@ def test_real_quick_end_to_end(tmp_path):
     uniform = {r["dataset"]: float(r["uniform_nll"]) for r in rows}
     assert abs(uniform["world-cities"] - math.log(4 * math.pi)) < 1e-5
     assert abs(uniform["protein"] - 2 * math.log(2 * math.pi)) < 1e-5
+    assert abs(uniform["protein-frames"] - math.log(8 * math.pi ** 2)) < 1e-5  # Haar on SO(3), vol 8π²
 
     summary = list(csv.DictReader(open(tmp_path / "summary.csv", encoding="utf-8")))
-    assert len(summary) == 12 and all(int(s["n_seeds"]) == 3 for s in summary)
+    assert len(summary) == 3 * 4 + 3 and all(int(s["n_seeds"]) == 3 for s in summary)
     settings = json.loads((tmp_path / "settings.json").read_text())
     assert settings["quick"] is True and settings["seeds"] == [0, 1, 2]
