@@ -128,7 +128,14 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
 def _plot_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="DIR")
     p.add_argument("--out", metavar="DIR", help="figure directory (default RUN/figures)")
-    p.add_argument("--grid", type=int, default=36, help="density grid: GRID latitudes x 2·GRID longitudes (default 36)")
+    p.add_argument("--grid", type=int, default=72, help="density grid: GRID latitudes x 2·GRID longitudes on S², "
+                   "GRID x GRID on T², one ODE solve per point, drawn smoothly between them (default 72)")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--log", dest="scale", action="store_const", const="log",
+                       help="log colour scale (default where the density's max/min > 100)")
+    scale.add_argument("--linear", dest="scale", action="store_const", const="linear",
+                       help="linear colour scale (default where the density's max/min <= 100)")
+    p.set_defaults(scale="auto")
     p.add_argument("--n-samples", type=int, default=2000)
     p.add_argument("--steps", type=int, default=20, help="ODE steps for densities and samples (default 20)")
 

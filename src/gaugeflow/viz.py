@@ -34,7 +34,8 @@ def _pyplot():
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    # no "Software" (matplotlib version) entry: the same figure is the same bytes (docs/make_figures.py)
+    fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
     _pyplot().close(fig)
     return path
 
@@ -113,44 +114,117 @@ def loss_figure(loss: Sequence[float], val: Sequence[tuple[int, float]], path: s
     return _save(fig, path)
 
 
+def _norm(density: torch.Tensor, scale: str):
+    """Colour normalisation and colour-bar ``extend`` for ``scale`` ∈ {``auto``, ``log``, ``linear``}.
+
+    ``auto`` is ``log`` where the density spans more than two decades (``max/min > 100``). A log scale
+    shows at most :data:`LOG_DECADES` decades below the maximum; lower values get the lowest colour.
+    """
+    from matplotlib.colors import LogNorm, Normalize
+
+    if scale not in ("auto", "log", "linear"):
+        raise ValueError(f"scale must be 'auto', 'log' or 'linear', got {scale!r}")
+    d = density[torch.isfinite(density)].double()
+    hi, lo = (float(d.max()), float(d.min())) if len(d) else (1.0, 0.0)
+    if scale == "auto":
+        scale = "log" if hi > 0 and (lo <= 0 or hi / lo > 100) else "linear"
+    if scale == "linear" or hi <= 0:
+        return Normalize(vmin=min(lo, 0.0), vmax=hi), "neither", ""
+    vmin = max(lo, hi * 10.0 ** -LOG_DECADES)
+    return LogNorm(vmin=vmin, vmax=hi), ("min" if lo < vmin else "neither"), ", log scale"
+
+
+LOG_DECADES = 5
+DATA_COLOUR = "#ff3b6b"  # data points on a density map: small, stands out from every viridis colour
+
+
+def _outline(labels, size: int = 8) -> None:
+    """White tick labels with a dark outline: readable over any colour of the map."""
+    from matplotlib import patheffects
+
+    for t in labels:
+        t.set(color="white", fontsize=size, path_effects=[patheffects.withStroke(linewidth=2.2, foreground="0.1")])
+
+
+def _seam(d: torch.Tensor, dim: int) -> torch.Tensor:
+    """Pad a periodic grid axis with its seam value (mean of the two end cells) at both ends."""
+    seam = 0.5 * (d.narrow(dim, 0, 1) + d.narrow(dim, -1, 1))
+    return torch.cat([seam, d, seam], dim)
+
+
 def sphere_density_figure(density: torch.Tensor, lon: torch.Tensor, lat: torch.Tensor, path: str | Path,
-                          data: Optional[torch.Tensor] = None, title: str = "model density") -> Path:
-    """Mollweide heat map of a density on an (lat, lon) grid ``[n_lat, n_lon]``, with data points on top."""
+                          data: Optional[torch.Tensor] = None, title: str = "model density",
+                          samples: Optional[torch.Tensor] = None, scale: str = "auto") -> Path:
+    """Mollweide map of a density on S² with the test data on top and, if given, the model samples beside it.
+
+    ``density [n_lat, n_lon]`` is w.r.t. area on the unit sphere (1/sr), evaluated at the cell centres
+    ``lon [n_lon]``, ``lat [n_lat]`` (radians, :func:`sphere_grid`). The map is smooth, not blocky: the
+    values are drawn with Gouraud shading, i.e. linearly interpolated between the evaluated points (the
+    longitude seam gets the mean of its two neighbouring columns, each pole the mean of the nearest row);
+    no value is invented beyond that interpolation. ``scale``: ``auto`` (log where max/min > 100), ``log``
+    or ``linear``. ``data``/``samples``: points ``[n, 3]``.
+    """
     plt = _pyplot()
-    fig = plt.figure(figsize=(8, 4.6), layout="constrained")
-    ax = fig.add_subplot(projection="mollweide")
-    mesh = ax.pcolormesh(lon.numpy(), lat.numpy(), density.numpy(), shading="auto", cmap="viridis")
-    fig.colorbar(mesh, ax=ax, orientation="horizontal", fraction=0.05, pad=0.06, label="density (per unit area)")
+    panels = 1 + (samples is not None)
+    fig = plt.figure(figsize=(6.4 * panels, 4.0), layout="constrained")
+    ax = fig.add_subplot(1, panels, 1, projection="mollweide")
+    d = _seam(density.double().cpu(), 1)
+    pole = lambda row: row.mean(1, keepdim=True).expand(1, d.shape[1])  # noqa: E731
+    d = torch.cat([pole(d[:1]), d, pole(d[-1:])], 0)
+    lon = torch.cat([lon.new_tensor([-math.pi]), lon, lon.new_tensor([math.pi])])
+    lat = torch.cat([lat.new_tensor([-math.pi / 2]), lat, lat.new_tensor([math.pi / 2])])
+    norm, extend, note = _norm(d, scale)
+    mesh = ax.pcolormesh(lon.numpy(), lat.numpy(), d.numpy(), shading="gouraud", cmap="viridis", norm=norm,
+                         rasterized=True)
+    fig.colorbar(mesh, ax=ax, orientation="horizontal", fraction=0.06, pad=0.04, extend=extend,
+                 label=f"density (1/sr){note}")
     if data is not None and len(data):
         lo, la = to_lonlat_deg(data)
-        ax.scatter(torch.deg2rad(lo).numpy(), torch.deg2rad(la).numpy(), s=2, c="tab:red", alpha=0.5, lw=0,
+        ax.scatter(torch.deg2rad(lo).numpy(), torch.deg2rad(la).numpy(), s=0.5, c=DATA_COLOUR, alpha=0.55, lw=0,
                    label="test data")
-        ax.legend(loc="lower left", fontsize=8, markerscale=4)
-    ax.grid(True, alpha=0.3)
-    ax.set_title(title, pad=16)
+        ax.legend(loc="lower left", fontsize=7, markerscale=5, framealpha=0.6)
+    ax.set_title(title, fontsize=10, pad=10)
+    ax.grid(True, alpha=0.35, color="0.85", lw=0.5)
+    ax.tick_params(labelsize=8)
+    _outline(ax.get_xticklabels())
+    if samples is not None:
+        ax2 = fig.add_subplot(1, panels, 2, projection="mollweide")
+        lo, la = to_lonlat_deg(samples)
+        ax2.scatter(torch.deg2rad(lo).numpy(), torch.deg2rad(la).numpy(), s=0.8, c="tab:blue", alpha=0.5, lw=0)
+        ax2.set_title(f"model samples (n = {len(samples)})", fontsize=10, pad=10)
+        ax2.grid(True, alpha=0.5, color="0.6", lw=0.5)
+        ax2.tick_params(labelsize=8)
     return _save(fig, path)
 
 
 def torus_figure(density: torch.Tensor, centres_deg: torch.Tensor, path: str | Path,
                  data: Optional[torch.Tensor] = None, samples: Optional[torch.Tensor] = None,
-                 title: str = "model density") -> Path:
-    """Ramachandran-style map: density ``[n, n]`` (ψ rows, φ columns) over (φ, ψ) in degrees, −180..180."""
+                 title: str = "model density", scale: str = "auto") -> Path:
+    """Ramachandran-style map: density ``[n, n]`` (ψ rows, φ columns) over (φ, ψ) in degrees, −180..180.
+
+    The density is w.r.t. the flat area of T² = [0, 2π)² (1/rad²), evaluated at the cell centres
+    ``centres_deg [n]`` (:func:`torus_grid`) and drawn with Gouraud shading (linear interpolation between
+    them, the ±180° seams getting the mean of the two end cells). ``scale`` as in
+    :func:`sphere_density_figure`; ``data`` (on the map) and ``samples`` (own panel) are angles ``[n, 2]``.
+    """
     plt = _pyplot()
     panels = 1 + (samples is not None)
-    fig, axes = plt.subplots(1, panels, figsize=(5.4 * panels, 4.8), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 4.6), squeeze=False, layout="constrained")
     ax = axes[0, 0]
-    c = centres_deg.numpy()
-    mesh = ax.pcolormesh(c, c, density.numpy(), shading="auto", cmap="viridis")
-    fig.colorbar(mesh, ax=ax, label="density")
+    d = _seam(_seam(density.double().cpu(), 0), 1)
+    c = torch.cat([centres_deg.new_tensor([-180.0]), centres_deg, centres_deg.new_tensor([180.0])]).numpy()
+    norm, extend, note = _norm(d, scale)
+    mesh = ax.pcolormesh(c, c, d.numpy(), shading="gouraud", cmap="viridis", norm=norm, rasterized=True)
+    fig.colorbar(mesh, ax=ax, extend=extend, label=f"density (1/rad²){note}")
     if data is not None and len(data):
-        ax.scatter(to_signed_deg(data[:, 0]), to_signed_deg(data[:, 1]), s=2, c="tab:red", alpha=0.4, lw=0,
+        ax.scatter(to_signed_deg(data[:, 0]), to_signed_deg(data[:, 1]), s=0.6, c=DATA_COLOUR, alpha=0.55, lw=0,
                    label="test data")
-        ax.legend(loc="lower left", fontsize=8, markerscale=4)
-    ax.set_title("model density")
-    fig.suptitle(title)
+        ax.legend(loc="lower left", fontsize=7, markerscale=5, framealpha=0.6)
+    ax.set_title("model density", fontsize=10)
+    fig.suptitle(title, fontsize=11)
     if samples is not None:
-        axes[0, 1].scatter(to_signed_deg(samples[:, 0]), to_signed_deg(samples[:, 1]), s=2, alpha=0.5, lw=0)
-        axes[0, 1].set_title("model samples")
+        axes[0, 1].scatter(to_signed_deg(samples[:, 0]), to_signed_deg(samples[:, 1]), s=1, alpha=0.5, lw=0)
+        axes[0, 1].set_title(f"model samples (n = {len(samples)})", fontsize=10)
     for a in axes[0]:
         a.set(xlim=(-180, 180), ylim=(-180, 180), xlabel="φ (degrees)", ylabel="ψ (degrees)", aspect="equal")
         a.set_xticks(range(-180, 181, 90))
@@ -205,32 +279,39 @@ def rotation_figure(data: torch.Tensor, samples: torch.Tensor, path: str | Path,
     return _save(fig, path)
 
 
-def plot_run(run, out_dir: str | Path, grid: int = 48, n_samples: int = 2000, steps: int = 20) -> list[Path]:
+def plot_run(run, out_dir: str | Path, grid: int = 72, n_samples: int = 2000, steps: int = 20,
+             scale: str = "auto") -> list[Path]:
     """All figures for a reopened run (see :func:`gaugeflow.training.load_run`); returns the files written.
 
     ``loss.png`` always; then by manifold: S² ``density.png`` (Mollweide map of the model density with
-    the test data), T² ``ramachandran.png``, SO(3)/SE(3) ``rotations.png`` (:func:`rotation_figure`; SE(3)
-    also ``translations.png``), otherwise ``scatter.png`` (first two coordinates, the
-    Poincaré disk for the 2-D hyperboloid).
+    the test data, model samples beside it), T² ``ramachandran.png`` (likewise), SO(3)/SE(3)
+    ``rotations.png`` (:func:`rotation_figure`; SE(3) also ``translations.png``), otherwise ``scatter.png``
+    (first two coordinates, the Poincaré disk for the 2-D hyperboloid).
+
+    The density is evaluated exactly (:func:`model_density`, one ODE solve of ``steps`` steps per point)
+    on ``grid × 2·grid`` points of S² or ``grid × grid`` of T² and drawn smoothly between them; the
+    default 72 is 4× the points of the former 36. ``scale``: ``auto`` (log where max/min > 100), ``log``,
+    ``linear``.
     """
     from .sampling import sample
 
+    _norm(torch.ones(1), scale)  # a bad scale fails before any work
     out = Path(out_dir)
     files = [loss_figure(run.history.loss, run.history.val, out / "loss.png")]
     M, test, name = run.manifold, run.data.test, type(run.manifold).__name__
     title = f"{run.config.model} flow on {M}, data {run.data.name}"
-    if name == "Sphere" and M.dim == 2:
-        pts, lon, lat = sphere_grid(grid, 2 * grid)
-        dens = model_density(run.model, pts, steps).reshape(grid, 2 * grid)
-        return files + [sphere_density_figure(dens, lon, lat, out / "density.png", test, title)]
     gen = torch.Generator().manual_seed(run.config.seed)
     x0 = M.random_base(n_samples, generator=gen, dtype=test.dtype).to(test.device)
     with torch.no_grad():
         xs = sample(run.model, x0, steps=steps)
+    if name == "Sphere" and M.dim == 2:
+        pts, lon, lat = sphere_grid(grid, 2 * grid)
+        dens = model_density(run.model, pts, steps).reshape(grid, 2 * grid)
+        return files + [sphere_density_figure(dens, lon, lat, out / "density.png", test, title, xs, scale)]
     if name == "FlatTorus" and M.dim == 2:
         pts, centres = torus_grid(grid)
         dens = model_density(run.model, pts, steps).reshape(grid, grid)
-        return files + [torus_figure(dens, centres, out / "ramachandran.png", test, xs, title)]
+        return files + [torus_figure(dens, centres, out / "ramachandran.png", test, xs, title, scale)]
     if name in ("SpecialOrthogonal", "SpecialEuclidean"):  # rotation block first: axes coloured by angle
         figs = [rotation_figure(test[:, :9], xs[:, :9], out / "rotations.png", title)]
         if name == "SpecialEuclidean":

@@ -253,7 +253,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     with _locked(args.run, "plot") if args.out is None else contextlib.nullcontext():
         run = _open_run(args)
         files = plot_run(run, Path(args.out) if args.out else run.path / "figures", args.grid, args.n_samples,
-                         args.steps)
+                         args.steps, getattr(args, "scale", "auto"))
     for f in files:
         print(f"wrote {f}")
     return 0
