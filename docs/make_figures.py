@@ -1,7 +1,9 @@
 """Regenerate the figures of docs/guide.md and docs/math.md: ``python docs/make_figures.py [OUT_DIR]``.
 
-Uses only gaugeflow's public API, fixed seeds and matplotlib's Agg backend; writes
-``docs/figures/*.png`` (default) in well under a minute on two CPU cores.
+Uses only gaugeflow's public API, fixed seeds, one thread, torch's deterministic algorithms and
+matplotlib's Agg backend with no version/time stamps in the PNGs, so a re-run on the same machine and
+library versions writes the same bytes (``tests/test_figures.py`` checks it); writes
+``docs/figures/*.png`` (default) in about a minute on two CPU cores.
 
 Figures:
     geodesics_transport.png  geodesics from a point of S² and a parallel-transported tangent frame.
@@ -10,6 +12,10 @@ Figures:
     velocity_fields.png      untrained, seeded PlainFlow / GaugeFlow / HigherGaugeFlow fields on S²
                              and the gauge term α(t)·Π_x(G) of the higher gauge model alone.
     wrapped_mixtures.png     wrapped_mixture data on S², T² and H² (Poincaré disk).
+    sphere_density.png       a GaugeFlow trained for 1000 steps on a 6-component mixture on S²: its density
+                             (``gaugeflow.viz.sphere_density_figure``, log scale, 1/sr), the test data and
+                             model samples side by side.
+    torus_density.png        the same on T² (``gaugeflow.viz.torus_figure``, Ramachandran axes, 1/rad²).
 """
 from __future__ import annotations
 
@@ -27,6 +33,10 @@ import torch  # noqa: E402
 from gaugeflow.data import wrapped_mixture  # noqa: E402
 from gaugeflow.manifolds import Euclidean, FlatTorus, Hyperbolic, Sphere  # noqa: E402
 from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow  # noqa: E402
+from gaugeflow.sampling import sample  # noqa: E402
+from gaugeflow.training import fit  # noqa: E402
+from gaugeflow.viz import (model_density, sphere_density_figure, sphere_grid, torus_figure,  # noqa: E402
+                           torus_grid)
 
 DTYPE = torch.float64
 S2 = Sphere(2)
@@ -234,16 +244,59 @@ def fig_mixtures(out: Path) -> Path:
     return _save(fig, out / "wrapped_mixtures.png")
 
 
+TRAIN_STEPS = 1000
+
+
+def _trained(manifold, scale: float, steps: int = TRAIN_STEPS):
+    """A GaugeFlow (hidden 64, seed 0) fitted for ``steps`` steps to a seeded 6-component mixture."""
+    data = wrapped_mixture(manifold, n_components=6, n_train=4000, n_val=1, n_test=1500, scale=scale, seed=0)
+    torch.manual_seed(0)
+    model = GaugeFlow(manifold, hidden=64)
+    fit(model, data, steps=steps, batch_size=256, lr=3e-3, seed=0, val_size=0, progress=False, device="cpu")
+    x0 = manifold.random_base(2000, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        xs = sample(model, x0, steps=20)
+    return model, data, xs
+
+
+def fig_sphere_density(out: Path, grid: int = 72, steps: int = 20) -> Path:
+    """``sphere_density_figure`` of a flow trained ``TRAIN_STEPS`` steps on S² (density at ``grid × 2·grid``)."""
+    model, data, xs = _trained(S2, scale=0.2)
+    pts, lon, lat = sphere_grid(grid, 2 * grid)
+    dens = model_density(model, pts, steps).reshape(grid, 2 * grid)
+    return sphere_density_figure(dens, lon, lat, out / "sphere_density.png", data.test,
+                                 f"GaugeFlow on S², {TRAIN_STEPS} steps on a 6-component wrapped mixture", xs)
+
+
+def fig_torus_density(out: Path, grid: int = 96, steps: int = 20) -> Path:
+    """``torus_figure`` (Ramachandran axes) of a flow trained ``TRAIN_STEPS`` steps on T² (density at ``grid²``)."""
+    model, data, xs = _trained(FlatTorus(2), scale=0.4)
+    pts, centres = torus_grid(grid)
+    dens = model_density(model, pts, steps).reshape(grid, grid)
+    return torus_figure(dens, centres, out / "torus_density.png", data.test, xs,
+                        f"GaugeFlow on T², {TRAIN_STEPS} steps on a 6-component wrapped mixture")
+
+
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    fig.savefig(path, dpi=100, bbox_inches="tight", metadata={"Software": None})  # no version stamp
     plt.close(fig)
     return path
 
 
+FIGURES = (fig_geodesics, fig_rcfm_paths, fig_cut_locus, fig_velocity_fields, fig_mixtures, fig_sphere_density,
+           fig_torus_density)
+
+
+def deterministic() -> None:
+    """One thread and torch's deterministic algorithms: the same floating-point sums on every run."""
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+
+
 def main(out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    return [f(out) for f in (fig_geodesics, fig_rcfm_paths, fig_cut_locus, fig_velocity_fields, fig_mixtures)]
+    deterministic()
+    return [f(out) for f in FIGURES]
 
 
 if __name__ == "__main__":
