@@ -255,3 +255,21 @@ def test_hyperbolic_end_to_end(tmp_path, capsys, model):
     code, out, err = cli(["plot", run, "--steps", "4", "--n-samples", "64"], capsys)
     assert code == 0, err
     assert (run / "figures" / "scatter.png").read_bytes()[:8] == PNG
+
+
+@pytest.mark.parametrize("env, flag, expected", [({}, [], 1), ({"OMP_NUM_THREADS": "2"}, [], None), ({}, ["--threads", "2"], 2)])
+def test_the_command_runs_on_one_thread_unless_told_otherwise(monkeypatch, tmp_path, capsys, env, flag, expected):
+    import torch
+
+    from gaugeflow.cli import main
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert main(["evaluate", str(tmp_path / "no-run"), *flag]) != 0  # fails after the thread setting
+        assert torch.get_num_threads() == (3 if expected is None else expected)
+    finally:
+        torch.set_num_threads(before)

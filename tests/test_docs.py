@@ -52,7 +52,7 @@ def test_readme_config_examples_name_shipped_files():
     cli_doc = _help("train") + build_parser().epilog
     for path in re.findall(r"--config (\S+\.(?:toml|ya?ml))", cli_doc):
         assert (ROOT / path).is_file(), path
-    assert "--threads 1" in readme and "OMP_NUM_THREADS" in readme
+    assert "one CPU thread unless told otherwise" in readme and "--threads N" in readme and "OMP_NUM_THREADS" in readme
 
 
 # ---------------------------------------------------------------------- the tutorial runs as written

@@ -155,9 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the traceback of any error")
-    common.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own, i.e. "
-                        "OMP_NUM_THREADS if set, else one per core; 1 is often fastest for the small models here, "
-                        "and always on a busy machine)")
+    common.add_argument("--threads", type=int, help="CPU threads for torch (default: OMP_NUM_THREADS if set, "
+                        "else 1 — the small models here train fastest on one thread, and torchrun also starts one "
+                        "per process; raise it for wide models on an idle many-core machine)")
     commands = [
         ("train", "train a flow model", "Train a flow by Riemannian conditional flow matching.", _train_args, _cmd_train),
         ("evaluate", "test NLL and sample metrics of a run",
@@ -247,6 +247,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         with _sigterm_as_exception():
             threads = getattr(args, "threads", None)
+            if threads is None and not os.environ.get("OMP_NUM_THREADS"):
+                threads = 1  # see --threads: one thread unless asked otherwise
             if threads is not None:
                 _positive("--threads", threads)
                 import torch
