@@ -73,7 +73,7 @@ def from_geoopt(
     Returns:
         A gaugeflow :class:`~gaugeflow.geometry.Manifold`.
 
-    Example:
+    Examples:
         >>> import geoopt
         >>> M = from_geoopt(geoopt.Sphere(), ambient_dim=3)
         >>> M.random_base(4).shape

@@ -14,7 +14,7 @@ __all__ = ["Euclidean"]
 class Euclidean(Manifold):
     """``ℝ^n``: ``exp(x, u) = x + u``, ``log(x, y) = y − x``, transport is the identity.
 
-    Example:
+    Examples:
         >>> M = Euclidean(2)
         >>> M.dist(torch.zeros(2), torch.tensor([3.0, 4.0]))
         tensor(5.)

@@ -115,7 +115,7 @@ class Hyperbolic(Manifold):
         std: standard deviation ``σ`` of the wrapped-normal base distribution; ``None`` (default)
             picks the dimension-aware ``σ_n`` (see module doc), e.g. 0.35 for ``n = 2``.
 
-    Example:
+    Examples:
         >>> M = Hyperbolic(2)
         >>> o = torch.tensor([1.0, 0.0, 0.0])
         >>> round(float(M.dist(o, M.exp(o, torch.tensor([0.0, 3.0, 4.0])))), 4)  # the norm of the tangent

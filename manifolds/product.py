@@ -30,7 +30,7 @@ class Product(Manifold):
     Args:
         *factors: the factor manifolds, at least one.
 
-    Example:
+    Examples:
         >>> from gaugeflow.manifolds import FlatTorus, Sphere
         >>> M = Product(Sphere(2), FlatTorus(1))
         >>> M.dim, M.ambient_dim, M.feature_dim

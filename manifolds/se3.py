@@ -80,7 +80,7 @@ class SpecialEuclidean(Manifold):
         translation_scale: ``s > 0`` weighting translations in the metric (module doc); default 0.1
             (translations in Å, the frame-based protein-model convention).
 
-    Example:
+    Examples:
         >>> M = SE3()
         >>> x = torch.cat([torch.eye(3).reshape(9), torch.zeros(3)])
         >>> y = torch.cat([torch.eye(3).reshape(9), torch.tensor([30.0, 0, 40])])

@@ -155,7 +155,7 @@ class SpecialOrthogonal(Manifold):
     Args:
         n: the ``n`` of ``SO(n)``; only ``3`` is implemented (``SO3()`` equals ``SpecialOrthogonal(3)``).
 
-    Example:
+    Examples:
         >>> M = SO3()
         >>> I = torch.eye(3, dtype=torch.float64).reshape(9)
         >>> Rz = torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float64).reshape(9)

@@ -39,7 +39,7 @@ _CUT_FLOOR = 16.0
 class Sphere(Manifold):
     """Unit sphere ``S^n`` embedded in ``ℝ^(n+1)``; ``log p0 = −log |S^n|``.
 
-    Example:
+    Examples:
         >>> M = Sphere(2)
         >>> x = torch.tensor([0.0, 0.0, 1.0]); y = torch.tensor([1.0, 0.0, 0.0])
         >>> float(M.dist(x, y))  # π/2

@@ -35,7 +35,7 @@ TWO_PI = 2 * math.pi
 class FlatTorus(Manifold):
     """Flat torus ``T^n`` in angle coordinates; ``log p0 = −n log 2π``.
 
-    Example:
+    Examples:
         >>> M = FlatTorus(1)
         >>> M.log(torch.tensor([0.1]), torch.tensor([6.2]))  # wraps through 0
         tensor([-0.1832])

@@ -4,7 +4,7 @@ Everything renders with matplotlib's non-interactive ``Agg`` backend into PNG fi
 headless machines. :func:`plot_run` picks the right figures for a reopened run; the single-figure
 functions take plain tensors and can be used on their own.
 
-Example:
+Examples:
     >>> from gaugeflow.training import load_run            # doctest: +SKIP
     >>> plot_run(load_run("runs/sphere"), "runs/sphere/figures")  # doctest: +SKIP
     [PosixPath('runs/sphere/figures/loss.png'), PosixPath('runs/sphere/figures/density.png')]

@@ -37,7 +37,7 @@ def bracket_sums(g: so, x: torch.Tensor, y: torch.Tensor, terms: Sequence[tuple[
         TypeError: ``g`` is not an ``so(k)``.
         ValueError: shapes that do not fit ``g`` or each other, or a term out of range.
 
-    Example:
+    Examples:
         >>> g = so(3)
         >>> x, y = torch.eye(3)[None, :1], torch.eye(3)[None, 1:2]     # T_(0,1), T_(0,2)
         >>> bracket_sums(g, x, y, [(0, 0, 0, 1.0)], 1)                 # [T_01, T_02] = -T_12

@@ -21,7 +21,7 @@ class GradedSpace:
     Args:
         dims: ``(d0, d1, …)``, the dimension of each degree (non-negative integers, at least one).
 
-    Example:
+    Examples:
         >>> V = GradedSpace((3, 4))
         >>> V.dim, V.degree_slices
         (7, (slice(0, 3, None), slice(3, 7, None)))

@@ -36,7 +36,7 @@ class SoCrossedModule(LInfinityAlgebra):
     On graded elements ``B = (B0, (B1, b))``, ``V = (V0, (V1, v))``:
     ``l2(B, V) = [B0, V0] ⊕ ([B0, V1] + [B1, V0], 0)`` (docs/math.md §5.3).
 
-    Example:
+    Examples:
         >>> L = so_crossed_module(3)
         >>> L.dims
         (3, 4)
@@ -94,7 +94,7 @@ class StringLie2(LInfinityAlgebra):
     ``L0 = so(k)``, ``L1 = ℝ``, ``l1 = 0``, ``l2 = [·,·]`` on ``L0`` and 0 otherwise,
     ``l3(x, y, z) = κ ⟨x, [y, z]⟩`` (the Cartan 3-cocycle; totally antisymmetric by ad-invariance).
 
-    Example:
+    Examples:
         >>> L = string_lie2(3, kappa=2.0)
         >>> e = torch.eye(3)
         >>> L.l3(*(torch.cat([e[i], torch.zeros(1)]) for i in (0, 1, 2)))[-1]   # κ⟨T01, [T02, T12]⟩

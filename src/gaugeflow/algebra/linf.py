@@ -182,7 +182,7 @@ class TwoTermLInfinity(LInfinityAlgebra):
         l3: ``[..., d0]³ -> [..., d1]``; ``None`` for the zero map (strict algebra).
         name: label used in ``repr`` and equality (defaults to ``"custom"``).
 
-    Example:
+    Examples:
         >>> from gaugeflow.algebra import so
         >>> g = so(3)   # so(3) ⊕ R with a trivial L1: l1 = 0, l2 = bracket on L0, l3 = 0
         >>> L = TwoTermLInfinity((3, 1), l1=None, l2_00=g.bracket, name="so3+R")

@@ -40,7 +40,7 @@ class so:  # noqa: N801 - the mathematical name, as in DESIGN.md
         k: matrix size.
         dim: ``k(k−1)/2``.
 
-    Example:
+    Examples:
         >>> g = so(3)
         >>> xi = torch.tensor([1.0, 0.0, 0.0])           # T_(0,1)
         >>> X = g.hat(xi); X[0, 1], X[1, 0], X.abs().sum()

@@ -25,7 +25,7 @@ config stores the name, so ``evaluate``, ``sample`` and ``plot`` rebuild a run t
 new process. Like an installed plug-in, a ``package.module:Name`` stored in a run's config is code that
 reopening the run imports: open runs of trusted origin only.
 
-Example:
+Examples:
     >>> from gaugeflow.app import register_data
     >>> register_data("my-points", lambda manifold, *, n, seed: load_my_points(manifold, n, seed))  # doctest: +SKIP
     >>> cfg = TrainConfig(manifold="sphere", dim=2, model="gauge", hidden=32)

@@ -7,7 +7,7 @@ A run directory holds ``checkpoint.safetensors`` (weights, EMA, optimiser, confi
 ``config.json`` and ``metrics.csv``. :func:`load_run` rebuilds manifold, data set and model from the
 stored config and loads the (EMA) weights, so evaluation, sampling and plotting need nothing else.
 
-Example:
+Examples:
     >>> run = load_run("runs/sphere")           # doctest: +SKIP
     >>> run.model(run.data.test[:5], 0.5).shape  # doctest: +SKIP
     torch.Size([5, 3])

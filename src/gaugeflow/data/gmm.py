@@ -15,7 +15,7 @@ N ≥ 2. Configurations whose means coincide (N = 1 with K > 2, or e.g. N = 2 wi
 rejected with a ``ValueError``. The application's data table (:mod:`gaugeflow.app.registry`) names it
 ``"gaussian-mixture"`` (``gaugeflow train --manifold euclidean --dim N --data gaussian-mixture``).
 
-Example:
+Examples:
     >>> data = gaussian_mixture(2, seed=0)
     >>> data.train.shape, torch.tensor(data.meta["means"]).shape
     (torch.Size([10000, 2]), torch.Size([8, 2]))

@@ -56,7 +56,7 @@ def wrapped_mixture(
         :class:`ManifoldData` named ``"wrapped-mixture"``; ``meta`` holds the parameters, the means
         and the component label of every point (``labels_train`` …).
 
-    Example:
+    Examples:
         >>> from gaugeflow.manifolds import Sphere
         >>> data = wrapped_mixture(Sphere(2), n_train=100, n_val=10, n_test=10)
         >>> data.train.shape

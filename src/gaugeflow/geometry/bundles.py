@@ -45,7 +45,7 @@ class VectorBundle:
         base: the base manifold ``M``.
         fiber_dim: ``k ≥ 2``, the fibre ``ℝ^k``.
 
-    Example:
+    Examples:
         >>> from gaugeflow.manifolds import Sphere
         >>> E = VectorBundle(Sphere(2), fiber_dim=3)
         >>> E.group, E.fiber_dim
@@ -137,7 +137,7 @@ class FiberProduct:
         ValueError: no factors, or factors over different bases (both are named).
         TypeError: a factor is not a bundle.
 
-    Example:
+    Examples:
         >>> from gaugeflow.manifolds import Sphere
         >>> from gaugeflow.algebra import so_crossed_module
         >>> M = Sphere(2)

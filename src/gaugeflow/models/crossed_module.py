@@ -150,7 +150,7 @@ def feature_form_pays(D: int, H: int, Hf: int, k: int, dim_l: int) -> bool:
         k: the ``so(k)`` of the algebra.
         dim_l: ``dim L = 2 dim so(k) + 1``.
 
-    Example:
+    Examples:
         >>> feature_form_pays(3, 64, 64, 16, 241), feature_form_pays(3, 64, 64, 8, 57)   # S², width 64
         (True, False)
     """

@@ -112,7 +112,7 @@ class PlainFlow(FlowModel):
         manifold: base manifold.
         hidden: width of the two hidden layers (free, so parameter-matched baselines can be built).
 
-    Example:
+    Examples:
         >>> from gaugeflow.manifolds import Sphere
         >>> model = PlainFlow(Sphere(2), hidden=32)
         >>> model(Sphere(2).random_base(5), 0.5).shape

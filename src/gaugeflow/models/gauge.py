@@ -83,7 +83,7 @@ class GaugeFlow(FlowModel):
         hidden: hidden width of every field network.
         k: fibre dimension (gauge group ``SO(k)``), ``k ≥ 2``; defaults to ``manifold.ambient_dim``.
 
-    Example:
+    Examples:
         >>> from gaugeflow.manifolds import Sphere
         >>> model = GaugeFlow(Sphere(2), hidden=32)
         >>> model.k, model(Sphere(2).random_base(4), torch.rand(4)).shape

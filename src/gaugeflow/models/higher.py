@@ -95,7 +95,7 @@ class HigherGaugeFlow(FlowModel):
         k: ``so(k)`` size of the default algebra (default ``manifold.ambient_dim``); only used when
             ``algebra`` is ``None``.
 
-    Example:
+    Examples:
         >>> from gaugeflow.manifolds import Sphere
         >>> model = HigherGaugeFlow(Sphere(2), hidden=32)
         >>> model.algebra, model(Sphere(2).random_base(4), 0.3).shape

@@ -141,7 +141,7 @@ def time_column(t: TimeLike, x: torch.Tensor) -> torch.Tensor:
 def count_parameters(model: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) scalar parameters of ``model``.
 
-    Example:
+    Examples:
         >>> count_parameters(MLP(4, 3, hidden=8))   # (4·8+8) + (8·8+8) + (8·3+3)
         139
     """

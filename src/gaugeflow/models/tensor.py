@@ -134,7 +134,7 @@ class TensorGaugeFlow(FlowModel):
         c: bracket coefficients ``c_1, …, c_m_max`` (L∞ only; default ones; a buffer).
         k: ``so(k)`` size when ``algebra`` is ``None`` (default ``manifold.ambient_dim``).
 
-    Example:
+    Examples:
         >>> from gaugeflow.manifolds import Sphere
         >>> model = TensorGaugeFlow(Sphere(2), rank=2, hidden=32)
         >>> model.algebra, model(Sphere(2).random_base(4), 0.3).shape

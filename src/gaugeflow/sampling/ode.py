@@ -170,7 +170,7 @@ def sample(
     Raises:
         ValueError/TypeError: invalid inputs. SolverError: the solve failed.
 
-    Example:
+    Examples:
         >>> from gaugeflow.manifolds import Sphere
         >>> from gaugeflow.models import PlainFlow
         >>> M = Sphere(2)

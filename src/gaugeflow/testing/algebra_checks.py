@@ -6,7 +6,7 @@ failure: they raise :class:`AlgebraCheckError` (an ``AssertionError`` carrying `
 ``check_manifold``'s ``ManifoldCheckError``) by default, or with ``raise_on_failure=False`` return a
 failing :class:`AlgebraReport` whose :meth:`~AlgebraReport.raise_if_failed` raises later. The default tolerance is ``tol("point", dtype)`` (1e-10 in float64, 1e-4 in float32).
 
-Example:
+Examples:
     >>> from gaugeflow.algebra import so, so_crossed_module
     >>> check_lie_algebra(so(4)).passed
     True

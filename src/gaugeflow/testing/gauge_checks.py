@@ -164,7 +164,7 @@ def check_gauge_covariance(
     Returns:
         A :class:`GaugeReport` (``float(report)`` is the maximal deviation).
 
-    Example:
+    Examples:
         >>> from gaugeflow.manifolds import Sphere
         >>> from gaugeflow.models import GaugeFlow
         >>> check_gauge_covariance(GaugeFlow(Sphere(2), hidden=16)).passed

@@ -1,6 +1,6 @@
 """``check_manifold``: the whole conformance property suite for any gaugeflow Manifold, in one call.
 
-Example:
+Examples:
     >>> import torch
     >>> from gaugeflow.manifolds import Sphere
     >>> from gaugeflow.testing import check_manifold

@@ -10,7 +10,7 @@ All strategies produce torch tensors of the requested dtype with the manifold ax
   independent points, identical points, points ``1e-7`` apart, points near the cut locus (within a
   few ``tol("cut")``) and on it (e.g. antipodal on the sphere).
 
-Example:
+Examples:
     >>> import torch
     >>> from hypothesis import given
     >>> from gaugeflow.manifolds import Sphere

@@ -6,7 +6,7 @@ up in the application layer's tables (:mod:`gaugeflow.app.registry`: ``check_nam
 ``build_manifold``, ``build_data``, ``build_model``), which users extend with ``register_manifold``,
 ``register_data`` and ``register_model``; the trainer itself never resolves a name.
 
-Example:
+Examples:
     >>> cfg = TrainConfig(manifold="sphere", dim=2, model="gauge", steps=100, hidden=32)
     >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
     True

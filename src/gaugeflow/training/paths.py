@@ -76,7 +76,7 @@ class GeodesicPath:
         cut_locus: ``"resample"`` (default), ``"mask"`` or ``"raise"``; see the module docstring.
         max_resample: rounds of redrawing ``x0`` before the remaining cut pairs are masked.
 
-    Example:
+    Examples:
         >>> from gaugeflow.manifolds import Sphere
         >>> M = Sphere(2)
         >>> x_t, u_t = GeodesicPath(M).sample(M.random_base(8), M.random_base(8), torch.rand(8))

@@ -6,7 +6,7 @@ whole global batch and keeps its own slice, so a P-process run sees exactly the 
 1-process run with the same global batch, and a resumed run (generator state restored from the
 checkpoint) continues the very same stream.
 
-Example:
+Examples:
     >>> from gaugeflow.manifolds import Sphere
     >>> from gaugeflow.models import GaugeFlow
     >>> from gaugeflow.data import wrapped_mixture
