@@ -263,5 +263,5 @@ class Hyperbolic(Manifold):
         return minkowski(x, u).abs() / (x * x).sum(-1).sqrt()
 
     def __repr__(self) -> str:
-        std = self._kwargs.get("std", self._args[1] if len(self._args) > 1 else None)
+        std = self._argument("std")
         return f"Hyperbolic({self.dim})" if std is None else f"Hyperbolic({self.dim}, std={std})"

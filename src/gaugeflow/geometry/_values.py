@@ -52,6 +52,7 @@ class ArgsValue:
     _args: tuple = ()
     _kwargs: dict = {}
     _bound: tuple = ()
+    _arguments: dict = {}
 
     def __new__(cls, *args: Any, **kwargs: Any):
         obj = super().__new__(cls)
@@ -62,8 +63,13 @@ class ArgsValue:
             items = list(bound.arguments.items())[1:]  # drop self
         except (TypeError, ValueError):  # __init__ will raise its own error for bad arguments
             items = [("args", args), ("kwargs", kwargs)]
+        obj._arguments = dict(items)
         obj._bound = tuple((name, _freeze(v)) for name, v in items)
         return obj
+
+    def _argument(self, name: str) -> Any:
+        """The constructor argument ``name`` as bound to ``__init__``'s signature (defaults applied)."""
+        return self._arguments[name]
 
     def _extra_key(self) -> tuple:
         """Further state that belongs to the value (none by default)."""

@@ -173,8 +173,7 @@ class WrappedNormal(BaseDistribution):
         self.std = math.sqrt(self.k) * default_hyperbolic_std(n) if std is None else float(std)
 
     def __repr__(self) -> str:
-        std = self._kwargs.get("std", self._args[1] if len(self._args) > 1 else None)
-        k = self._kwargs.get("k", self._args[2] if len(self._args) > 2 else 1.0)
+        std, k = self._argument("std"), self._argument("k")
         return f"WrappedNormal({self.dim}" + ("" if std is None else f", std={std}") + ("" if k == 1 else f", k={k}") + ")"
 
     def sample(self, n, generator=None, dtype=None, device=None):

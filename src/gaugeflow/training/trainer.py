@@ -43,8 +43,6 @@ from .window import CHECK_EVERY, StepWindow, next_stop
 
 __all__ = ["Trainer", "fit", "NonFiniteLossError", "validation_nll"]
 
-_TRAJECTORY_KEYS = TRAJECTORY_KEYS  # settings that change the sequence of updates (kept for old imports)
-
 
 class NonFiniteLossError(RuntimeError):
     """Training produced non-finite losses or gradients for too many consecutive steps."""
