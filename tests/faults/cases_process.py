@@ -75,14 +75,24 @@ def _(ctx):
     assert not [p for p in run.iterdir() if p.name.endswith(".tmp")]
 
 
-def _interrupt(ctx, sig, code, word):
-    from gaugeflow.training import read_checkpoint
-    run = ctx.path("r")
-    args = [*LONG, "--steps", "400", "--checkpoint-every", "10", "--val-size", "0"]
+def _checkpointing(steps):
+    """Training arguments for ``steps`` steps with a checkpoint every 10 steps."""
+    return [*LONG, "--steps", str(steps), "--checkpoint-every", "10", "--val-size", "0"]
+
+
+def _start_until_checkpoint(ctx, run, args):
+    """A trainer with ``args`` on ``run``, returned once its first checkpoint is on disk."""
     proc = ctx.popen(*args, "--out", run)
     _wait_for_lock(proc, run)
     while proc.poll() is None and not (run / CKPT).is_file():
         time.sleep(0.005)
+    return proc
+
+
+def _interrupt(ctx, sig, code, word):
+    from gaugeflow.training import read_checkpoint
+    run, args = ctx.path("r"), _checkpointing(400)
+    proc = _start_until_checkpoint(ctx, run, args)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     if proc.returncode == 0:  # finished before the signal arrived: nothing to check
@@ -112,12 +122,8 @@ def _(ctx):
       kept="the first trainer's run, untouched by the others", subprocess=True)
 def _(ctx):
     from gaugeflow.training import read_checkpoint
-    run = ctx.path("r")
-    args = [*LONG, "--steps", "60", "--checkpoint-every", "10", "--val-size", "0"]
-    first = ctx.popen(*args, "--out", run)
-    _wait_for_lock(first, run)
-    while first.poll() is None and not (run / CKPT).is_file():
-        time.sleep(0.005)
+    run, args = ctx.path("r"), _checkpointing(60)
+    first = _start_until_checkpoint(ctx, run, args)
     os.kill(first.pid, signal.SIGSTOP)  # hold the first trainer mid-run, lock held, while the others try
     try:
         before = snapshot(run)
