@@ -86,6 +86,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     add("--checkpoint-every", type=int, help="checkpoint every N steps (0: only at the end)")
     add("--log-every", type=int, help="metrics.csv row every N steps")
     add("--max-nonfinite", type=int, help="stop after this many consecutive non-finite losses (default 20)")
+    add("--coupling", help="independent | ot (default independent): ot re-pairs base points and data of each "
+        "batch by minibatch optimal transport of the squared geodesic distance")
+    add("--ot-batch", type=int, help="with --coupling ot: couple blocks of this many pairs (must divide "
+        "--batch-size; default the whole batch)")
+    add("--ot-exact-max", type=int, help="with --coupling ot: blocks up to this size are solved exactly "
+        "(scipy, on the CPU), larger ones by Sinkhorn on the device (default 1024)")
     add("--dtype", help="float32 | float64 (default float32)")
     add("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     add("--no-progress", action="store_true", help="no progress bar (it shows only on a terminal anyway)")

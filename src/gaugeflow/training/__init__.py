@@ -9,8 +9,10 @@ contracts of ``pyproject.toml`` allow.
 """
 from .loss import LossInfo, rcfm_loss
 from .paths import GeodesicPath, PathSample
+from .premetric import PremetricPath, default_path
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .coupling import COUPLINGS, ot_pairing
 from .tools import History
 from .trainer import NonFiniteLossError, Trainer, fit
 
@@ -18,8 +20,8 @@ _FROM_APP = ("build_manifold", "build_data", "build_model", "register_manifold",
              "Run", "load_run")
 
 __all__ = [
-    "GeodesicPath", "PathSample", "rcfm_loss", "LossInfo",
-    "fit", "Trainer", "TrainConfig", "History", "NonFiniteLossError",
+    "GeodesicPath", "PathSample", "PremetricPath", "default_path", "rcfm_loss", "LossInfo",
+    "fit", "Trainer", "TrainConfig", "History", "NonFiniteLossError", "ot_pairing", "COUPLINGS",
     "save_checkpoint", "load_checkpoint", "read_checkpoint", "Checkpoint", "CheckpointError",
     *_FROM_APP,
 ]

@@ -29,6 +29,7 @@ _CHOICES = {
     "schedule": ("constant", "cosine", "linear"),
     "dtype": ("float32", "float64"),
     "logger": ("csv", "tensorboard"),  # = gaugeflow.training.tools.LOGGERS
+    "coupling": ("independent", "ot"),  # = gaugeflow.training.coupling.COUPLINGS
 }
 
 
@@ -57,6 +58,12 @@ class TrainConfig:
         progress: show a progress bar (loss, steps/s) when stderr is a terminal; never in logs.
         logger: ``"csv"`` (``metrics.csv`` only) or ``"tensorboard"``: also TensorBoard event files in
             ``RUN/tensorboard`` (needs the ``tensorboard`` extra); ``metrics.csv`` is always written.
+        coupling: pairing of base points and data in a batch: ``"independent"`` (as drawn) or ``"ot"``
+            (minibatch optimal transport by squared geodesic distance, :mod:`gaugeflow.training.coupling`).
+        ot_batch: with ``"ot"``, couple consecutive blocks of this many pairs of the global batch
+            (must divide ``batch_size``; ``None``: the whole batch is one block).
+        ot_exact_max: blocks of at most this many pairs are coupled exactly (a permutation, one host
+            sync per step); larger ones by Sinkhorn on the device.
     """
 
     manifold: str = "sphere"
@@ -88,6 +95,9 @@ class TrainConfig:
     device: str = "auto"
     progress: bool = True
     logger: str = "csv"
+    coupling: str = "independent"
+    ot_batch: Optional[int] = None
+    ot_exact_max: int = 1024
 
     def __post_init__(self):
         for f in fields(self):
@@ -126,7 +136,7 @@ class TrainConfig:
 
 _INTS = {"dim": 1, "hidden": 1, "steps": 0, "batch_size": 1, "warmup_steps": 0, "seed": 0, "val_every": 0,
          "val_size": 0, "val_steps": 1, "checkpoint_every": 0, "log_every": 0, "max_nonfinite": 1,
-         "n_data": 3, "k": 1, "rank": 1}
+         "n_data": 3, "k": 1, "rank": 1, "ot_batch": 1, "ot_exact_max": 1}
 
 
 def _coerce(name: str, annotation: str, value: Any) -> Any:
@@ -175,6 +185,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
     for key in ("manifold", "data", "model"):
         if not getattr(cfg, key):
             raise ValueError(f"config: {key} must be a non-empty name, got {getattr(cfg, key)!r}")
+    if cfg.ot_batch is not None and cfg.batch_size % cfg.ot_batch:
+        raise ValueError(f"config: ot_batch must divide batch_size {cfg.batch_size}, got {cfg.ot_batch}")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .resume import TRAJECTORY_KEYS, check_fit_inputs, restore_state
 from .rundir import RunFolder
 from .config import TrainConfig
+from .coupling import check_coupling, ot_pairing
 from .distributed import DistEnv
 from .loss import rcfm_loss
 from .tools import EMA, METRICS_NAME, TENSORBOARD_NAME, History, TensorBoardLog, lr_factor, require_tensorboard
@@ -101,6 +102,7 @@ class Trainer:
                  **overrides: Any):
         cfg = (config or TrainConfig()).replace(**overrides) if overrides else (config or TrainConfig())
         cfg, manifold = check_fit_inputs(model, data, cfg, out, resume, overwrite)
+        check_coupling(manifold, cfg.coupling)  # a manifold without distances is refused before any step
         self.config, self.manifold, self.data = cfg, manifold, data
         self.out = Path(out) if out is not None else None
         self.run: Optional[RunFolder] = None
@@ -148,7 +150,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """This process's slice of the next global batch: ``x0, x1 [b, D]`` and ``t [b]``."""
+        """This process's slice of the next global batch: ``x0, x1 [b, D]`` and ``t [b]``.
+
+        With ``config.coupling == "ot"`` every process re-pairs the whole global batch by
+        :func:`~gaugeflow.training.coupling.ot_pairing` (after ``t`` is drawn; its Sinkhorn route draws
+        its row uniforms from the same stream), so P processes and a resumed run see the same pairs.
+        """
         cfg, g, B = self.config, self.generator, self.config.batch_size
         idx = torch.randint(len(self.train_x), (B,), generator=g)
         x0 = self.manifold.random_base(B, generator=g, dtype=cfg.torch_dtype)
@@ -156,7 +163,11 @@ class Trainer:
         b = B // self.env.world
         part = slice(self.env.rank * b, (self.env.rank + 1) * b)
         dev = self.env.device
-        return x0[part].to(dev), self.train_x[idx[part].to(dev)], t[part].to(dev)
+        if cfg.coupling == "independent":
+            return x0[part].to(dev), self.train_x[idx[part].to(dev)], t[part].to(dev)
+        x0, x1 = x0.to(dev), self.train_x[idx.to(dev)]
+        x1 = x1[ot_pairing(self.manifold, x0, x1, block=cfg.ot_batch, exact_max=cfg.ot_exact_max, generator=g)]
+        return x0[part], x1[part], t[part].to(dev)
 
     def loss(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """RCFM loss ``mean ‖V(x_t, t) − u_t‖²_g`` of the (possibly DDP-wrapped) network."""
