@@ -9,6 +9,8 @@ Sections (each a module of this folder, runnable alone):
   alone for k ∈ {4, …, 64} with fitted exponents and a naive dense-basis version beside it.
 * ``bench_gauge_overhead`` — the gauge term's share of a training step, k ∈ {4, 8, 16}, against the
   same networks with the gauge algebra replaced by a no-op (target ≤ 1.30).
+* ``bench_coupling`` — a training step with minibatch OT coupling over the independent step, on S² and
+  T², whole batch and blocks of 32 (target ≤ 1.2).
 
 Every comparison interleaves the contenders repetition by repetition and reports medians; the ratio
 column is ours / reference (below 1: ours is faster). Peak memory is the peak of the bytes allocated
@@ -16,7 +18,7 @@ during one call (CPU: replayed from torch.profiler's allocation events; CUDA: ma
 
 Usage:
     python experiments/benchmarks/run_all.py [--quick] [--threads N] [--device cpu|cuda]
-        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train sampling gauge overhead terms]
+        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train sampling gauge overhead terms coupling]
         [--json results.json]
 
 The full run takes about 5–8 minutes on a 2-core CPU; ``--quick`` is a smoke test (sizes shrunk,
@@ -35,7 +37,7 @@ import torch
 
 from _harness import Bench, format_table, load_average, machine_info
 
-SECTIONS = ("train", "sampling", "gauge", "overhead", "terms")
+SECTIONS = ("train", "sampling", "gauge", "overhead", "terms", "coupling")
 
 
 def _parse(argv):
@@ -110,6 +112,13 @@ def _run_sections(bench: Bench, only, results: dict) -> list:
         for r in overhead_rows:
             print(f"  {r.case}: {r.note}")
         rows += overhead_rows
+    if "coupling" in only:
+        import bench_coupling
+
+        coupling_rows = bench_coupling.run(bench)
+        print(f"\nOT coupling: training step / independent step (target <= {bench_coupling.TARGET}):")
+        print(format_table(coupling_rows))
+        rows += coupling_rows
     if "terms" in only:
         results["terms"] = bench_gauge_term.run_terms(bench)
         print("\n" + bench_gauge_term.format_terms(results["terms"]))

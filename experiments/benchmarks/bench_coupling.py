@@ -1,0 +1,122 @@
+"""Cost of minibatch OT coupling in a training step (issue 19 acceptance: ≤ 1.2× the independent step).
+
+A full ``Trainer`` step (draw, coupling, geodesic path, forward, loss, backward, clipping, Adam, EMA)
+with ``coupling="ot"`` is timed against the same trainer with ``coupling="independent"``: same model
+class, width 64, batch 256, float32 — the setting of the NFE study (``experiments/nfe/run.py``).
+Cases: S² and T²; PlainFlow and GaugeFlow; OT over the whole batch (one 256-pair exact assignment)
+and over blocks of 32 pairs (``ot_batch=32``, eight exact 32-pair assignments). Each repetition runs
+``STEPS_PER_REP`` steps of every contender, in rotating order; reported: medians of the process CPU
+time on CPU (wall time on CUDA, synchronised), so waiting for a core on a shared machine does not
+count. Ratio = OT step / independent step.
+
+Run: ``python experiments/benchmarks/bench_coupling.py [--reps N] [--threads T] [--device cuda] [--csv FILE]``
+(about a minute on one CPU core); also the ``coupling`` section of ``run_all.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+import time
+
+import torch
+
+from _harness import Bench, Row, format_table, machine_info
+from gaugeflow.data import wrapped_mixture
+from gaugeflow.manifolds import FlatTorus, Sphere
+from gaugeflow.models import GaugeFlow, PlainFlow
+from gaugeflow.training import TrainConfig, Trainer
+
+__all__ = ["run", "TARGET", "VARIANTS"]
+
+TARGET = 1.2
+BATCH, WIDTH, STEPS_PER_REP = 256, 64, 5
+#: label -> TrainConfig fields of the OT contender
+VARIANTS = {"ot (whole batch)": {"coupling": "ot"}, "ot (blocks of 32)": {"coupling": "ot", "ot_batch": 32}}
+
+
+def _trainer(bench: Bench, manifold, cls, **coupling) -> Trainer:
+    torch.manual_seed(bench.seed)
+    data = wrapped_mixture(manifold, n_train=4096, n_val=16, n_test=16, seed=0)
+    cfg = TrainConfig(steps=10**9, batch_size=BATCH, hidden=WIDTH, val_size=0, progress=False,
+                      device=str(bench.device), dtype=str(bench.dtype).removeprefix("torch."), **coupling)
+    return Trainer(cls(manifold, hidden=WIDTH), data, cfg)
+
+
+def _clock(bench: Bench):
+    return time.perf_counter if bench.device.type == "cuda" else time.process_time
+
+
+def _timed(bench: Bench, trainers: dict, reps: int) -> dict[str, float]:
+    """Median seconds per step of each trainer; rounds rotate the order (see ``_harness.interleaved``)."""
+    clock, names = _clock(bench), list(trainers)
+    for name in names:  # warm-up
+        for _ in range(3):
+            trainers[name].unchecked_step()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(reps):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            bench.sync()
+            t0 = clock()
+            for _ in range(STEPS_PER_REP):
+                trainers[name].unchecked_step()
+            bench.sync()
+            times[name].append((clock() - t0) / STEPS_PER_REP)
+    return {n: statistics.median(ts) for n, ts in times.items()}
+
+
+def run(bench: Bench) -> list[Row]:
+    """One row per manifold, model and OT variant: OT step time / independent step time."""
+    rows = []
+    reps = 5 if bench.quick else bench.reps
+    for manifold in (Sphere(2), FlatTorus(2)):
+        for cls in (PlainFlow, GaugeFlow):
+            trainers = {"independent": _trainer(bench, manifold, cls)}
+            trainers.update({label: _trainer(bench, manifold, cls, **kw) for label, kw in VARIANTS.items()})
+            try:
+                med = _timed(bench, trainers, reps)
+            finally:
+                for t in trainers.values():
+                    t.close()
+            for label in VARIANTS:
+                row = Row("coupling", f"{manifold} {cls.__name__} {label}", med[label], med["independent"],
+                          "independent", target=TARGET)
+                rows.append(row)
+                bench.log(row)
+    return rows
+
+
+def write_csv(path: str, rows: list[Row], info: dict) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["case", "ot_ms", "independent_ms", "ratio", "target", "batch", "width", "device", "cpu",
+                    "threads", "clock"])
+        for r in rows:
+            w.writerow([r.case, f"{1e3 * r.ours_s:.4f}", f"{1e3 * r.ref_s:.4f}", f"{r.ratio:.4f}", TARGET, BATCH,
+                        WIDTH, info["device"], info.get("cpu", ""), info.get("threads", ""),
+                        "process CPU time" if info["device"] == "cpu" else "wall (synchronised)"])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=20)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--csv", default=None, help="also write the rows to this CSV file")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    bench = Bench(torch.device(args.device), reps=args.reps, quick=args.quick)
+    info = machine_info(bench)
+    print("coupling benchmark  " + "  ".join(f"{k}={v}" for k, v in info.items()), flush=True)
+    rows = run(bench)
+    print(f"\nOT coupling: training step / independent step (target <= {TARGET}; batch {BATCH}, width {WIDTH}):")
+    print(format_table(rows))
+    if args.csv:
+        write_csv(args.csv, rows, {**info, "device": bench.device.type})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
