@@ -33,7 +33,17 @@ from .._numerics import broadcast_shapes, check_float, check_last_dim, tol
 from ._generic import gram_schmidt_frame, nan_unless_finite, pole_ladder
 from ._values import ArgsValue
 
-__all__ = ["Manifold"]
+__all__ = ["Manifold", "CapabilityError", "CAPABILITIES"]
+
+#: closed-form operations a manifold may offer (:attr:`Manifold.capabilities`): ``log`` (the
+#: Riemannian logarithm), ``dist`` (the exact geodesic distance), ``transp`` (parallel transport),
+#: ``geodesic`` (the minimising geodesic path between two points), ``spectral`` (spectral
+#: premetrics ``spectral_distance``/``spectral_embedding``, e.g. on triangle meshes)
+CAPABILITIES = ("log", "dist", "transp", "geodesic", "spectral")
+
+
+class CapabilityError(NotImplementedError):
+    """An operation the manifold does not offer in closed form (it is not in ``M.capabilities``)."""
 
 
 class Manifold(ArgsValue, abc.ABC):
@@ -60,6 +70,12 @@ class Manifold(ArgsValue, abc.ABC):
             *minimising* geodesic (``‖log(x, y)‖ ≤ diameter``); declare it for a compact manifold.
         base: the base distribution (:class:`~gaugeflow.geometry.BaseDistribution`) or ``None``.
         transp_rungs: rungs of the default pole-ladder :meth:`transp` (1 is exact on symmetric spaces).
+        capabilities: frozenset of names from :data:`CAPABILITIES`: what the manifold offers in closed
+            form. Default ``{"log", "dist", "transp", "geodesic"}`` (every manifold implementing
+            :meth:`log` has the others through the defaults). A manifold without a closed-form
+            ``log`` (a triangle mesh) leaves them out and raises :class:`CapabilityError` from those
+            methods; generic code and :func:`gaugeflow.testing.check_manifold` read this flag
+            (:meth:`has`) instead of guessing.
     """
 
     dim: int
@@ -68,6 +84,18 @@ class Manifold(ArgsValue, abc.ABC):
     diameter: float = math.inf
     base = None
     transp_rungs: int = 1
+    capabilities: frozenset = frozenset({"log", "dist", "transp", "geodesic"})
+
+    def has(self, capability: str) -> bool:
+        """Whether ``capability`` (a name from :data:`CAPABILITIES`) is in :attr:`capabilities`."""
+        if capability not in CAPABILITIES:
+            raise ValueError(f"{self}: unknown capability {capability!r}; expected one of {CAPABILITIES}")
+        return capability in self.capabilities
+
+    def _missing(self, capability: str, instead: str) -> CapabilityError:
+        """The :class:`CapabilityError` for an operation needing ``capability``; ``instead``: what to use."""
+        return CapabilityError(f"{self} has no closed-form {capability!r} (capabilities: "
+                               f"{sorted(self.capabilities)}); {instead}")
 
     # ------------------------------------------------------------------ required geometry
     @abc.abstractmethod
@@ -137,6 +165,25 @@ class Manifold(ArgsValue, abc.ABC):
         ahead = self.log(xt, x1) / (1 - torch.where(first, tt, torch.zeros_like(tt)))
         behind = -self.log(xt, x0) / torch.where(first, torch.ones_like(tt), tt)
         return xt, torch.where(first, ahead, behind)
+
+    def geodesic_and_cut(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor):
+        """:meth:`geodesic` and :meth:`cut_locus_mask` of the same pairs, for data that need no gradient.
+
+        :class:`~gaugeflow.training.GeodesicPath` calls it under ``torch.no_grad()`` when no input
+        requires a gradient (the RCFM step: ``x0``, ``x1`` and ``t`` are data). An override may
+        therefore share the norms and angles of both results and drop what only exact gradients
+        need (the Taylor branches, safe square roots); its values must equal :meth:`geodesic`'s to
+        rounding on every pair *not* flagged, and be finite on flagged pairs (which the path
+        resamples or masks). Default: the two methods, unchanged.
+
+        Args:
+            x0, x1: ``[B, D]`` endpoints; t: ``[B]`` times.
+
+        Returns:
+            ``(x_t, u_t, cut)``: ``[B, D]``, ``[B, D]`` and ``[B]`` bool.
+        """
+        x_t, u_t = self.geodesic(x0, x1, t)
+        return x_t, u_t, self.cut_locus_mask(x0, x1)
 
     def cut_locus_mask(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``True`` where ``y`` is within ``tol("cut")`` of the cut locus of ``x``. ``[...]``.
