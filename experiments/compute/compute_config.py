@@ -1,0 +1,128 @@
+"""Settings of the equal-compute study (issue 22): the full study and the quick (CI) variant.
+
+Every key is read by ``compute_study.py`` / ``run.py``; nothing else defines a budget.
+
+Budgets of one part (data set, train size, model, seed), all read off *one* training trajectory
+(constant learning rate, weight EMA; the evaluated weights at step ``s`` do not depend on the later
+steps, so every budget is a prefix of the same run):
+
+* ``equal-steps``: the EMA weights after ``steps_eq`` steps;
+* ``equal-seconds``: after ``round(T / t_m)`` steps, ``T = steps_eq · t_ref`` with ``t_m`` the
+  training-step time of model ``m`` and ``t_ref`` GaugeFlow's, both measured interleaved at start-up
+  (``compute_calibration.csv``);
+* ``converged``: the EMA weights with the best validation NLL, training until the *plateau
+  criterion* holds or ``max_steps``: with ``n ≥ plateau_min_evals`` evaluations every ``eval_every``
+  steps, the best validation NLL of the last ``⌈n/4⌉`` evaluations is not lower than the best before
+  them by more than ``plateau_tol`` nats (no improvement > 0.01 nat over the last 25 %). A run never
+  stops before the two other budgets' steps.
+"""
+from __future__ import annotations
+
+import copy
+
+#: the models of the study (registry of compute_models.py)
+MODELS = ("plain", "plain-params", "plain-time", "gauge", "higher-gauge", "tensor-gauge",
+          "gauge-a0", "higher-gauge-a0", "tensor-gauge-a0")
+#: the ablation rows are the gauge models' (α ≡ 0), not needed twice for the data-efficiency size
+CORE = ("plain", "plain-params", "plain-time", "gauge", "higher-gauge", "tensor-gauge")
+
+_TRAIN = {"batch_size": 256, "lr": 1e-3, "optimizer": "adam", "schedule": "constant", "ema_decay": 0.999,
+          "grad_clip": 1.0}
+_EVAL = {"nll_steps": 16, "nll_method": "rk4", "curve_points": 500, "n_samples": 2000, "fm_points": 2000,
+         "fm_repeats": 2, "plateau_tol": 0.01, "plateau_min_evals": 8,
+         "solver_steps": [4, 8, 16, 32, 64, 100], "solver_points": 500, "solver_samples": 1000,
+         "dopri5_tol": 1e-5}
+
+
+def _gmm(n_dim: int, hidden: int, steps_eq: int, max_steps: int, eval_every: int) -> dict:
+    return {"kind": "gmm", "n_dim": n_dim, "hidden": hidden, "steps_eq": steps_eq, "max_steps": max_steps,
+            "eval_every": eval_every,
+            "data": {"n_components": 8, "sigma": 0.5, "spread": 4.0, "n_train": 10000, "n_val": 1000,
+                     "n_test": 1000, "seed": 0}}
+
+
+def _real(hidden: int, steps_eq: int, max_steps: int, eval_every: int) -> dict:
+    return {"kind": "real", "hidden": hidden, "steps_eq": steps_eq, "max_steps": max_steps,
+            "eval_every": eval_every, "max_points": None}
+
+
+FULL = {
+    "datasets": {
+        "gmm-2": _gmm(2, 32, 1000, 8000, 250),
+        "gmm-8": _gmm(8, 64, 1000, 6000, 250),
+        # exact divergence at N = 32 costs 32 JVPs per evaluation (0.35 s per test point for HGFM at 16 rk4
+        # steps): a 200-point test split, a 32-point curve subset, no solver sweep, and no α ≡ 0 rows (the
+        # ablation is the plain model numerically, shown on every other data set), full size only
+        "gmm-32": {**_gmm(32, 64, 400, 1600, 200), "solver": False, "models": list(CORE), "sizes": ["full"],
+                   "eval": {"curve_points": 32, "n_samples": 1000, "fm_points": 200},
+                   "data": {**_gmm(32, 64, 0, 0, 0)["data"], "n_test": 200, "n_val": 200}},
+        "world-cities": _real(64, 2000, 20000, 500),
+        "quakes": _real(64, 1000, 8000, 250),
+        "protein": _real(64, 2000, 16000, 500),
+        "protein-frames": _real(64, 2000, 12000, 500),
+    },
+    "models": list(MODELS),
+    #: training-set sizes: the fraction of the train split (a fixed subset, the same for every model
+    #: and seed) and the models trained at that size
+    "sizes": {"full": {"fraction": 1.0, "models": list(MODELS)},
+              "tenth": {"fraction": 0.1, "models": list(CORE)}},
+    "seeds": [0, 1, 2, 3, 4],
+    "train": dict(_TRAIN),
+    "eval": dict(_EVAL),
+    #: interleaved step-time measurement: rounds × models, steps timed per round after warm-up steps
+    "calibration": {"rounds": 7, "steps": 20, "warmup": 5, "width_factors": [1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32]},
+    #: the solver study (NLL and samples against solver steps) runs on this seed's converged models
+    "solver_seed": 0,
+}
+
+QUICK = copy.deepcopy(FULL)
+QUICK.update({
+    "datasets": {"gmm-2": {**_gmm(2, 16, 24, 60, 8), "data": {**FULL["datasets"]["gmm-2"]["data"],
+                                                             "n_train": 2000, "n_val": 100, "n_test": 200}},
+                 "quakes": {**_real(16, 24, 60, 8), "max_points": None}},
+    "sizes": {"full": {"fraction": 1.0, "models": list(MODELS)},
+              "tenth": {"fraction": 0.1, "models": ["plain", "gauge"]}},
+    "seeds": [0, 1],
+    "train": {**_TRAIN, "batch_size": 64},
+    "eval": {**_EVAL, "nll_steps": 4, "curve_points": 40, "n_samples": 200, "fm_points": 200, "fm_repeats": 1,
+             "plateau_min_evals": 4, "solver_steps": [2, 4], "solver_points": 40, "solver_samples": 100,
+             "dopri5_tol": 1e-3},
+    "calibration": {"rounds": 2, "steps": 3, "warmup": 1, "width_factors": [1, 2, 4]},
+})
+
+
+#: the reduced run behind the page until the full study has run: the full settings (widths, batch, lr,
+#: calibration: step times carry over) on one Gaussian mixture and one real set, 3 seeds, shorter runs and
+#: cheaper evaluations (rk4 8 steps, fewer samples) — its numbers are not the full study's
+REDUCED = copy.deepcopy(FULL)
+REDUCED.update({
+    "datasets": {"gmm-2": {**FULL["datasets"]["gmm-2"], "steps_eq": 300, "max_steps": 1200, "eval_every": 100},
+                 "quakes": {**FULL["datasets"]["quakes"], "steps_eq": 300, "max_steps": 1200, "eval_every": 100}},
+    "sizes": {"full": {"fraction": 1.0, "models": list(MODELS)},
+              "tenth": {"fraction": 0.1, "models": ["plain-params", "gauge"]}},
+    "seeds": [0, 1, 2],
+    "eval": {**_EVAL, "nll_steps": 8, "curve_points": 200, "n_samples": 1000, "fm_points": 1000,
+             "solver_steps": [4, 8, 16, 32, 64], "solver_points": 200, "solver_samples": 500},
+})
+
+
+def eval_settings(cfg: dict, dname: str) -> dict:
+    """The evaluation settings of data set ``dname``: the common ones, updated by its own ``eval`` entry."""
+    return {**cfg["eval"], **cfg["datasets"][dname].get("eval", {})}
+
+
+def models_of(cfg: dict, dname: str, size: str) -> list[str]:
+    """The models trained on ``dname`` at training-set size ``size`` (the size's list, cut to the data set's)."""
+    spec = cfg["datasets"][dname]
+    if size not in spec.get("sizes", cfg["sizes"]):
+        return []
+    keep = spec.get("models")
+    return [m for m in cfg["sizes"][size]["models"] if keep is None or m in keep]
+
+
+def variant(name: str) -> dict:
+    """A deep copy of the ``"full"``, ``"reduced"`` or ``"quick"`` settings."""
+    table = {"full": FULL, "quick": QUICK, "reduced": REDUCED}
+    if name not in table:
+        raise ValueError(f"variant: expected one of {sorted(table)}, got {name!r}")
+    return copy.deepcopy(table[name])

@@ -1,0 +1,100 @@
+"""Figures of the equal-compute study, drawn from the part CSVs: learning curves and the solver sweep."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from compute_models import LABELS  # noqa: E402
+
+COLORS = {"plain": "tab:gray", "plain-params": "tab:brown", "plain-time": "tab:olive", "gauge": "tab:blue",
+          "higher-gauge": "tab:red", "tensor-gauge": "tab:green", "gauge-a0": "tab:cyan",
+          "higher-gauge-a0": "tab:pink", "tensor-gauge-a0": "lime"}
+
+
+def _band(ax, rows: list[dict], x_key: str, y_key: str, model: str) -> None:
+    """Mean over seeds of ``y`` at each step, with the min–max band over seeds."""
+    by_step = {}
+    for r in rows:
+        if math.isfinite(r[y_key]):
+            by_step.setdefault(r["step"], []).append(r)
+    steps = sorted(s for s, v in by_step.items() if len(v) == max(len(w) for w in by_step.values()))
+    if not steps:
+        return
+    x = [sum(r[x_key] for r in by_step[s]) / len(by_step[s]) for s in steps]
+    ys = [[r[y_key] for r in by_step[s]] for s in steps]
+    mean = [sum(y) / len(y) for y in ys]
+    dashed = model.endswith("-a0")
+    ax.plot(x, mean, color=COLORS[model], ls="--" if dashed else "-", lw=1.4, label=LABELS[model])
+    ax.fill_between(x, [min(y) for y in ys], [max(y) for y in ys], color=COLORS[model], alpha=0.15, lw=0)
+
+
+def learning_curves(curve: list[dict], folder: Path) -> list[Path]:
+    """One figure per (data set, size): test NLL (curve subset) against steps and against seconds."""
+    files = []
+    cells = list(dict.fromkeys((r["dataset"], r["size"]) for r in curve))
+    for dname, size in cells:
+        rows = [r for r in curve if r["dataset"] == dname and r["size"] == size]
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+        for model in COLORS:
+            mrows = [r for r in rows if r["model"] == model]
+            if mrows:
+                _band(axes[0], mrows, "step", "test_nll_curve", model)
+                _band(axes[1], mrows, "calib_s", "test_nll_curve", model)
+        axes[0].set_xlabel("training steps")
+        axes[1].set_xlabel("training seconds (steps × interleaved step time)")
+        axes[0].set_ylabel("test NLL, nats (fixed test subset)")
+        for ax in axes:
+            ax.set_xscale("log")
+            ax.grid(alpha=0.3)
+        finite = [r["test_nll_curve"] for r in rows if math.isfinite(r["test_nll_curve"])]
+        if finite:
+            lo = min(finite)
+            hi = sorted(finite)[int(0.9 * (len(finite) - 1))]
+            axes[0].set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.1 * (hi - lo + 1e-9))
+        axes[1].legend(fontsize=7, loc="upper right")
+        fig.suptitle(f"{dname}, train size '{size}': mean over seeds, band = min–max")
+        fig.tight_layout()
+        path = folder / f"compute_curves_{dname}_{size}.png"
+        fig.savefig(path, dpi=90, metadata={"Software": None})
+        plt.close(fig)
+        files.append(path)
+    return files
+
+
+def solver_figure(solver: list[dict], folder: Path) -> list[Path]:
+    """Test NLL (subset) and energy distance against velocity evaluations, per data set and model."""
+    dsets = list(dict.fromkeys(r["dataset"] for r in solver))
+    if not dsets:
+        return []
+    fig, axes = plt.subplots(2, len(dsets), figsize=(4 * len(dsets), 6.5), squeeze=False)
+    for j, dname in enumerate(dsets):
+        for model in COLORS:
+            rows = [r for r in solver if r["dataset"] == dname and r["model"] == model]
+            rk = [r for r in rows if r["method"] == "rk4"]
+            if not rk:
+                continue
+            for i, key in enumerate(("test_nll_subset", "energy_distance")):
+                axes[i][j].plot([r["nll_nfe"] if i == 0 else r["sample_nfe"] for r in rk], [r[key] for r in rk],
+                                marker="o", ms=3, color=COLORS[model], label=LABELS[model])
+                dp = [r for r in rows if r["method"] == "dopri5"]
+                if dp and (dp[0]["nll_nfe"] if i == 0 else dp[0]["sample_nfe"]) > 0:
+                    axes[i][j].plot([dp[0]["nll_nfe"] if i == 0 else dp[0]["sample_nfe"]], [dp[0][key]], marker="*",
+                                    ms=10, color=COLORS[model], ls="none")
+        axes[0][j].set_title(dname)
+        axes[1][j].set_xlabel("velocity evaluations (rk4: 4 per step; ★ dopri5)")
+        for i in range(2):
+            axes[i][j].set_xscale("log")
+            axes[i][j].grid(alpha=0.3)
+    axes[0][0].set_ylabel("test NLL, nats (subset)")
+    axes[1][0].set_ylabel("energy distance to test")
+    axes[0][-1].legend(fontsize=6)
+    fig.tight_layout()
+    path = folder / "compute_solver.png"
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+    return [path]

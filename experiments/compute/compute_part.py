@@ -1,0 +1,148 @@
+"""Run one part of the study: one training trajectory, its three budget rows, learning curve and solver sweep."""
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import torch
+
+from gaugeflow.models import count_parameters
+from gaugeflow.sampling import log_prob
+from gaugeflow.training import NonFiniteLossError, TrainConfig
+
+from compute_config import eval_settings
+from compute_models import LABELS, build
+from compute_study import PairedTrainer, full_eval, load_data, nll, plateaued, sample_distances, samples
+
+BUDGETS = ("equal-steps", "equal-seconds", "converged")
+
+
+def part_id(dname: str, size: str, model: str, seed: int) -> str:
+    """The file stem of a part: ``<data set>__<size>__<model>__s<seed>``."""
+    return f"{dname}__{size}__{model}__s{seed}"
+
+
+def curve_subset(x: torch.Tensor, n: int) -> torch.Tensor:
+    """A fixed (seed 1234) subset of at most ``n`` rows, the same for every model and seed."""
+    if len(x) <= n:
+        return x
+    return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(1234))[:n]]
+
+
+def _budget_steps(cfg: dict, spec: dict, calib: dict, dname: str, model: str) -> dict[str, int]:
+    t_ref = calib[(dname, "gauge")]["step_s_median"]
+    t_m = calib[(dname, model)]["step_s_median"]
+    return {"equal-steps": spec["steps_eq"],
+            "equal-seconds": min(spec["max_steps"], max(1, round(spec["steps_eq"] * t_ref / t_m)))}
+
+
+def _marks(step: int, every: int, budget: dict[str, int], max_steps: int) -> int:
+    """The next step at which the trajectory is evaluated."""
+    nxt = (step // every + 1) * every
+    return min([nxt, max_steps] + [s for s in budget.values() if s > step])
+
+
+def train_trajectory(tr, ev: dict, spec: dict, budget: dict[str, int], data, eval_fn) -> dict:
+    """Train, evaluating the EMA weights at every ``eval_every`` steps (learning curve, plateau) and at
+    the budget steps (``eval_fn``). Returns the budget results, the curve and the best-validation state."""
+    val_x, test_x = curve_subset(data.val, ev["curve_points"]), curve_subset(data.test, ev["curve_points"])
+    step, train_s, vals, curve, out = 0, 0.0, [], [], {}
+    best = {"val": math.inf, "state": None, "step": 0, "train_s": 0.0}
+    stopped = "max_steps"
+    while step < spec["max_steps"]:
+        nxt = _marks(step, spec["eval_every"], budget, spec["max_steps"])
+        start = time.perf_counter()
+        try:
+            for _ in range(nxt - step):
+                tr.train_step()
+        except NonFiniteLossError:
+            stopped = "non-finite"
+            break
+        train_s += time.perf_counter() - start
+        step = nxt
+        ema = tr.ema_model()
+        for name, s in budget.items():
+            if s == step:
+                out[name] = {"steps": step, "train_s": train_s, **eval_fn(ema)}
+        if step % spec["eval_every"] == 0 or step == spec["max_steps"]:
+            start = time.perf_counter()
+            v = nll(ema, val_x, ev["nll_steps"])[0]
+            c = nll(ema, test_x, ev["nll_steps"])[0]
+            vals.append(v if math.isfinite(v) else math.inf)
+            curve.append({"step": step, "train_s": train_s, "val_nll": v, "test_nll_curve": c,
+                          "eval_s": time.perf_counter() - start})
+            if vals[-1] < best["val"]:
+                best = {"val": v, "state": copy.deepcopy(ema.state_dict()), "step": step, "train_s": train_s}
+            if step >= max(budget.values()) and plateaued(vals, ev):
+                stopped = "plateau"
+                break
+    return {"budgets": out, "curve": curve, "best": best, "stop_step": step, "stopped": stopped}
+
+
+def solver_sweep(model, data, ev: dict, euclidean: bool) -> list[dict]:
+    """NLL (exact divergence) and sample distances against the solver: rk4 with each of
+    ``solver_steps`` steps, and dopri5 (atol = rtol = ``dopri5_tol``) with its evaluation count."""
+    x = curve_subset(data.test, ev["solver_points"])
+    rows = []
+    for method, steps in [("rk4", s) for s in ev["solver_steps"]] + [("dopri5", None)]:
+        tol = ev["dopri5_tol"]
+        start = time.perf_counter()
+        value, fails = nll(model, x, steps or 1, method, tol)
+        nll_s = time.perf_counter() - start
+        nll_nfe = 4 * steps if method == "rk4" else _dopri_nfe(model, x, tol)
+        xs, nfe = samples(model, ev["solver_samples"], steps or 1, method, tol)
+        rows.append({"method": method, "solver_steps": steps if steps else "", "nll_nfe": nll_nfe,
+                     "sample_nfe": nfe, "test_nll_subset": value, "nll_failures": fails, "nll_s": nll_s,
+                     **sample_distances(xs, data, euclidean), "solver_s": time.perf_counter() - start})
+    return rows
+
+
+def _dopri_nfe(model, x: torch.Tensor, tol: float) -> int:
+    """Velocity evaluations of one dopri5 likelihood solve of ``x`` (−1 if it failed)."""
+    try:
+        return log_prob(model, x, method="dopri5", atol=tol, rtol=tol, return_info=True)[1].nfe
+    except Exception:  # noqa: BLE001 - a failed solve is reported as -1, the row is kept
+        return -1
+
+
+def run_part(key: tuple, cfg: dict, calib: dict) -> dict[str, list[dict]]:
+    """Train and evaluate one part ``(data set, size, model, seed)``; returns its rows by table."""
+    dname, size, mname, seed = key
+    wall = time.perf_counter()
+    spec, ev = cfg["datasets"][dname], eval_settings(cfg, dname)
+    data = load_data(dname, spec, cfg["sizes"][size]["fraction"])
+    euclid = spec["kind"] == "gmm"
+    widths = {mname: calib[(dname, mname)]["hidden"]}
+    model = build(mname, data.manifold, widths, seed)
+    tc = TrainConfig(seed=seed, steps=spec["max_steps"], device="cpu", progress=False, val_size=0, **cfg["train"])
+    tr = PairedTrainer(model, data, tc)
+    budget = _budget_steps(cfg, spec, calib, dname, mname)
+    run = train_trajectory(tr, ev, spec, budget, data, lambda m: full_eval(m, data, ev, euclid))
+    best = build(mname, data.manifold, widths, seed)
+    if run["best"]["state"] is not None:
+        best.load_state_dict(run["best"]["state"])
+        run["budgets"]["converged"] = {"steps": run["best"]["step"], "train_s": run["best"]["train_s"],
+                                       **full_eval(best.eval(), data, ev, euclid)}
+    head = {"dataset": dname, "size": size, "n_train": len(data.train), "model": mname, "label": LABELS[mname],
+            "seed": seed, "hidden": widths[mname], "params": count_parameters(model)}
+    base = float(-data.manifold.base_log_prob(data.test).double().mean())
+    stream = tr.digest.hexdigest()[:16] if hasattr(tr, "digest") else ""
+    step_s = calib[(dname, mname)]["step_s_median"]
+    rows = []
+    for b in BUDGETS:
+        r = run["budgets"].get(b)
+        if r is None:  # the run stopped (non-finite losses) before this budget
+            r = {"steps": -1, "train_s": math.nan, "test_nll": math.nan, "nll_failures": -1, "test_fm": math.nan,
+                 "energy_distance": math.nan, "sliced_w2": math.nan, "escaped_fraction": math.nan, "eval_s": 0.0}
+        rows.append({**head, "budget": b, **r, "calib_step_s": step_s, "budget_s": r["steps"] * step_s,
+                     "base_nll": base, "stream_hash": stream, "stop_step": run["stop_step"],
+                     "stopped": run["stopped"], "skipped_steps": tr.history.skipped})
+    curve = [{**head, **c, "calib_s": c["step"] * step_s} for c in run["curve"]]
+    solver = []
+    if seed == cfg["solver_seed"] and size == "full" and spec.get("solver", True) and run["best"]["state"] is not None:
+        solver = [{**head, "steps_trained": run["best"]["step"], **s} for s in solver_sweep(best, data, ev, euclid)]
+    part_s = time.perf_counter() - wall
+    for r in rows:
+        r["part_s"] = part_s
+    return {"runs": rows, "curve": curve, "solver": solver}

@@ -1,0 +1,127 @@
+"""The text of ``compute.md``: status, settings, verdict, tables, figures, solver sweep and runtime."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from compute_models import LABELS
+from compute_report import _f, tables, today_best, verdict
+from compute_stats import LEVEL, mean_std
+
+
+def _status(cfg: dict, variant: str, planned: list[str], done: list[str], est: list[dict]) -> list[str]:
+    lo, hi = sum(e["lower_s"] for e in est), sum(e["upper_s"] for e in est)
+    missing = [e["dataset"] for e in est if e["missing"]]
+    lines = []
+    if variant != "full" or len(done) < len(planned):
+        left = {}
+        for p in planned:
+            if p not in done:
+                left.setdefault(p.split("__")[0], []).append(p)
+        lines += [f"> **Reduced run — not the full study.** This page is generated from the `{variant}` settings: "
+                  f"{len(done)} of the {len(planned)} parts of those settings are done. The full study "
+                  "(`python experiments/compute/run.py`, resumable with `--parts`) remains to run"
+                  + ("" if variant == "full" else ": none of its parts are on this page") + ". "
+                  "The README's and the real-data page's claims are not changed until it has run.", ">"]
+        if left:
+            lines += ["> Parts of these settings still to run: " + "; ".join(f"{d}: {len(v)}" for d, v in left.items())
+                      + ".", ">"]
+    lines += [f"> Estimated runtime of the full study (serial, one thread, from the measurements below): "
+              f"**{lo / 3600:.1f}–{hi / 3600:.1f} h** (lower: every run stops at its last budget step; upper: every "
+              f"run goes to `max_steps`)" + (f"; not measured yet for {', '.join(missing)}" if missing else "") + ".", ""]
+    return lines
+
+
+def _settings(cfg: dict, calib: list[dict]) -> list[str]:
+    ev, tr = cfg["eval"], cfg["train"]
+    ref = {c["dataset"]: c["step_s_median"] for c in calib if c["model"] == "gauge"}
+    m = calib[0] if calib else {}
+    lines = ["## Settings", "",
+             f"- Seeds {cfg['seeds']}; every model of a (data set, size, seed) sees the same batches, base points "
+             "and times (the `stream_hash` column of the part CSVs is equal across models, checked by the test).",
+             f"- Training: Adam, lr {tr['lr']}, constant, batch {tr['batch_size']}, weight EMA {tr['ema_decay']} "
+             f"(evaluated), gradient clip {tr['grad_clip']}; one thread. Training-set sizes: " + ", ".join(
+                 f"`{k}` = {v['fraction']:g} of the train split ({len(v['models'])} models)" for k, v in cfg["sizes"].items()) + ".",
+             f"- Evaluation: exact-divergence test NLL on the **full test split** (rk4, {ev['nll_steps']} steps), "
+             f"test FM loss on fixed (x0, x1, t) triples ({ev['fm_points']} test points × {ev['fm_repeats']}), energy "
+             f"distance (geodesic) and sliced W2 of {ev['n_samples']} samples to the test split. Learning curves: "
+             f"NLL on a fixed subset of {ev['curve_points']} test points (and of validation points, for the "
+             f"plateau) every `eval_every` steps.",
+             f"- Plateau criterion: with n ≥ {ev['plateau_min_evals']} validation evaluations, the best validation NLL "
+             f"of the last ⌈n/4⌉ is not lower than the best before them by more than {ev['plateau_tol']} nats; the "
+             "`converged` budget evaluates the weights with the best validation NLL (a run never stops before its "
+             "other budgets).",
+             f"- Paired tests over seeds: ΔNLL = NLL(A) − NLL(B) per seed; *better*/*worse* when the paired t-test "
+             f"gives p < {LEVEL} (Wilcoxon signed-rank p beside it; with 5 seeds its smallest two-sided p is 0.0625).",
+             f"- Machine: {m.get('processor', '?')}, {int(m.get('cpu_count', 0))} CPUs, torch {m.get('torch', '?')}, "
+             f"step times measured {m.get('measured_utc', '?')} on a shared machine.", "",
+             "| data | steps (equal-steps) | equal seconds T | max steps | eval every |", "|---|---:|---:|---:|---:|"]
+    for d, s in cfg["datasets"].items():
+        t = s["steps_eq"] * ref[d] if d in ref else math.nan
+        lines.append(f"| {d} | {s['steps_eq']} | {_f(t, 2)} s | {s['max_steps']} | {s['eval_every']} |")
+    lines += ["", "Widths, parameters and training-step times (interleaved rounds, median and range):", "",
+              "| data | model | width | params | ms / step (median) | range |", "|---|---|---:|---:|---:|---|"]
+    for c in calib:
+        lines.append(f"| {c['dataset']} | {LABELS[c['model']]} | {int(c['hidden'])} | {int(c['params'])} | "
+                     f"{1000 * c['step_s_median']:.2f} | {1000 * c['step_s_min']:.2f}–{1000 * c['step_s_max']:.2f} |")
+    return lines + [""]
+
+
+def _solver(solver: list[dict]) -> list[str]:
+    if not solver:
+        return []
+    lines = ["## Sampling: NLL and sample quality against solver steps", "",
+             "Seed-0 converged models; NLL on a fixed test subset; rk4 uses 4 velocity evaluations per step, "
+             "dopri5 its own count (−1: the solve failed).", "",
+             "| data | model | method | steps | NFE (NLL) | test NLL (subset) | NFE (samples) | energy dist. |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in solver:
+        lines.append(f"| {r['dataset']} | {LABELS[r['model']]} | {r['method']} | {r['solver_steps'] or '–'} | "
+                     f"{int(r['nll_nfe'])} | {_f(r['test_nll_subset'])} | {int(r['sample_nfe'])} | {_f(r['energy_distance'], 4)} |")
+    return lines + ["", "![solver](figures/compute_solver.png)", ""]
+
+
+def _runtime(runs: list[dict], timing: list[dict], est: list[dict]) -> list[str]:
+    lines = ["## Runtime (measured)", "", "Seconds per part (training + all its evaluations), mean over its seeds:", "",
+             "| data | size | model | parts | s / part | training s | steps run |", "|---|---|---|---:|---:|---:|---:|"]
+    cells = dict.fromkeys((r["dataset"], r["size"], r["model"]) for r in runs if r["budget"] == "converged")
+    for d, size, m in cells:
+        rs = [r for r in runs if (r["dataset"], r["size"], r["model"], r["budget"]) == (d, size, m, "converged")]
+        lines.append(f"| {d} | {size} | {LABELS[m]} | {len(rs)} | {_f(mean_std([r['part_s'] for r in rs])[0], 1)} | "
+                     f"{_f(mean_std([r['train_s'] for r in rs])[0], 1)} | {_f(mean_std([r['stop_step'] for r in rs])[0], 0)} |")
+    lines += ["", "Evaluation costs used by the estimate (`parts`: measured in the runs above; `probe`: one timed "
+              "evaluation of a freshly initialised model):", "",
+              "| data | model | full evaluation s | curve evaluation s | solver sweep s | source |", "|---|---|---:|---:|---:|---|"]
+    for t in timing:
+        lines.append(f"| {t['dataset']} | {LABELS[t['model']]} | {_f(t['full_eval_s'], 2)} | {_f(t['curve_eval_s'], 2)} | "
+                     f"{_f(t['solver_s'], 1)} | {t['source']} |")
+    lines += ["", "Estimate of the full study (settings of `compute_config.FULL`):", "",
+              "| data | parts | lower h | upper h | training-time ratio | not measured |", "|---|---:|---:|---:|---:|---|"]
+    for e in est:
+        lines.append(f"| {e['dataset']} | {e['parts']} | {e['lower_s'] / 3600:.2f} | {e['upper_s'] / 3600:.2f} | "
+                     f"{e['step_ratio']:.2f} | {e['missing'] or '–'} |")
+    return lines + [""]
+
+
+def render(cfg, variant, planned, done, rows, comps, calib, solver, files, report: Path, est, timing, runs) -> str:
+    """The whole page."""
+    lines = ["# Equal compute and convergence: does the gauge field help? (issue 22)", "",
+             "<!-- generated by experiments/compute/run.py from docs/results/compute_*.csv; do not edit -->", ""]
+    lines += _status(cfg, variant, planned, done, est)
+    lines += ["A gauge model runs four networks where PlainFlow runs one. This study compares, on paired seeds, the "
+              "gauge models with PlainFlow at the papers' width, PlainFlow matched in parameters, PlainFlow matched "
+              "in training-step time, and each gauge model with its gauge term switched off (α ≡ 0, all networks "
+              "present and computed), at equal steps, equal seconds and at convergence (docs/math.md §5).", ""]
+    lines += ["## Verdict", "", "Generated from the tables below; each claim names its row (C… paired comparison, R… "
+              "summary row) and its spread (mean ± std over seeds).", ""]
+    lines += verdict(comps, rows, today_best()) + [""]
+    lines += _settings(cfg, calib)
+    lines += ["## Results", "", "ΔNLL < 0: model A has the lower (better) test NLL. Steps, seconds and metrics are "
+              "means ± std over seeds.", ""] + tables(rows, comps)
+    lines += ["## Learning curves", ""]
+    for f in files:
+        if f.name.startswith("compute_curves_"):
+            lines += [f"![{f.stem}]({os.path.relpath(f, report.parent)})", ""]
+    lines += _solver(solver) + _runtime(runs, timing, est)
+    return "\n".join(lines) + "\n"

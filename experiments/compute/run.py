@@ -1,0 +1,216 @@
+"""Equal compute and convergence (issue 22): does the gauge field help, or only the extra networks?
+
+One command, resumable by parts::
+
+    python experiments/compute/run.py                       # full study -> docs/results/compute.md
+    python experiments/compute/run.py --parts 'gmm-*'        # only the parts whose id matches
+    python experiments/compute/run.py --list                 # the plan: part ids, done or to do
+    python experiments/compute/run.py --render-only          # report and figures from the CSVs
+    python experiments/compute/run.py --quick --out DIR      # CI variant (< 3 min), also in the test suite
+
+A *part* is one training trajectory ``<data set>__<size>__<model>__s<seed>`` (budgets: see
+``compute_config.py``); it writes ``compute_parts/<id>.{curve,solver,runs}.csv`` atomically (the runs
+file last: it marks the part done). A rerun skips finished parts whose settings key matches. Step
+times are measured once per data set, interleaved, before its first part (``compute_calibration.csv``),
+and reused by every later part and session so that the equal-seconds budgets stay fixed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+
+import torch  # noqa: E402
+
+import compute_report  # noqa: E402  (prefixed names: experiments/* folders share sys.path in one pytest run)
+from compute_config import models_of, variant  # noqa: E402
+from compute_models import calibrate  # noqa: E402
+from compute_part import part_id, run_part  # noqa: E402
+from compute_study import load_data  # noqa: E402
+
+TABLES = ("curve", "solver", "runs")
+
+
+def plan(cfg: dict) -> list[tuple]:
+    """Every part ``(data set, size, model, seed)`` of the settings, in run order."""
+    return [(d, size, m, seed) for d in cfg["datasets"] for size in cfg["sizes"]
+            for seed in cfg["seeds"] for m in models_of(cfg, d, size)]
+
+
+def settings_key(cfg: dict, dname: str) -> str:
+    """Hash of everything that defines a part's result on ``dname`` (not the seeds or the model list)."""
+    keep = {k: cfg[k] for k in ("train", "eval", "sizes", "solver_seed")}
+    blob = json.dumps({"data": cfg["datasets"][dname], **keep}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Write a CSV atomically (temporary file in the same folder, then ``os.replace``)."""
+    tmp = path.with_name(path.name + ".tmp")
+    keys = list(dict.fromkeys(k for r in rows for k in r)) or ["empty"]
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def read_rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def machine() -> dict:
+    """What the numbers were measured on."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        commit = "unknown"
+    return {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "platform": platform.platform(), "torch": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads(), "git_commit": commit}
+
+
+def load_calibration(path: Path, cfg: dict, dnames: list[str], log) -> dict:
+    """``(data set, model) → row``; data sets not yet in ``path`` are measured now and appended."""
+    rows = read_rows(path) if path.is_file() else []
+    have = {r["dataset"] for r in rows}
+    for dname in dnames:
+        if dname in have:
+            continue
+        spec = cfg["datasets"][dname]
+        data = load_data(dname, spec, 1.0)
+        start = time.perf_counter()
+        models = list(dict.fromkeys(["gauge"] + [m for size in cfg["sizes"] for m in models_of(cfg, dname, size)]))
+        new = calibrate(dname, data.manifold, data, spec["hidden"], models, cfg["train"], cfg["calibration"])
+        for r in new:
+            r.update(settings_key=settings_key(cfg, dname), measured_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     **machine())
+        rows += [{k: str(v) for k, v in r.items()} for r in new]
+        write_rows(path, rows)
+        log(f"calibrated {dname} in {time.perf_counter() - start:.0f}s: " + ", ".join(
+            f"{r['model']}={1000 * float(r['step_s_median']):.2f}ms(w{r['hidden']})" for r in new if r["candidate"] is False))
+    return {(r["dataset"], r["model"]): {"hidden": int(r["hidden"]), "step_s_median": float(r["step_s_median"])}
+            for r in rows}
+
+
+def run_parts(cfg: dict, out: Path, selected: list[tuple], log) -> int:
+    """Run the selected parts not yet done; returns how many ran."""
+    parts = out / "compute_parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    todo = [k for k in selected if not is_done(parts, k, cfg)]
+    log(f"{len(selected)} parts selected, {len(selected) - len(todo)} done, {len(todo)} to run")
+    if not todo:
+        return 0
+    calib = load_calibration(out / "compute_calibration.csv", cfg, list(dict.fromkeys(k[0] for k in todo)), log)
+    for i, key in enumerate(todo):
+        tables = run_part(key, cfg, calib)
+        sk = settings_key(cfg, key[0])
+        for name in TABLES:  # runs last: its presence marks the part done
+            write_rows(parts / f"{part_id(*key)}.{name}.csv", [{**r, "settings_key": sk} for r in tables[name]])
+        r = {row["budget"]: row for row in tables["runs"]}
+        log(f"[{i + 1}/{len(todo)}] {part_id(*key)}: NLL steps {r['equal-steps']['test_nll']:.3f} "
+            f"seconds {r['equal-seconds']['test_nll']:.3f} conv {r['converged']['test_nll']:.3f} "
+            f"(stop {r['converged']['stop_step']}, {r['converged']['stopped']}) {r['converged']['part_s']:.0f}s")
+    return len(todo)
+
+
+def run_probe(cfg: dict, out: Path, log) -> None:
+    """Calibrate every data set of ``cfg`` and time its evaluations, once (``compute_timing.csv``)."""
+    from compute_probe import probe
+
+    dnames = list(cfg["datasets"])
+    calib = load_calibration(out / "compute_calibration.csv", cfg, dnames, log)
+    path = out / "compute_timing.csv"
+    rows = read_rows(path) if path.is_file() else []
+    for dname in dnames:
+        if any(r["dataset"] == dname for r in rows):
+            continue
+        start = time.perf_counter()
+        rows += probe(cfg, dname, calib)
+        write_rows(path, rows)
+        log(f"probed {dname} in {time.perf_counter() - start:.0f}s")
+
+
+def is_done(parts: Path, key: tuple, cfg: dict) -> bool:
+    path = parts / f"{part_id(*key)}.runs.csv"
+    if not path.is_file():
+        return False
+    rows = read_rows(path)
+    return bool(rows) and rows[0].get("settings_key") == settings_key(cfg, key[0])
+
+
+def select(keys: list[tuple], patterns: list[str] | None) -> list[tuple]:
+    """Parts whose id matches any of the shell patterns (all with ``None``)."""
+    if not patterns:
+        return keys
+    chosen = [k for k in keys if any(fnmatch.fnmatch(part_id(*k), p) for p in patterns)]
+    if not chosen:
+        raise SystemExit(f"--parts {patterns}: no part matches; ids look like {part_id(*keys[0])} (see --list)")
+    return chosen
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="experiments/compute/run.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="CI variant: tiny budgets, 2 seeds, gmm-2 + quakes (< 3 min)")
+    p.add_argument("--reduced", action="store_true",
+                   help="the reduced run (gmm-2 + quakes, 3 seeds, short) that stands in until the full study has run")
+    p.add_argument("--out", type=Path, help="folder of the CSVs (default docs/results; runs/compute-quick with --quick)")
+    p.add_argument("--report", type=Path, help="report path (default docs/results/compute.md; OUT/compute.md with --out)")
+    p.add_argument("--parts", nargs="+", metavar="GLOB", help="run only parts whose id matches, e.g. 'quakes__*__s0'")
+    p.add_argument("--list", action="store_true", help="print the plan (part ids, done or to do) and exit")
+    p.add_argument("--render-only", action="store_true", help="write the report from the CSVs; no training")
+    p.add_argument("--probe", action="store_true",
+                   help="measure step times and evaluation costs of data sets without parts (for the estimate); no training")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    name = "quick" if args.quick else "reduced" if args.reduced else "full"
+    cfg = variant(name)
+    out = args.out or (ROOT / "runs" / "compute-quick" if args.quick else ROOT / "docs" / "results")
+    report = args.report or (out / "compute.md" if args.out or args.quick else ROOT / "docs" / "results" / "compute.md")
+    torch.set_num_threads(args.threads)
+    (out / "compute_parts").mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[compute {time.perf_counter() - start:7.1f}s] {msg}", flush=True)
+
+    keys = plan(cfg)
+    if args.list:
+        parts = out / "compute_parts"
+        for k in keys:
+            print(("done  " if is_done(parts, k, cfg) else "todo  ") + part_id(*k))
+        return 0
+    if args.probe:
+        run_probe(cfg if args.quick else variant("full"), out, log)  # the estimate is of the full study
+    elif not args.render_only:
+        run_parts(cfg, out, select(keys, args.parts), log)
+    done = [k for k in keys if is_done(out / "compute_parts", k, cfg)]
+    (out / "compute_settings.json").write_text(json.dumps(
+        {"variant": name, "config": cfg, "machine": machine(), "parts_planned": len(keys), "parts_done": len(done)},
+        indent=2), encoding="utf-8")
+    path = compute_report.write_report(out, report, cfg, name, [part_id(*k) for k in keys],
+                                       cfg if args.quick else variant("full"))
+    log(f"report {path} ({len(done)}/{len(keys)} parts done)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

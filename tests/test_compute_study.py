@@ -1,0 +1,179 @@
+"""The equal-compute study (experiments/compute, issue 22): its pieces, and the --quick variant end to end."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_run():
+    spec = importlib.util.spec_from_file_location("compute_run", ROOT / "experiments" / "compute" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # puts experiments/compute on sys.path, so the imports below resolve
+    return module
+
+
+run = _load_run()
+import compute_config  # noqa: E402
+import compute_models  # noqa: E402
+import compute_stats  # noqa: E402
+import compute_study  # noqa: E402
+
+
+def test_the_alpha_zero_ablation_is_the_plain_model_at_the_gauge_models_cost():
+    from gaugeflow.manifolds import Sphere
+    from gaugeflow.models import count_parameters
+    from gaugeflow.training import rcfm_loss
+
+    M = Sphere(2)
+    for gauge in ("gauge", "higher-gauge", "tensor-gauge"):
+        widths = {"plain": 8, gauge: 8, gauge + "-a0": 8}
+        plain, full, a0 = (compute_models.build(n, M, widths, 3) for n in ("plain", gauge, gauge + "-a0"))
+        assert count_parameters(a0) == count_parameters(full) > count_parameters(plain)
+        x, t = M.random_base(32, generator=torch.Generator().manual_seed(0)), torch.rand(32)
+        assert torch.equal(a0(x, t), plain(x, t))  # V = v_θ exactly: the gauge term is computed, times 0
+        assert not torch.allclose(full(x, t), plain(x, t))
+        x0 = M.random_base(32, generator=torch.Generator().manual_seed(1))
+        rcfm_loss(a0, x0, x, t).backward()
+        for name, p in a0.named_parameters():
+            if name.startswith("velocity."):
+                assert p.grad is not None and p.grad.abs().sum() > 0, name
+            else:  # the finding the report states: the gauge networks get exactly zero gradient
+                assert p.grad is None or torch.count_nonzero(p.grad) == 0, name
+
+
+def test_plateau_criterion():
+    ev = {"plateau_min_evals": 8, "plateau_tol": 0.01}
+    assert not compute_study.plateaued([8, 7, 6, 5, 4, 3, 2, 1], ev)  # still falling in the last quarter
+    assert compute_study.plateaued([5, 4, 3, 2, 1, 1, 1, 1], ev)  # flat over the last quarter
+    assert compute_study.plateaued([5, 4, 3, 2, 1.0, 0.999, 0.995, 0.998], ev)  # gain of 0.005 < 0.01
+    assert not compute_study.plateaued([5, 4, 3, 2, 1, 1, 0.98, 1], ev)  # gain of 0.02 in the last 25 %
+    assert not compute_study.plateaued([1.0] * 7, ev)  # too few evaluations
+
+
+def test_paired_comparison_reads_the_sign_and_the_spread():
+    a = {0: 1.0, 1: 1.1, 2: 0.9, 3: 1.05, 4: 0.95}
+    better = compute_stats.paired(a, {s: v + 0.2 + 0.01 * s for s, v in a.items()})
+    assert better["verdict"] == "better" and better["mean"] == pytest.approx(-0.22) and better["n"] == 5
+    assert compute_stats.paired({s: v + 0.3 for s, v in a.items()}, a)["verdict"] == "worse"
+    noisy = compute_stats.paired(a, {0: 1.2, 1: 0.8, 2: 1.1, 3: 0.9, 4: 1.0})
+    assert noisy["verdict"] == "no clear difference" and noisy["t_p"] > 0.05
+    assert compute_stats.paired(a, dict(a))["verdict"] == "identical"
+    assert compute_stats.paired({0: 1.0}, {0: 2.0}) is None  # one seed is no comparison
+
+
+def test_parts_selection_and_plan():
+    cfg = compute_config.variant("full")
+    keys = run.plan(cfg)
+    assert len(keys) == len(set(keys))
+    assert {k[3] for k in keys} == set(cfg["seeds"]) and len(cfg["seeds"]) >= 5
+    assert {k[2] for k in keys} == set(compute_config.MODELS)
+    assert {k[0] for k in keys} == {"gmm-2", "gmm-8", "gmm-32", "world-cities", "quakes", "protein", "protein-frames"}
+    assert {k[1] for k in keys} == {"full", "tenth"}
+    chosen = run.select(keys, ["quakes__full__*__s0"])
+    assert len(chosen) == len(compute_config.MODELS) and all(k[0] == "quakes" and k[3] == 0 for k in chosen)
+    with pytest.raises(SystemExit, match="no part matches"):
+        run.select(keys, ["nope*"])
+    with pytest.raises(ValueError, match="expected one of"):
+        compute_config.variant("medium")
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _child_cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _check_parts(out: Path, cfg: dict) -> list[dict]:
+    """Every planned part is there with its three budgets; returns all budget rows."""
+    keys = run.plan(cfg)
+    runs = []
+    for k in keys:
+        rows = _rows(out / "compute_parts" / f"{run.part_id(*k)}.runs.csv")
+        assert [r["budget"] for r in rows] == ["equal-steps", "equal-seconds", "converged"], k
+        runs += rows
+    assert len(runs) == 3 * len(keys)
+    return runs
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_quick_study_end_to_end(tmp_path):
+    cpu0 = _child_cpu_seconds()
+    cmd = [sys.executable, str(ROOT / "experiments" / "compute" / "run.py"), "--quick", "--out", str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _child_cpu_seconds() - cpu0 < 180, "the quick variant must stay under 3 minutes of compute"
+    cfg = compute_config.variant("quick")
+    runs = _check_parts(tmp_path, cfg)
+    for r in runs:
+        assert math.isfinite(float(r["test_nll"])) and math.isfinite(float(r["test_fm"])), r
+        assert int(r["nll_failures"]) == 0 and int(r["steps"]) > 0
+
+    # paired seeds: one training stream per (data set, size, seed), the same for every model
+    streams = {}
+    for r in runs:
+        streams.setdefault((r["dataset"], r["size"], r["seed"]), set()).add(r["stream_hash"])
+    assert all(len(v) == 1 and "" not in v for v in streams.values())
+    assert len({next(iter(v)) for v in streams.values()}) == len(streams)  # seeds differ
+
+    # the budgets: equal steps for all; equal seconds from the interleaved step times
+    calib = {(c["dataset"], c["model"]): float(c["step_s_median"]) for c in _rows(tmp_path / "compute_calibration.csv")}
+    for r in runs:
+        spec = cfg["datasets"][r["dataset"]]
+        if r["budget"] == "equal-steps":
+            assert int(r["steps"]) == spec["steps_eq"]
+        if r["budget"] == "equal-seconds":
+            want = round(spec["steps_eq"] * calib[(r["dataset"], "gauge")] / calib[(r["dataset"], r["model"])])
+            assert int(r["steps"]) == min(spec["max_steps"], max(1, want))
+
+    # the α ≡ 0 ablation trains the plain network: same FM loss bit for bit, same NLL to float rounding
+    by = {(r["dataset"], r["size"], r["budget"], r["model"], r["seed"]): r for r in runs}
+    for (d, size, b, m, s), r in by.items():
+        if m.endswith("-a0") and b == "equal-steps":
+            p = by[(d, size, b, "plain", s)]
+            assert r["test_fm"] == p["test_fm"] and abs(float(r["test_nll"]) - float(p["test_nll"])) < 1e-6
+
+    # the report: generated, every verdict claim points to an existing row
+    text = (tmp_path / "compute.md").read_text(encoding="utf-8")
+    ids = set(re.findall(r"^\| ([CR]\d+) \|", text, flags=re.M))
+    verdict = text.split("## Verdict", 1)[1].split("## Settings", 1)[0]
+    claims = [line for line in verdict.splitlines() if line.strip().startswith("- ") and "vs" in line or "Best at" in line]
+    assert claims
+    for line in claims:
+        refs = re.findall(r"\b([CR]\d+)\b", line)
+        assert refs and set(refs) <= ids, line
+        assert "±" in line, line  # every claim carries its spread
+    for name in ("compute_curves_gmm-2_full.png", "compute_curves_quakes_full.png", "compute_solver.png"):
+        assert (tmp_path / "figures" / name).stat().st_size > 5000
+    solver = [r for p in (tmp_path / "compute_parts").glob("*.solver.csv") for r in _rows(p)]
+    assert {r["method"] for r in solver} == {"rk4", "dopri5"}
+    assert all(int(r["nll_nfe"]) == 4 * int(r["solver_steps"]) for r in solver if r["method"] == "rk4")
+
+    # resumable by parts: a rerun skips finished parts; a lost part is redone and nothing else is touched
+    lost = tmp_path / "compute_parts" / "quakes__full__gauge__s1.runs.csv"
+    kept = tmp_path / "compute_parts" / "quakes__full__plain__s1.runs.csv"
+    before, stamp = lost.read_text(), kept.stat().st_mtime_ns
+    lost.unlink()
+    again = subprocess.run(cmd + ["--parts", "quakes__full__*__s1"], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "1 to run" in again.stdout and kept.stat().st_mtime_ns == stamp
+    assert _rows(lost)[0]["test_fm"] == _rows_from_text(before)[0]["test_fm"]  # same stream, same result
+
+
+def _rows_from_text(text: str) -> list[dict]:
+    return list(csv.DictReader(text.splitlines()))
