@@ -190,3 +190,19 @@ def test_trainer_refuses_ot_on_a_manifold_without_distances():
     data = wrapped_mixture(N, n_train=50, n_val=10, n_test=10, seed=0)
     with pytest.raises(ValueError, match=r"coupling 'ot' needs squared geodesic distances"):
         Trainer(PlainFlow(N, hidden=8), data, TrainConfig(**SMALL, coupling="ot"))
+
+
+def test_command_line_records_the_coupling_and_refuses_bad_values(tmp_path, capsys):
+    import json
+
+    from gaugeflow.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "--model", "plain", "--hidden", "8", "--steps", "2", "--batch-size", "32", "--val-size", "0",
+                 "--coupling", "ot", "--ot-batch", "16", "--out", str(out)]) == 0
+    stored = json.loads((out / "config.json").read_text())
+    assert (stored["coupling"], stored["ot_batch"], stored["ot_exact_max"]) == ("ot", 16, 1024)
+    capsys.readouterr()
+    assert main(["train", "--coupling", "sinkhorn", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert err == "gaugeflow train: error: config: coupling must be one of independent, ot, got 'sinkhorn'\n"
