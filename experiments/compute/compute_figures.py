@@ -8,6 +8,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from compute_models import LABELS  # noqa: E402
 
@@ -39,7 +40,7 @@ def learning_curves(curve: list[dict], folder: Path) -> list[Path]:
     cells = list(dict.fromkeys((r["dataset"], r["size"]) for r in curve))
     for dname, size in cells:
         rows = [r for r in curve if r["dataset"] == dname and r["size"] == size]
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.6), sharey=True)
         for model in COLORS:
             mrows = [r for r in rows if r["model"] == model]
             if mrows:
@@ -50,15 +51,17 @@ def learning_curves(curve: list[dict], folder: Path) -> list[Path]:
         axes[0].set_ylabel("test NLL, nats (fixed test subset)")
         for ax in axes:
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
             ax.grid(alpha=0.3)
         finite = [r["test_nll_curve"] for r in rows if math.isfinite(r["test_nll_curve"])]
         if finite:
             lo = min(finite)
             hi = sorted(finite)[int(0.9 * (len(finite) - 1))]
             axes[0].set_ylim(lo - 0.05 * (hi - lo + 1e-9), hi + 0.1 * (hi - lo + 1e-9))
-        axes[1].legend(fontsize=7, loc="upper right")
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=5, frameon=False)
         fig.suptitle(f"{dname}, train size '{size}': mean over seeds, band = min–max")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0.12, 1, 1))
         path = folder / f"compute_curves_{dname}_{size}.png"
         fig.savefig(path, dpi=90, metadata={"Software": None})
         plt.close(fig)
@@ -71,7 +74,7 @@ def solver_figure(solver: list[dict], folder: Path) -> list[Path]:
     dsets = list(dict.fromkeys(r["dataset"] for r in solver))
     if not dsets:
         return []
-    fig, axes = plt.subplots(2, len(dsets), figsize=(4 * len(dsets), 6.5), squeeze=False)
+    fig, axes = plt.subplots(2, len(dsets), figsize=(max(8, 4 * len(dsets)), 7.5), squeeze=False)
     for j, dname in enumerate(dsets):
         for model in COLORS:
             rows = [r for r in solver if r["dataset"] == dname and r["model"] == model]
@@ -90,10 +93,12 @@ def solver_figure(solver: list[dict], folder: Path) -> list[Path]:
         for i in range(2):
             axes[i][j].set_xscale("log")
             axes[i][j].grid(alpha=0.3)
+        axes[1][j].set_yscale("log")
     axes[0][0].set_ylabel("test NLL, nats (subset)")
-    axes[1][0].set_ylabel("energy distance to test")
-    axes[0][-1].legend(fontsize=6)
-    fig.tight_layout()
+    axes[1][0].set_ylabel("energy distance to test (log)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="lower center", ncol=5, frameon=False)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     path = folder / "compute_solver.png"
     fig.savefig(path, dpi=90, metadata={"Software": None})
     plt.close(fig)

@@ -27,7 +27,8 @@ def _status(cfg: dict, variant: str, planned: list[str], done: list[str], est: l
         if left:
             lines += ["> Parts of these settings still to run: " + "; ".join(f"{d}: {len(v)}" for d, v in left.items())
                       + ".", ">"]
-    lines += [f"> Estimated runtime of the full study (serial, one thread, from the measurements below): "
+    which = "quick variant" if variant == "quick" else "full study"
+    lines += [f"> Estimated runtime of the {which} (serial, one thread, from the measurements below): "
               f"**{lo / 3600:.1f}–{hi / 3600:.1f} h** (lower: every run stops at its last budget step; upper: every "
               f"run goes to `max_steps`)" + (f"; not measured yet for {', '.join(missing)}" if missing else "") + ".", ""]
     return lines
@@ -96,7 +97,7 @@ def _runtime(runs: list[dict], timing: list[dict], est: list[dict]) -> list[str]
     for t in timing:
         lines.append(f"| {t['dataset']} | {LABELS[t['model']]} | {_f(t['full_eval_s'], 2)} | {_f(t['curve_eval_s'], 2)} | "
                      f"{_f(t['solver_s'], 1)} | {t['source']} |")
-    lines += ["", "Estimate of the full study (settings of `compute_config.FULL`):", "",
+    lines += ["", "Estimate of the runtime (settings of `compute_config.FULL`, or of `QUICK` for the quick variant):", "",
               "| data | parts | lower h | upper h | training-time ratio | not measured |", "|---|---:|---:|---:|---:|---|"]
     for e in est:
         lines.append(f"| {e['dataset']} | {e['parts']} | {e['lower_s'] / 3600:.2f} | {e['upper_s'] / 3600:.2f} | "
@@ -115,7 +116,7 @@ def render(cfg, variant, planned, done, rows, comps, calib, solver, files, repor
               "present and computed), at equal steps, equal seconds and at convergence (docs/math.md §5).", ""]
     lines += ["## Verdict", "", "Generated from the tables below; each claim names its row (C… paired comparison, R… "
               "summary row) and its spread (mean ± std over seeds).", ""]
-    lines += verdict(comps, rows, today_best()) + [""]
+    lines += verdict(comps, rows, runs, today_best()) + [""]
     lines += _settings(cfg, calib)
     lines += ["## Results", "", "ΔNLL < 0: model A has the lower (better) test NLL. Steps, seconds and metrics are "
               "means ± std over seeds.", ""] + tables(rows, comps)

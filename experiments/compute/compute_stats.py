@@ -55,7 +55,7 @@ def paired(a: dict[int, float], b: dict[int, float]) -> dict | None:
     d = [a[s] - b[s] for s in seeds]
     m, sd = mean_std(d)
     if all(abs(x) <= SAME for x in d):
-        return {"n": len(d), "mean": 0.0, "std": 0.0, "t_p": math.nan, "w_p": math.nan, "verdict": "identical"}
+        return {"n": len(d), "mean": m, "std": sd, "t_p": math.nan, "w_p": math.nan, "verdict": "identical"}
     # paired t-test on the differences (= scipy.stats.ttest_rel), written out so that nearly constant
     # differences give a tiny p instead of scipy's precision warning
     t_p = float(2 * stats.t.sf(abs(m) / (sd / math.sqrt(len(d))), len(d) - 1)) if sd > 0 else 0.0
@@ -69,7 +69,11 @@ def comparisons(runs: list[dict]) -> list[dict]:
     by = {}
     for r in runs:
         by.setdefault((r["dataset"], r["size"], r["budget"], r["model"]), {})[int(r["seed"])] = r["test_nll"]
-    cells = list(dict.fromkeys((r["dataset"], r["size"], r["budget"]) for r in runs))
+    from compute_config import FULL
+
+    order, dsets = ("equal-steps", "equal-seconds", "converged"), list(FULL["datasets"])
+    cells = sorted(dict.fromkeys((r["dataset"], r["size"], r["budget"]) for r in runs),
+                   key=lambda c: (dsets.index(c[0]), c[1] != "full", c[1], order.index(c[2])))
     out = []
     for cell in cells:
         for a, b in COMPARISONS:
@@ -83,6 +87,11 @@ def comparisons(runs: list[dict]) -> list[dict]:
 
 def summary(runs: list[dict]) -> list[dict]:
     """Mean ± std over seeds per (data set, size, budget, model), ids R1, R2, …"""
+    from compute_config import FULL, MODELS
+
+    budgets, dsets = ("equal-steps", "equal-seconds", "converged"), list(FULL["datasets"])
+    runs = sorted(runs, key=lambda r: (dsets.index(r["dataset"]), r["size"] != "full", r["size"], MODELS.index(r["model"]),
+                                       budgets.index(r["budget"]), r["seed"]))
     groups = {}
     for r in runs:
         groups.setdefault((r["dataset"], r["size"], r["budget"], r["model"]), []).append(r)
