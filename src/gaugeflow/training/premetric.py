@@ -40,6 +40,7 @@ the counts are 0-dim tensors.
 """
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Callable, Optional, Union
 
@@ -105,8 +106,8 @@ class PremetricPath:
     """
 
     def __init__(self, manifold: Manifold, kind: str = "biharmonic", *, distance: Optional[Distance] = None,
-                 kappa: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, steps: int = 12,
-                 corrections: int = 4, reach: float = 3.0, fail_tol: float = 1e-2, degenerate: str = "resample",
+                 kappa: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, steps: int = 8,
+                 corrections: int = 3, reach: float = 3.0, fail_tol: float = 1e-2, degenerate: str = "resample",
                  max_resample: int = 4):
         if not isinstance(manifold, Manifold):
             raise TypeError(f"PremetricPath: expected a gaugeflow Manifold, got {type(manifold).__name__}")
@@ -126,6 +127,13 @@ class PremetricPath:
         self.fail_tol, self.reach, self.degenerate = float(fail_tol), float(reach), degenerate
         if distance is None:
             self._check_kind(kind)
+        # A manifold declaring "spectral" (a mesh) differentiates its embedding within the face plane and
+        # retracts any ambient vector (exp = projx(x + u)): the two tangent projections per step, each a
+        # closest-point query there, are skipped. The embedding's own surface check runs once, on x1.
+        lean = distance is None and kind != "geodesic" and "spectral" in getattr(manifold, "capabilities", ())
+        self._tangent = (lambda x, u: u) if lean else manifold.proju
+        takes = getattr(manifold, "spectral_embedding", getattr(manifold, "spectral_distance", None))
+        self._spectral_kw = {"check": False} if takes is not None and _accepts(takes, "check") else {}
 
     def _check_kind(self, kind: str) -> None:
         M = self.manifold
@@ -151,21 +159,29 @@ class PremetricPath:
             return lambda x: self.distance(x, x1)
         if self.kind == "geodesic":
             return lambda x: M.dist(x, x1)
+        kw = self._spectral_kw
         if hasattr(M, "spectral_embedding"):
             with torch.no_grad():
-                target = M.spectral_embedding(x1, kind=self.kind)
-            return lambda x: _safe_norm(M.spectral_embedding(x, kind=self.kind) - target)
-        return lambda x: M.spectral_distance(x, x1, kind=self.kind)
+                target = M.spectral_embedding(x1, kind=self.kind)  # checks that x1 lies on the surface
+            return lambda x: _safe_norm(M.spectral_embedding(x, kind=self.kind, **kw) - target)
+        return lambda x: M.spectral_distance(x, x1, kind=self.kind, **kw)
 
-    def _field(self, d_of: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
-        """``(d [B], w = ∇d/‖∇d‖² [B, D])`` at ``x``: one forward and one backward pass, detached."""
+    def _field(self, d_of: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+               before: Optional[torch.Tensor] = None):
+        """``(d [B], w = ∇d/‖∇d‖² [B, D])`` at ``x``: one forward and one backward pass, detached.
+
+        Where ``∇d`` vanishes exactly away from ``x1`` mid-path (on a mesh: a point retracted onto a vertex,
+        where the interpolated premetric's derivative is cut off), ``before`` (the previous field) carries on.
+        """
         with torch.enable_grad():
             y = x.detach().requires_grad_(True)
             d = d_of(y)
             (g,) = torch.autograd.grad(d.sum(), y, allow_unused=True)
-        g = torch.zeros_like(y) if g is None else self.manifold.proju(x, g)
+        g = torch.zeros_like(y) if g is None else self._tangent(x, g)
         sq = (g * g).sum(-1, keepdim=True)
         w = g / sq.clamp_min(torch.finfo(x.dtype).tiny ** 0.5)  # ∇d = 0 (x = x1, a critical point): w finite
+        if before is not None:
+            w = torch.where((sq == 0) & (d[:, None] > 0), before, w)
         return d.detach(), w.detach()
 
     def _kappa(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -197,13 +213,13 @@ class PremetricPath:
         x, w_last, floor = x0, w, torch.finfo(x0.dtype).eps ** 0.5
         cap = self.reach * (x0 - x1).norm(dim=-1, keepdim=True) / self.steps  # longest step (ambient length)
         for _ in range(self.steps):  # midpoint rule in D, each step retracted onto M
-            _, wm = self._field(d_of, M.exp(x, _clamp(0.5 * h * w, 0.5 * cap)))
-            x = M.exp(x, _clamp(h * M.proju(x, wm), cap))
-            d, w = self._field(d_of, x)
+            _, wm = self._field(d_of, M.exp(x, _clamp(0.5 * h * w, 0.5 * cap)), w)
+            x = M.exp(x, _clamp(h * self._tangent(x, wm), cap))
+            d, w = self._field(d_of, x, w)
             w_last = torch.where(d[:, None] > floor * d0[:, None], w, w_last)  # the last direction away from x1
         for _ in range(self.corrections):  # Newton onto the level set d = κ d0
             x = M.exp(x, _clamp((goal - d[:, None]) * w, cap))
-            d, w = self._field(d_of, x)
+            d, w = self._field(d_of, x, w)
         near = d[:, None] <= floor * d0[:, None]  # at x1 (t ≈ 1) ∇d has no direction: the last one, projected
         u = dkap[:, None] * d0[:, None] * torch.where(near, _carry(M, x, w_last), w)
         residual = (d - goal[:, 0]).abs() / torch.where(d0 > 0, d0, torch.ones_like(d0))
@@ -282,6 +298,13 @@ class PremetricPath:
         x_t = torch.where(mask, x1, x_t)  # masked pairs: finite placeholders, never NaN in a weighted loss
         u_t = torch.where(mask, torch.zeros_like(u_t), u_t)
         return PathSample(x_t, u_t, t, x0, x1, ~bad, n_cut, n_resampled, n_masked)
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _clamp(v: torch.Tensor, cap: torch.Tensor) -> torch.Tensor:
