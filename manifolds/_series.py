@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["sin_over", "cos_sq", "sinh_over", "cosh_sq"]
+__all__ = ["sin_over", "cos_sq", "sinh_over", "cosh_sq", "row_dot"]
 
 
 def _split(theta2: torch.Tensor, small: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,3 +41,12 @@ def cosh_sq(theta2: torch.Tensor, small: float) -> torch.Tensor:
     """``cosh θ`` as a function of ``θ²``."""
     is_small, th = _split(theta2, small)
     return torch.where(is_small, 1 + theta2 / 2 + theta2 * theta2 / 24, torch.cosh(th))
+
+
+def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``Σ_i a_i b_i`` over the last axis, kept: ``[..., D] -> [..., 1]``.
+
+    Written as ``(a * b) @ 1``: on CPU a matrix–vector product is about half the time of
+    ``sum(-1)`` on a short last axis (``[1024, 3]``), which the fused paths reduce several times.
+    """
+    return (a * b) @ torch.ones(a.shape[-1], 1, dtype=a.dtype, device=a.device)

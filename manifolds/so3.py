@@ -36,7 +36,7 @@ from gaugeflow.geometry._generic import nan_unless_finite
 from gaugeflow.geometry.base import BaseDistribution
 from gaugeflow.geometry.manifold import Manifold, safe_norm, safe_sqrt
 
-from ._series import cos_sq, sin_over
+from ._series import cos_sq, row_dot, sin_over
 
 __all__ = ["SpecialOrthogonal", "SO3", "HaarSO3", "hat", "vee", "rotation_exp", "rotation_log",
            "quaternion_to_matrix", "LOG_VOLUME_SO3"]
@@ -249,6 +249,42 @@ class SpecialOrthogonal(Manifold):
         w = self._rel_log(x0, x1)
         xt = _mat(x0) @ rotation_exp(t[..., None] * w)
         return xt.flatten(-2), (xt @ hat(w)).flatten(-2)
+
+    def geodesic_and_cut(self, x0, x1, t):
+        """:meth:`geodesic` and :meth:`cut_locus_mask` in one pass, for data (no gradient; no ``bmm``).
+
+        With ``D = R1 − R0`` (rows ``d_k``; ``r_k`` the rows of ``R0``) and ``A = R0ᵀD`` (so
+        ``R0ᵀR1 = I + A``): ``w = vee(A) = ½ Σ_k d_k × r_k = sin θ · n``, ``cos θ = 1 + tr(A)/2 =
+        1 + ⟨R0, D⟩/2``, ``s = |w|``, ``θ = atan2(s, cos θ)``. With ``P = R0 hat(w)`` (rows
+        ``r_k × w``) and ``Q = P hat(w) = (R0 w) wᵀ − s² R0`` (Rodrigues in ``hat(w)``,
+        ``hat(w)³ = −s² hat(w)``):
+
+            x_t = R0 + (sin(tθ)/s) P + ((1 − cos(tθ))/s²) Q,   u_t = (θ/s)(cos(tθ) P + (sin(tθ)/s) Q).
+
+        On CPU a batched ``3 × 3`` ``bmm`` costs about two cross products. No Taylor branch is needed
+        for the values (``sin(tθ)/s → t``, ``θ/s → 1`` in floating point as ``s → 0``; ``s²`` clamped
+        to the smallest normal number). Near ``θ = π`` the axis comes from ``w``, accurate to
+        ``~eps/s`` (where :meth:`log` reads it off the symmetric part); cut: ``θ > π − tol("cut")``,
+        where the result is finite but unspecified. Gradients are those of these formulas (use
+        :meth:`geodesic` to differentiate).
+        """
+        self._inputs(x0=x0, x1=x1)
+        R0, D = _mat(x0), x1 - x0
+        wk = torch.linalg.cross(_mat(D), R0, dim=-1)  # rows d_k × r_k
+        w = (wk[..., 0, :] + wk[..., 1, :]).add_(wk[..., 2, :]).mul_(0.5)
+        s2 = row_dot(w, w)
+        inv = torch.rsqrt(s2.clamp_min(torch.finfo(x0.dtype).tiny))
+        theta = torch.atan2(s2 * inv, row_dot(x0, D).mul_(0.5).add_(1))
+        phi = t[..., None] * theta
+        sin, cos = torch.sin(phi), torch.cos(phi)
+        beta = sin * inv
+        w_row = w.unsqueeze(-2)
+        P = torch.linalg.cross(R0, w_row, dim=-1)
+        Q = torch.linalg.cross(P, w_row, dim=-1).flatten(-2)
+        P = P.flatten(-2)
+        x_t = torch.addcmul(torch.addcmul(x0, beta, P), (1 - cos) * inv * inv, Q)
+        u_t = torch.addcmul(cos * P, beta, Q) * (theta * inv)
+        return x_t, u_t, (theta > math.pi - tol("cut", x0.dtype)).squeeze(-1)
 
     def cut_locus_mask(self, x, y):
         return self.dist(x, y) > math.pi - tol("cut", x.dtype)

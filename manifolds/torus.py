@@ -92,6 +92,20 @@ class FlatTorus(Manifold):
         u = self.log(x0, x1)
         return self.projx(x0 + t[..., None] * u), u.expand(broadcast_shapes(x0.shape, u.shape))
 
+    def geodesic_and_cut(self, x0, x1, t):
+        """:meth:`geodesic` and :meth:`cut_locus_mask` from one wrapped difference (no gradient needed).
+
+        ``u = atan2(sin Δ, cos Δ)``, ``x_t = (x0 + t u) mod 2π``, ``u_t = u``, cut where some
+        ``|u_i| > π − tol("cut")``; the ``+π`` representative of :meth:`log` is not enforced on
+        those (flagged) pairs.
+        """
+        self._inputs(x0=x0, x1=x1)
+        d = x1 - x0
+        u = torch.atan2(torch.sin(d), torch.cos(d))
+        r = torch.remainder(torch.addcmul(x0, t[..., None], u), TWO_PI)
+        x_t = r.masked_fill_(r >= TWO_PI, 0.0)  # remainder may round up to exactly 2π (= angle 0)
+        return x_t, u, (u.abs() > math.pi - tol("cut", u.dtype)).any(-1)
+
     # -- cut locus
     def cut_locus_mask(self, x, y):
         return (self.log(x, y).abs() > math.pi - tol("cut", x.dtype)).any(-1)

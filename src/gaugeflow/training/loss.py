@@ -44,6 +44,20 @@ def uniform_time(n: int, generator: Optional[torch.Generator], dtype: torch.dtyp
     return torch.rand(n, generator=generator, dtype=dtype, device=device)
 
 
+def _squared_error(manifold: Manifold, x_t: torch.Tensor, v: torch.Tensor, u_t: torch.Tensor, reduction: str) -> torch.Tensor:
+    """``Σ_i ‖v_i − u_i‖²_{g(x_i)}`` (``"sum"``) or its mean over the batch (``"mean"``).
+
+    For the default metric (the ambient dot product) one fused ``mse_loss`` kernel forward and
+    backward (about 50 µs less per step on CPU than ``sub, mul, sum, mean``); otherwise ``inner``.
+    """
+    if type(manifold).inner is Manifold.inner:
+        out = F.mse_loss(v, u_t, reduction="sum")
+        return out if reduction == "sum" else out / v.shape[0]
+    err = v - u_t
+    sq = manifold.inner(x_t, err, err)
+    return sq.sum() if reduction == "sum" else sq.mean()
+
+
 def rcfm_loss(
     model: nn.Module,
     x0: torch.Tensor,
@@ -95,21 +109,18 @@ def rcfm_loss(
     ps = path.sample(x0, x1, t, generator=generator, host_checks=host_checks)
     v = model(ps.x_t, ps.t)
     n_used = ps.x_t.shape[0] - ps.n_masked
-    if isinstance(ps.n_masked, torch.Tensor):  # masks kept on the device: a weighted mean, no host read
-        err = v - ps.u_t
-        w = ps.valid.to(err.dtype)
-        loss = (manifold.inner(ps.x_t, err, err) * w).sum() / w.sum().clamp_min(1)
+    if isinstance(ps.n_masked, torch.Tensor):  # masks kept on the device: no host read
+        # masked rows regress onto the network's own (detached) output: zero error, zero gradient
+        target = torch.where(ps.valid.unsqueeze(-1), ps.u_t, v.detach())
+        loss = _squared_error(manifold, ps.x_t, v, target, "sum") / n_used.clamp_min(1)
         return (loss, LossInfo(n_used, ps.n_cut, ps.n_resampled, ps.n_masked)) if return_info else loss
     if n_used == 0:
         raise ValueError("rcfm_loss: every pair of the batch lies at the cut locus; nothing to train on")
-    if ps.n_masked == 0 and type(manifold).inner is Manifold.inner:
-        # The default metric is the ambient dot product: mean_i ‖v_i − u_i‖² = D · MSE, one fused
-        # kernel forward and backward (about 50 µs less per step than sub, mul, sum, mean on CPU).
-        loss = F.mse_loss(v, ps.u_t) * v.shape[-1]
+    if ps.n_masked == 0:
+        loss = _squared_error(manifold, ps.x_t, v, ps.u_t, "mean")
     else:
         err = v - ps.u_t
-        sq = manifold.inner(ps.x_t, err, err)
-        loss = sq.mean() if ps.n_masked == 0 else sq[ps.valid].mean()
+        loss = manifold.inner(ps.x_t, err, err)[ps.valid].mean()
     if return_info:
         return loss, LossInfo(n_used, ps.n_cut, ps.n_resampled, ps.n_masked)
     return loss

@@ -33,6 +33,11 @@ __all__ = ["GeodesicPath", "PathSample"]
 
 _CUT_MODES = ("resample", "mask", "raise")
 
+#: With ``host_checks=False`` on CPU tensors, read the cut count (a memory read there, not a device
+#: round trip) and skip the resampling round when no pair is cut; results are the same either way.
+#: ``False`` runs the accelerator branch on CPU too (the tests' host-read guard sets it).
+READ_COUNTS_ON_CPU = True
+
 
 @dataclass(frozen=True)
 class PathSample:
@@ -117,17 +122,18 @@ class GeodesicPath:
             raise ValueError(f"GeodesicPath: t must have shape [] or [{x0.shape[0]}], got {tuple(t.shape)}")
         if not host_checks:
             return t
-        lo, hi = torch.aminmax(t) if t.numel() else (t.new_zeros(()), t.new_zeros(()))  # one reduction
+        lo, hi = torch.aminmax(t.detach()) if t.numel() else (t.new_zeros(()), t.new_zeros(()))  # one reduction
         if not (float(lo) >= 0 and float(hi) <= 1):  # written so that NaN fails
             raise ValueError("GeodesicPath: times must lie in [0, 1]")
         return t
 
-    def _resolve_cut(self, x0: torch.Tensor, x1: torch.Tensor, generator: Optional[torch.Generator]):
-        """Apply the cut-locus policy. Returns ``(x0, valid, n_cut, n_resampled)``."""
+    def _resolve_cut(self, x0: torch.Tensor, x1: torch.Tensor, generator: Optional[torch.Generator],
+                     cut: Optional[torch.Tensor] = None):
+        """Apply the cut-locus policy (``cut``: the pairs' mask if already known). Returns ``(x0, valid, n_cut, n_resampled)``."""
         M = self.manifold
         if math.isinf(M.injectivity_radius):  # no cut locus (ℝ^n, hyperbolic space): nothing to test or sync
             return x0, torch.ones(x0.shape[:1], dtype=torch.bool, device=x0.device), 0, 0
-        cut = M.cut_locus_mask(x0, x1)
+        cut = M.cut_locus_mask(x0, x1) if cut is None else cut
         n_cut = int(cut.sum())
         if n_cut == 0:
             return x0, ~cut, 0, 0
@@ -187,6 +193,18 @@ class GeodesicPath:
             ValueError/TypeError: malformed inputs, or a cut-locus pair with ``cut_locus="raise"``.
         """
         t = self._check(x0, x1, t, host_checks)
+        if torch.is_grad_enabled() and (x0.requires_grad or x1.requires_grad or t.requires_grad):
+            return self._sample_differentiable(x0, x1, t, generator, host_checks)
+        with torch.no_grad():  # data: one fused pass gives the path and the cut test together
+            x_t, u_t, cut = self.manifold.geodesic_and_cut(x0, x1, t)
+            if math.isinf(self.manifold.injectivity_radius):
+                return PathSample(x_t, u_t, t, x0, x1, torch.ones_like(cut), 0, 0, 0)
+            if host_checks or self.cut_locus == "raise":
+                return self._resolve_on_host(x0, x1, t, x_t, u_t, cut, generator)
+            return self._resolve_on_device(x0, x1, t, x_t, u_t, cut, generator)
+
+    def _sample_differentiable(self, x0, x1, t, generator, host_checks) -> PathSample:
+        """The path through :meth:`Manifold.geodesic` (exact gradients, also at ``x0 = x1``)."""
         if host_checks or self.cut_locus == "raise" or math.isinf(self.manifold.injectivity_radius):
             x0, valid, n_cut, n_resampled = self._resolve_cut(x0, x1, generator)
             n_masked = int((~valid).sum()) if n_cut else 0
@@ -194,3 +212,28 @@ class GeodesicPath:
             x0, valid, n_cut, n_resampled, n_masked = self._resolve_cut_on_device(x0, x1, generator)
         x_t, u_t = self.manifold.geodesic(x0, x1, t)
         return PathSample(x_t, u_t, t, x0, x1, valid, n_cut, n_resampled, n_masked)
+
+    def _resolve_on_host(self, x0, x1, t, x_t, u_t, cut, generator) -> PathSample:
+        """Counts read back (``int``); a batch with cut pairs goes through :meth:`_resolve_cut`."""
+        n_cut = int(cut.sum())
+        if n_cut == 0:
+            return PathSample(x_t, u_t, t, x0, x1, ~cut, 0, 0, 0)
+        x0_new, valid, n_cut, n_resampled = self._resolve_cut(x0, x1, generator, cut)
+        if n_resampled:
+            x_t, u_t, _ = self.manifold.geodesic_and_cut(x0_new, x1, t)
+        return PathSample(x_t, u_t, t, x0_new, x1, valid, n_cut, n_resampled, int((~valid).sum()))
+
+    def _resolve_on_device(self, x0, x1, t, x_t, u_t, cut, generator) -> PathSample:
+        """One ``torch.where`` resampling round, then masking; counts are 0-dim tensors.
+
+        On a CPU tensor reading the count is no device round trip, so the round (a base draw and a
+        second path) runs only when some pair is cut; on an accelerator it always runs.
+        """
+        n_cut = cut.sum()
+        clean = READ_COUNTS_ON_CPU and x0.device.type == "cpu" and not n_cut.item()
+        if self.cut_locus != "resample" or self.max_resample == 0 or clean:
+            return PathSample(x_t, u_t, t, x0, x1, ~cut, n_cut, torch.zeros_like(n_cut), n_cut)
+        fresh = self.manifold.random_base(x0.shape[0], generator=generator, dtype=x0.dtype, device=x0.device)
+        x0 = torch.where(cut.unsqueeze(-1), fresh, x0)
+        x_t, u_t, cut = self.manifold.geodesic_and_cut(x0, x1, t)
+        return PathSample(x_t, u_t, t, x0, x1, ~cut, n_cut, n_cut, cut.sum())

@@ -1,0 +1,120 @@
+"""The RCFM training step against its floor on S², T², H² and SO(3) (issue 19, deliverable 1).
+
+* **step**: ``zero_grad``, ``rcfm_loss(model, x0, x1)`` (times drawn, cut-locus policy, geodesic
+  path, network, Riemannian squared norm), ``backward``, ``Adam.step`` — the default call and the
+  trainer's call (``host_checks=False``, cut pairs resolved on the device).
+* **floor**: the same network, loss and Adam step on precomputed ``(x_t, u_t, t)``: everything the
+  step does except building the path (``zero_grad``, ``model(x_t, t)``, the same squared norm,
+  ``backward``, ``Adam.step``).
+
+``PlainFlow(M, hidden=w)``, batch 1024 of fixed pairs (``x0`` from the base distribution, ``x1``
+from four concentrated clusters), Adam(lr 1e-3); step and floor interleaved repetition by
+repetition (so load from other processes hits both alike), medians; ratio = step / floor (target
+≤ 1.10). ``--path-only`` also times the path alone (``GeodesicPath.sample``).
+
+Run alone: ``python experiments/benchmarks/bench_paths.py [--threads 1] [--reps 30]``.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+from _harness import Bench, Row, interleaved
+from gaugeflow.geometry import Manifold
+from gaugeflow.manifolds import SO3, FlatTorus, Hyperbolic, Sphere
+from gaugeflow.models import PlainFlow
+from gaugeflow.training import GeodesicPath, rcfm_loss
+
+__all__ = ["run", "MANIFOLDS", "TARGET"]
+
+BATCH = 1024
+TARGET = 1.10
+MANIFOLDS = {"S2": lambda: Sphere(2), "T2": lambda: FlatTorus(2), "H2": lambda: Hyperbolic(2), "SO3": lambda: SO3()}
+
+
+def data_pairs(M: Manifold, n: int, bench: Bench) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x0`` from the base distribution; ``x1`` in four clusters (geodesic radius ~0.3). ``[n, D]`` each."""
+    gen = torch.Generator().manual_seed(bench.seed)
+    x0 = M.random_base(n, generator=gen, dtype=bench.dtype)
+    centres = M.random_base(4, generator=gen, dtype=bench.dtype)[torch.arange(n) % 4]
+    v = M.proju(centres, torch.randn(n, M.ambient_dim, generator=gen, dtype=bench.dtype))
+    x1 = M.exp(centres, 0.3 * v / M.norm(centres, v).clamp_min(1e-6)[:, None] * torch.rand(n, 1, generator=gen, dtype=bench.dtype))
+    return x0.to(bench.device), x1.to(bench.device)
+
+
+def _squared_norm(M: Manifold, x_t: torch.Tensor, v: torch.Tensor, u_t: torch.Tensor) -> torch.Tensor:
+    """The RCFM regression term as ``rcfm_loss`` computes it on an all-valid batch."""
+    if type(M).inner is Manifold.inner:
+        return F.mse_loss(v, u_t) * v.shape[-1]
+    err = v - u_t
+    return M.inner(x_t, err, err).mean()
+
+
+def _steps(M: Manifold, width: int, x0: torch.Tensor, x1: torch.Tensor, bench: Bench) -> dict:
+    """Closures of one Adam step each: the default RCFM step, the trainer's, and the floor."""
+    torch.manual_seed(bench.seed)
+    models = {name: PlainFlow(M, hidden=width).to(bench.device, bench.dtype) for name in ("ours", "trainer", "ref")}
+    opts = {name: torch.optim.Adam(m.parameters(), lr=1e-3) for name, m in models.items()}
+    t_fixed = torch.rand(x0.shape[0], dtype=x0.dtype, device=x0.device)
+    x_t, u_t = GeodesicPath(M).sample(x0, x1, t_fixed)
+
+    def make(name, loss_fn):
+        def step():
+            opts[name].zero_grad(set_to_none=True)
+            loss = loss_fn(models[name])
+            loss.backward()
+            opts[name].step()
+            return loss.detach()
+        return step
+
+    return {
+        "ours": make("ours", lambda m: rcfm_loss(m, x0, x1)),
+        "trainer": make("trainer", lambda m: rcfm_loss(m, x0, x1, host_checks=False)),
+        "ref": make("ref", lambda m: _squared_norm(M, x_t, m(x_t, t_fixed), u_t)),
+    }
+
+
+def run(bench: Bench, widths=(64,), manifolds=tuple(MANIFOLDS), path_only: bool = False) -> list[Row]:
+    """One row per manifold and width: step / floor (the trainer's step in ``extra``)."""
+    rows = []
+    for key in manifolds:
+        M = MANIFOLDS[key]()
+        x0, x1 = data_pairs(M, BATCH, bench)
+        for w in widths:
+            fns = _steps(M, w, x0, x1, bench)
+            if path_only:
+                t = torch.rand(BATCH, dtype=x0.dtype, device=x0.device)
+                fns["path"] = lambda M=M, t=t: GeodesicPath(M).sample(x0, x1, t, host_checks=False)
+            med = interleaved(bench, fns, bench.reps, warmup=3)
+            row = Row("step / floor", f"{key} B={BATCH} w={w}", med["ours"], med["ref"], "floor (precomputed x_t, u_t)", TARGET)
+            row.extra = {k: v for k, v in med.items() if k not in ("ours", "ref")}
+            row.note = f"trainer's step (host_checks=False) / floor {med['trainer'] / med['ref']:.2f}"
+            bench.log(row)
+            rows.append(row)
+    return rows
+
+
+def format_rows(rows) -> str:
+    """Plain table: manifold, floor, step, ratio, trainer's ratio (and the path alone if timed)."""
+    lines = ["case                 floor [ms]  step [ms]  step/floor  trainer/floor  path [ms]  target"]
+    for r in rows:
+        path = r.extra.get("path")
+        lines.append(f"{r.case:<20} {1e3 * r.ref_s:10.3f} {1e3 * r.ours_s:10.3f} {r.ratio:11.2f} "
+                     f"{r.extra['trainer'] / r.ref_s:14.2f} {'-' if path is None else f'{1e3 * path:.3f}':>10}  "
+                     f"<= {r.target:g} {'ok' if r.ok else 'MISSED'}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--reps", type=int, default=30)
+    p.add_argument("--widths", type=int, nargs="+", default=[64])
+    p.add_argument("--only", nargs="+", choices=list(MANIFOLDS), default=list(MANIFOLDS))
+    p.add_argument("--path-only", action="store_true", help="also time the path alone")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    b = Bench(torch.device("cpu"), reps=a.reps)
+    print(format_rows(run(b, tuple(a.widths), tuple(a.only), a.path_only)))
