@@ -63,6 +63,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     add("--overwrite", action="store_true", help="start afresh even if --out already holds a run")
     add("--manifold", help=_choices(MANIFOLDS, "sphere"))
     add("--dim", type=int, help="intrinsic dimension of the manifold (default 2)")
+    add("--mesh", metavar="icosphere|torus|bumpy|PATH", help="with --manifold mesh: a procedural mesh or a mesh file "
+        "(OBJ/PLY/OFF/STL)")
+    add("--path", help="conditional path: auto (default: geodesic where the manifold has a closed-form log, the "
+        "biharmonic premetric path on a mesh) | geodesic | biharmonic | diffusion")
     add("--data", help=_choices(DATASETS, "wrapped-mixture"))
     add("--n-data", type=int, help="number of (training) points for generated data sets")
     add("--model", help=_choices(MODELS, "higher-gauge"))
@@ -101,6 +105,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 _EXAMPLES = """examples:
   gaugeflow train --manifold sphere --data wrapped-mixture --model higher-gauge --steps 200 --out runs/s2
+  gaugeflow train --manifold mesh --mesh bumpy --data mesh-eigen --model gauge --steps 200 --out runs/mesh
   gaugeflow train --config experiments/demo.toml --out runs/demo
   gaugeflow train --config experiments/demo.toml --steps 2000 --out runs/demo --resume
   gaugeflow evaluate runs/s2

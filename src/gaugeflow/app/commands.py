@@ -34,6 +34,9 @@ def _train_settings(args: argparse.Namespace) -> tuple[dict, Optional[str]]:
     values.update(flags)
     if args.no_progress:
         values["progress"] = False
+    mesh = values.get("mesh")
+    if isinstance(mesh, str) and Path(mesh).is_file():  # a mesh file: stored absolute, so the run reopens anywhere
+        values["mesh"] = str(Path(mesh).resolve())
     if values.get("grad_clip") == 0:
         values["grad_clip"] = None
     return values, (args.out or out)

@@ -5,9 +5,11 @@ tables may refer to all of them. Each table is an explicit dict of factories; no
 itself when a module is imported, and the factories import what they build only when called.
 
 * manifolds: ``name -> constructor(dim) -> Manifold`` (``euclidean``, ``sphere``, ``torus``, ``hyperbolic``,
-  ``so3``, ``se3``; the two groups have a fixed dimension and accept ``dim`` = 3 resp. 6 or the default 2);
+  ``so3``, ``se3``; the two groups have a fixed dimension and accept ``dim`` = 3 resp. 6 or the default 2;
+  ``mesh``, a triangle mesh named by the config's ``mesh``: ``icosphere``, ``torus``, ``bumpy`` or a file);
 * data sets: ``name -> loader(manifold, *, n, seed) -> ManifoldData`` (``wrapped-mixture``,
-  ``gaussian-mixture``, ``world-cities``, ``quakes``, ``protein``, ``protein-frames``); ``n`` is the requested number of
+  ``gaussian-mixture``, ``world-cities``, ``quakes``, ``protein``, ``protein-frames``, ``mesh-eigen``,
+  ``mesh-eigen-fine`` (eigenfunction mixtures on a mesh, :mod:`gaugeflow.data.mesh`)); ``n`` is the requested number of
   (training) points, ``None`` the loader's default; a loader whose data live on one fixed manifold
   raises ``ValueError`` when handed another one;
 * models: ``name -> factory(manifold, *, hidden, k) -> nn.Module`` (``plain``, ``gauge``, ``higher-gauge``,
@@ -185,6 +187,36 @@ def _group(name: str, cls_name: str, dim: int) -> Callable[[int], Manifold]:
     return make
 
 
+#: the procedural meshes of ``--mesh`` (anything else names a mesh file: OBJ, PLY, OFF, STL)
+MESH_SHAPES = ("icosphere", "torus", "bumpy")
+
+
+def _mesh(dim: int, mesh: Optional[str] = None) -> Manifold:
+    """``--manifold mesh --mesh icosphere | torus | bumpy | PATH``: a triangle mesh (intrinsic dimension 2)."""
+    from pathlib import Path
+
+    from ..manifolds import Mesh
+    if dim != 2:
+        raise ValueError(f"manifold 'mesh' is a surface of intrinsic dimension 2: leave --dim at 2, got {dim}")
+    if not mesh:
+        raise ValueError(f"manifold 'mesh' needs --mesh {' | '.join(MESH_SHAPES)} | PATH (an OBJ/PLY/OFF file)")
+    if mesh in MESH_SHAPES:
+        return getattr(Mesh, mesh)()
+    if not Path(mesh).is_file():
+        raise ValueError(f"--mesh {mesh!r}: expected one of {', '.join(MESH_SHAPES)} or the path of a mesh file, "
+                         f"and no such file exists")
+    return Mesh.from_file(mesh)
+
+
+def _mesh_set(name: str) -> Callable:
+    """Loader of a named eigenfunction mixture (:data:`gaugeflow.data.mesh.MESH_SETS`) on a mesh."""
+    def load(manifold: Manifold, *, n: Optional[int], seed: int):
+        from ..data.mesh import named_set
+        return named_set(name, manifold, n=n, seed=seed)
+    load.__name__ = f"load_{name.replace('-', '_')}"
+    return load
+
+
 def _protein_frames(manifold: Manifold, *, n: Optional[int], seed: int):
     """``protein-frames`` on ``SO3()`` or on ``SE3(translation_scale=s)`` (the manifold picks the group)."""
     from ..data import protein_frames
@@ -199,13 +231,14 @@ def _protein_frames(manifold: Manifold, *, n: Optional[int], seed: int):
 MANIFOLDS = Registry("manifold", {"euclidean": _manifold("Euclidean"), "sphere": _manifold("Sphere"),
                                   "torus": _manifold("FlatTorus"), "hyperbolic": _manifold("Hyperbolic"),
                                   "so3": _group("so3", "SpecialOrthogonal", 3),
-                                  "se3": _group("se3", "SpecialEuclidean", 6)},
+                                  "se3": _group("se3", "SpecialEuclidean", 6), "mesh": _mesh},
                      group=ENTRY_POINT_GROUPS["manifold"], adapt=adapt_manifold)
 DATASETS = Registry("data set", {"wrapped-mixture": _wrapped_mixture, "gaussian-mixture": _gaussian_mixture,
                                  "world-cities": _real("world-cities", "world_cities", "Sphere"),
                                  "quakes": _real("quakes", "quakes", "Sphere"),
                                  "protein": _real("protein", "protein_angles", "FlatTorus"),
-                                 "protein-frames": _protein_frames}, group=ENTRY_POINT_GROUPS["data set"])
+                                 "protein-frames": _protein_frames, "mesh-eigen": _mesh_set("mesh-eigen"),
+                                 "mesh-eigen-fine": _mesh_set("mesh-eigen-fine")}, group=ENTRY_POINT_GROUPS["data set"])
 MODELS = Registry("model", {"plain": _model("PlainFlow"), "gauge": _model("GaugeFlow"),
                             "higher-gauge": _model("HigherGaugeFlow"),
                             "tensor-gauge": _model("TensorGaugeFlow", takes_rank=True)},
@@ -250,8 +283,13 @@ def check_names(cfg: TrainConfig) -> TrainConfig:
 
 
 def build_manifold(cfg: TrainConfig) -> Manifold:
-    """The manifold named by ``cfg.manifold`` with intrinsic dimension ``cfg.dim``."""
-    return MANIFOLDS.get(check_names(cfg).manifold)(cfg.dim)
+    """The manifold named by ``cfg.manifold`` with intrinsic dimension ``cfg.dim`` (``mesh``: also ``cfg.mesh``)."""
+    factory = MANIFOLDS.get(check_names(cfg).manifold)
+    if factory is _mesh:
+        return _mesh(cfg.dim, cfg.mesh)
+    if cfg.mesh is not None:
+        raise ValueError(f"config: mesh applies to manifold 'mesh' only, got mesh={cfg.mesh!r} with manifold {cfg.manifold!r}")
+    return factory(cfg.dim)
 
 
 def build_data(cfg: TrainConfig, manifold: Optional[Manifold] = None):

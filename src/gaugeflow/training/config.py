@@ -30,6 +30,7 @@ _CHOICES = {
     "dtype": ("float32", "float64"),
     "logger": ("csv", "tensorboard"),  # = gaugeflow.training.tools.LOGGERS
     "coupling": ("independent", "ot"),  # = gaugeflow.training.coupling.COUPLINGS
+    "path": ("auto", "geodesic", "biharmonic", "diffusion"),  # gaugeflow.training.premetric.default_path
 }
 
 
@@ -64,6 +65,10 @@ class TrainConfig:
             (must divide ``batch_size``; ``None``: the whole batch is one block).
         ot_exact_max: blocks of at most this many pairs are coupled exactly (a permutation, one host
             sync per step); larger ones by Sinkhorn on the device.
+        mesh: with ``manifold="mesh"``: ``"icosphere"``, ``"torus"``, ``"bumpy"`` or a mesh file (OBJ/PLY/OFF).
+        path: conditional path of the RCFM loss: ``"auto"`` (geodesic where the manifold has a closed-form
+            ``log``, else the biharmonic premetric path), ``"geodesic"``, ``"biharmonic"`` or ``"diffusion"``
+            (:class:`~gaugeflow.training.PremetricPath`).
     """
 
     manifold: str = "sphere"
@@ -98,6 +103,8 @@ class TrainConfig:
     coupling: str = "independent"
     ot_batch: Optional[int] = None
     ot_exact_max: int = 1024
+    mesh: Optional[str] = None
+    path: str = "auto"
 
     def __post_init__(self):
         for f in fields(self):

@@ -38,6 +38,7 @@ from .config import TrainConfig
 from .coupling import check_coupling, ot_pairing
 from .distributed import DistEnv
 from .loss import rcfm_loss
+from .premetric import default_path
 from .tools import EMA, METRICS_NAME, TENSORBOARD_NAME, History, TensorBoardLog, lr_factor, require_tensorboard
 from .tools import write_metrics_csv
 from .window import CHECK_EVERY, StepWindow, next_stop
@@ -104,6 +105,8 @@ class Trainer:
         cfg, manifold = check_fit_inputs(model, data, cfg, out, resume, overwrite)
         check_coupling(manifold, cfg.coupling)  # a manifold without distances is refused before any step
         self.config, self.manifold, self.data = cfg, manifold, data
+        # geodesic where the manifold has a closed-form log, else premetric (a mesh); recorded in the checkpoint
+        self.path = default_path(manifold, cfg.path)
         self.out = Path(out) if out is not None else None
         self.run: Optional[RunFolder] = None
         self.env = DistEnv.setup(cfg.device)
@@ -174,7 +177,8 @@ class Trainer:
         # Cut-locus resampling draws from a generator keyed by (seed, step, rank): deterministic,
         # resumable without extra state, and it never advances the shared batch stream.
         key = ((self.config.seed * 1_000_003 + self.step) * 4096 + self.env.rank) % (2**63)
-        return rcfm_loss(self.net, x0, x1, t, manifold=self.manifold, generator=torch.Generator().manual_seed(key),
+        return rcfm_loss(self.net, x0, x1, t, manifold=self.manifold, path=self.path,
+                         generator=torch.Generator().manual_seed(key),
                          host_checks=False)  # times are drawn here; cut pairs resolved on the device
 
     def _gradients(self) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -244,7 +248,7 @@ class Trainer:
         return {"seed": self.config.seed, "skipped": self.history.skipped,
                 "consecutive_nonfinite": self.consecutive_nonfinite, "ema_updates": self.ema.updates,
                 "rng": {"stream": encode_bytes(self.generator.get_state()), "torch": encode_bytes(torch.get_rng_state())},
-                "world_size": self.env.world,
+                "world_size": self.env.world, "path": repr(self.path),
                 "data": {"name": self.data.name, "sizes": [len(self.data.train), len(self.data.val), len(self.data.test)]}}
 
     def save(self, path: Optional[str | Path] = None) -> Optional[Path]:
