@@ -76,10 +76,12 @@ def _check_faces(v: np.ndarray, f: np.ndarray) -> np.ndarray:
     if not used.all():
         raise ValueError(f"Mesh: {int((~used).sum())} vertices are not used by any face (e.g. vertex "
                          f"{int(np.argmin(used))}); remove them (trimesh: mesh.remove_unreferenced_vertices())")
-    _, first, counts = np.unique(np.sort(f, axis=1), axis=0, return_index=True, return_counts=True)
-    if (counts > 1).any():
-        raise ValueError(f"Mesh: {int((counts > 1).sum())} faces appear more than once (e.g. face "
-                         f"{int(first[np.argmax(counts > 1)])}, same three vertices)")
+    _, first, inverse = np.unique(np.sort(f, axis=1), axis=0, return_index=True, return_inverse=True)
+    twin = first[inverse.reshape(-1)]
+    dup = np.flatnonzero(twin != np.arange(len(f)))
+    if len(dup):
+        raise ValueError(f"Mesh: {len(dup)} faces repeat the three vertices of an earlier face (e.g. face "
+                         f"{int(dup[0])} repeats face {int(twin[dup[0]])})")
     return area
 
 

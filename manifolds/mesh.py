@@ -139,7 +139,7 @@ class Mesh(Manifold):
         return cls(v, f, **{"name": f"Mesh.torus({major}, {minor}, {major_sections}, {minor_sections})", **kwargs})
 
     @classmethod
-    def bumpy(cls, subdivisions: int = 4, amplitude: float = 0.3, frequency: int = 3, seed: int = 0,
+    def bumpy(cls, subdivisions: int = 4, amplitude: float = 0.3, frequency: int = 5, seed: int = 0,
               **kwargs) -> "Mesh":
         """A non-convex bumpy sphere (seeded smooth radial displacement of an icosphere; see ``_mesh_shapes``)."""
         v, f = bumpy_arrays(subdivisions, amplitude, frequency, seed)

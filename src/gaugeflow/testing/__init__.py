@@ -8,11 +8,11 @@ Manifolds:
     :func:`points`, :func:`tangent_vectors`, :func:`point_pairs` are the strategies it uses.
 """
 from .algebra_checks import AlgebraCheckError, AlgebraReport, check_lie_algebra, check_linf_algebra
-from .manifold_checks import PROPERTIES, CheckReport, ManifoldCheckError, PropertyResult, check_manifold
+from .manifold_checks import PROPERTIES, REQUIRES, CheckReport, ManifoldCheckError, PropertyResult, check_manifold
 from .strategies import NEAR_OFFSET, PAIR_KINDS, huge_norm, point_pairs, points, tangent_norms, tangent_vectors
 
 __all__ = [
-    "check_manifold", "ManifoldCheckError", "CheckReport", "PropertyResult", "PROPERTIES",
+    "check_manifold", "ManifoldCheckError", "CheckReport", "PropertyResult", "PROPERTIES", "REQUIRES",
     "points", "tangent_vectors", "tangent_norms", "point_pairs", "huge_norm", "PAIR_KINDS", "NEAR_OFFSET",
 ]
 __all__ += ["check_lie_algebra", "check_linf_algebra", "AlgebraReport", "AlgebraCheckError"]

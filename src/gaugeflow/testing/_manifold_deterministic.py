@@ -116,21 +116,28 @@ def check_bad_input(M: Manifold, dtype, meter, base_samples: int = 0) -> None:
 
 
 def _grad_cases(M: Manifold, dtype):
+    """``(label, fn, args, eps)`` of the gradient checks that apply (``log``/``dist`` cases need those
+    capabilities; ``spectral_distance`` is checked at independent pairs where the manifold has it)."""
     g = torch.Generator().manual_seed(5)
     x = seeded_points(M, 2, g, dtype)
     e = _unit_tangents(M, x, 17)
     near = M.exp(x, NEAR_OFFSET * e)
-    return [
-        ("exp at u = 0", M.exp, (x, torch.zeros_like(x)), 1e-6),
-        ("log at y = x", M.log, (x, x.clone()), 1e-6),
-        ("dist at y = x", M.dist, (x, x.clone()), 1e-6),
-        ("log at y 1e-7 from x", M.log, (x, near), 1e-10),
-        ("dist at y 1e-7 from x", M.dist, (x, near), 1e-10),
-    ]
+    cases = [("exp at u = 0", M.exp, (x, torch.zeros_like(x)), 1e-6)]
+    if "log" in M.capabilities:
+        cases += [("log at y = x", M.log, (x, x.clone()), 1e-6), ("log at y 1e-7 from x", M.log, (x, near), 1e-10)]
+    if "dist" in M.capabilities:
+        cases += [("dist at y = x", M.dist, (x, x.clone()), 1e-6), ("dist at y 1e-7 from x", M.dist, (x, near), 1e-10)]
+    if "spectral" in M.capabilities:
+        cases += [("spectral_distance at y = x", M.spectral_distance, (x, x.clone()), 1e-6),
+                  ("spectral_distance at independent y", M.spectral_distance, (x, seeded_points(M, 2, g, dtype)), 1e-6)]
+    return cases
 
 
 def check_gradients(M: Manifold, dtype, meter, base_samples: int = 0) -> None:
     """Finite gradients at the degenerate points in every dtype; float64 ``gradcheck`` there.
+
+    Only the operations the manifold has (``M.capabilities``): ``exp`` always, ``log``/``dist`` with
+    those capabilities, ``spectral_distance`` with ``spectral``.
 
     ``dist`` has a kink at ``y = x``: there the safe-norm gradient 0 equals the central difference;
     at ``y`` within 1e-7 of ``x`` the finite-difference step (1e-10) is below the offset.

@@ -98,6 +98,31 @@ def prop_log_exp(M, dtype, data, meter, kinds=PAIR_KINDS):
     meter("log(x, exp(x, u)) = u", torch.where(inside, err, 0), _ptol(dtype) * (1 + nu) * cond(x, y))
 
 
+def prop_exp(M, dtype, data, meter, kinds=PAIR_KINDS):
+    """Retraction axioms (any manifold, ``log`` not needed): ``exp(x, u)`` is finite and on the manifold
+    for every ``u`` (huge too) and ``exp(x, 0) = x``."""
+    x = data.draw(points(M, dtype, BATCH), label="x")
+    u = data.draw(tangent_vectors(M, x), label="u")
+    y = M.exp(x, u)
+    meter("exp(x, u) finite", _nonfinite(y), 0.5)
+    meter("exp(x, u) on manifold", M._point_residual(y), tol("point", dtype))
+    meter("exp(x, 0) = x", (M.exp(x, torch.zeros_like(x)) - x).abs().amax(-1), _ptol(dtype) * cond(x))
+
+
+def prop_premetric(M, dtype, data, meter, kinds=PAIR_KINDS):
+    """``spectral_distance`` (capability ``spectral``) is a metric on the points drawn: finite, ``≥ 0``,
+    symmetric, zero on the diagonal, triangle inequality (it is the distance of an embedding)."""
+    x, y, _ = _pairs(M, dtype, data, kinds)
+    z = data.draw(points(M, dtype, BATCH), label="z")
+    d = M.spectral_distance(x, y)
+    t = _ptol(dtype) * 10 * (1 + d)
+    meter("spectral_distance finite and >= 0", _nonfinite(d) + (-d).clamp_min(0), 0.5)
+    meter("spectral_distance(x, y) = spectral_distance(y, x)", (d - M.spectral_distance(y, x)).abs(), t)
+    meter("spectral_distance(x, x) = 0", M.spectral_distance(x, x).abs(), _ptol(dtype))
+    dxz, dyz = M.spectral_distance(x, z), M.spectral_distance(y, z)
+    meter("spectral triangle inequality", (dxz - d - dyz).clamp_min(0), _ptol(dtype) * 10 * (1 + dxz))
+
+
 def prop_dist(M, dtype, data, meter, kinds=PAIR_KINDS):
     """``dist(x, y) = ‖log(x, y)‖ = dist(y, x) ≥ 0`` and ``dist(x, x) = 0``."""
     x, y, kind = _pairs(M, dtype, data, kinds)
@@ -136,6 +161,7 @@ def prop_transp(M, dtype, data, meter, kinds=PAIR_KINDS):
 
 
 def _ops(M, x, y, u):
+    """The operations compared batched vs looped: those the manifold has (``M.capabilities``)."""
     ops = {
         "projx": lambda s: M.projx(x[s]), "proju": lambda s: M.proju(x[s], u[s]),
         "inner": lambda s: M.inner(x[s], u[s], u[s]), "norm": lambda s: M.norm(x[s], u[s]),
@@ -145,6 +171,11 @@ def _ops(M, x, y, u):
     }
     if M.base is None:  # geometry only: the base distribution is checked when one is attached
         del ops["base_log_prob"]
+    for name in ("log", "dist", "transp"):
+        if name not in M.capabilities:
+            del ops[name]
+    if "spectral" in M.capabilities:
+        ops["spectral_distance"] = lambda s: M.spectral_distance(x[s], y[s])
     return ops
 
 
@@ -153,7 +184,7 @@ def prop_batched(M, dtype, data, meter, kinds=PAIR_KINDS):
     x, y, _ = _pairs(M, dtype, data, kinds)
     u = data.draw(tangent_vectors(M, x), label="u")
     c = cond(x, y)
-    scalar_ops = {"inner", "norm", "dist", "base_log_prob"}
+    scalar_ops = {"inner", "norm", "dist", "base_log_prob", "spectral_distance"}
     for name, op in _ops(M, x, y, u).items():
         full = op(slice(None))
         want = (BATCH,) if name in scalar_ops else (BATCH, M.feature_dim if name == "features" else M.ambient_dim)
@@ -161,8 +192,9 @@ def prop_batched(M, dtype, data, meter, kinds=PAIR_KINDS):
         rows = torch.stack([op(i) for i in range(BATCH)])
         err = (full - rows).abs().reshape(BATCH, -1).amax(-1)
         meter(f"{name}: batched = looped", err, _ptol(dtype) * (1 + rows.abs().reshape(BATCH, -1).amax(-1)) * c)
-    bro = M.log(x[0], y)
-    meter("log(x[0], y) broadcasts", (bro - M.log(x[:1].expand_as(y), y)).abs().amax(-1), _ptol(dtype) * c)
+    if "log" in M.capabilities:
+        bro = M.log(x[0], y)
+        meter("log(x[0], y) broadcasts", (bro - M.log(x[:1].expand_as(y), y)).abs().amax(-1), _ptol(dtype) * c)
 
 
 def prop_geodesic(M, dtype, data, meter, kinds=PAIR_KINDS):
@@ -189,7 +221,14 @@ def _nonfinite(t: torch.Tensor) -> torch.Tensor:
 
 
 HYPOTHESIS_PROPERTIES = {
-    "projx": prop_projx, "proju": prop_proju, "exp_log": prop_exp_log, "log_exp": prop_log_exp,
+    "projx": prop_projx, "proju": prop_proju, "exp": prop_exp, "exp_log": prop_exp_log, "log_exp": prop_log_exp,
     "dist": prop_dist, "triangle": prop_triangle, "transp": prop_transp, "batched": prop_batched,
-    "geodesic": prop_geodesic,
+    "geodesic": prop_geodesic, "premetric": prop_premetric,
+}
+
+#: capabilities (``Manifold.capabilities``) each property needs; a property whose capabilities the
+#: manifold lacks is reported as not applicable (``PropertyResult.not_applicable``), never run
+REQUIRES = {
+    "exp_log": ("log", "dist"), "log_exp": ("log",), "dist": ("log", "dist"), "triangle": ("dist",),
+    "transp": ("transp",), "geodesic": ("geodesic", "log"), "premetric": ("spectral",), "base_density": ("log",),
 }

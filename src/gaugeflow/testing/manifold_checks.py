@@ -12,11 +12,18 @@ Properties (names used in reports): ``projx``, ``proju``, ``exp_log``, ``log_exp
 ``triangle``, ``transp``, ``batched``, ``geodesic`` (hypothesis-driven, on points, tangent vectors
 and near-degenerate pairs from :mod:`gaugeflow.testing.strategies`), and ``random_base``,
 ``base_density`` (Monte Carlo integral of ``exp(base_log_prob)``), ``bad_input`` and ``gradients``
-(deterministic). Each measurement is an error divided by its tolerance; the report keeps the
+(deterministic), ``exp`` (retraction axioms: finite, on the manifold, ``exp(x, 0) = x``) and
+``premetric`` (``spectral_distance`` is a metric). Each measurement is an error divided by its tolerance; the report keeps the
 largest ratio per property and dtype, and a ratio above 1 fails. The geometry properties run on any
 manifold; the base-distribution properties (``random_base``, ``base_density``) only when it has a
 base distribution (``M.base``, or ``base=`` given here) — otherwise they are listed in
 ``CheckReport.skipped``.
+
+Capabilities: a property that needs an operation the manifold does not offer in closed form
+(``Manifold.capabilities``; e.g. a triangle mesh has no ``log``) is not run; its result is kept in
+the report, marked not applicable with the capability it needs (``PropertyResult.not_applicable``,
+``CheckReport.not_applicable``, shown as ``n/a`` by ``str(report)``). Which property needs what:
+:data:`REQUIRES`.
 """
 from __future__ import annotations
 
@@ -29,11 +36,11 @@ from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import strategies as st
 
 from ..geometry.manifold import Manifold
-from ._manifold_properties import HYPOTHESIS_PROPERTIES
+from ._manifold_properties import HYPOTHESIS_PROPERTIES, REQUIRES
 from ._manifold_deterministic import BASE_PROPERTIES, DETERMINISTIC_PROPERTIES
 from .strategies import PAIR_KINDS
 
-__all__ = ["check_manifold", "ManifoldCheckError", "CheckReport", "PropertyResult", "PROPERTIES"]
+__all__ = ["check_manifold", "ManifoldCheckError", "CheckReport", "PropertyResult", "PROPERTIES", "REQUIRES"]
 
 #: every property name, in the order they run
 PROPERTIES = tuple(HYPOTHESIS_PROPERTIES) + tuple(DETERMINISTIC_PROPERTIES)
@@ -54,7 +61,11 @@ class _Violation(AssertionError):
 
 @dataclass
 class PropertyResult:
-    """Outcome of one property in one dtype: ``worst`` is the largest error/tolerance ratio seen."""
+    """Outcome of one property in one dtype: ``worst`` is the largest error/tolerance ratio seen.
+
+    ``not_applicable`` is non-empty (the reason: the capability it needs) when the property was not
+    run because the manifold lacks a capability (see :data:`REQUIRES`).
+    """
 
     name: str
     dtype: torch.dtype
@@ -63,8 +74,11 @@ class PropertyResult:
     failed: bool = False
     error: str = ""
     where: str = ""
+    not_applicable: str = ""
 
     def __str__(self) -> str:
+        if self.not_applicable:
+            return f"n/a  {self.name:12} {str(self.dtype).replace('torch.', ''):8} {self.not_applicable}"
         status = "FAIL" if self.failed else "ok"
         text = f"{status:4} {self.name:12} {str(self.dtype).replace('torch.', ''):8} worst ratio {self.worst:9.3e}"
         text += (f"  [{self.detail}]" if self.detail else "") + (f"\n       {self.error}" if self.error else "")
@@ -82,6 +96,11 @@ class CheckReport:
     @property
     def failures(self) -> list[PropertyResult]:
         return [r for r in self.results if r.failed]
+
+    @property
+    def not_applicable(self) -> dict[str, str]:
+        """``{property: reason}`` for the properties not run for lack of a capability."""
+        return {r.name: r.not_applicable for r in self.results if r.not_applicable}
 
     def worst(self, name: str, dtype: torch.dtype) -> float:
         """Largest error/tolerance ratio of property ``name`` in ``dtype``."""
@@ -215,6 +234,12 @@ def check_manifold(
     for dtype in dtypes:
         for name in names:
             result = PropertyResult(name, dtype)
+            missing = [c for c in REQUIRES.get(name, ()) if c not in manifold.capabilities]
+            if missing:
+                result.not_applicable = (f"needs capability {', '.join(map(repr, missing))} "
+                                         f"(capabilities: {sorted(manifold.capabilities)})")
+                report.results.append(result)
+                continue
             meter = _Meter(result, guided=name in HYPOTHESIS_PROPERTIES)
             try:
                 if name in HYPOTHESIS_PROPERTIES:
