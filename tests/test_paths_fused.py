@@ -15,7 +15,7 @@ from gaugeflow.geometry import Manifold
 from gaugeflow.manifolds import SO3, Euclidean, FlatTorus, Hyperbolic, Product, Sphere
 from gaugeflow.models import PlainFlow
 from gaugeflow.testing.strategies import _unit_tangents
-from gaugeflow.training import GeodesicPath, rcfm_loss
+from gaugeflow.training import GeodesicPath, paths, rcfm_loss
 
 F64 = torch.float64
 EPS = torch.finfo(F64).eps
@@ -156,3 +156,21 @@ def test_rcfm_loss_gradients_equal_on_both_routes():
     exact = torch.autograd.grad(rcfm_loss(model, x0.clone().requires_grad_(True), x1, t), list(model.parameters()))
     for a, b in zip(fused, exact):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("n_cut", [0, 3])
+def test_cpu_count_read_changes_no_result(n_cut, monkeypatch):
+    """On CPU the on-device policy may read the cut count to skip the resampling round; same results."""
+    M = Sphere(2)
+    x0, x1, t = _pairs(M, n=32, seed=9)
+    x1[:n_cut] = -x0[:n_cut]
+
+    def run():
+        return GeodesicPath(M).sample(x0, x1, t, generator=torch.Generator().manual_seed(0), host_checks=False)
+
+    a = run()
+    monkeypatch.setattr(paths, "READ_COUNTS_ON_CPU", False)
+    b = run()
+    for name in ("x_t", "u_t", "x0", "valid", "n_cut", "n_resampled", "n_masked"):
+        assert torch.equal(torch.as_tensor(getattr(a, name)), torch.as_tensor(getattr(b, name))), name
+    assert int(a.n_cut) == n_cut and bool(a.valid.all())

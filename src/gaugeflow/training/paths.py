@@ -18,6 +18,16 @@ range check and the number of cut pairs). The trainer calls it with ``host_check
 trusted (it draws them itself), and ``"resample"`` redraws every cut start point in one
 ``torch.where`` round (pairs still cut after it are masked) — no device→host read in the step. The
 counts are then 0-dim tensors. ``cut_locus="raise"`` always reads the count (it must decide to raise).
+On CPU tensors, where reading a count is a memory read and not a device round trip, the round runs
+only when some pair is cut (:data:`READ_COUNTS_ON_CPU`); the results are the same either way.
+
+Two routes, the same values (issue 19): when no input requires a gradient (the RCFM step: ``x0``,
+``x1``, ``t`` are data) the path comes from :meth:`Manifold.geodesic_and_cut` under
+``torch.no_grad()`` — on S^n, T^n, H^n and SO(3) one fused pass of 10–30 operations that also gives the
+cut test, without the Taylor branches only gradients need; when any input requires a gradient it
+comes from the exact :meth:`Manifold.geodesic` (finite, exact gradients at ``x0 = x1``). Both agree
+to rounding (``tests/test_paths_fused.py``); on pairs left masked at the cut locus the fused route's
+``x_t, u_t`` are finite but not a path (the loss drops them).
 """
 from __future__ import annotations
 
@@ -127,13 +137,12 @@ class GeodesicPath:
             raise ValueError("GeodesicPath: times must lie in [0, 1]")
         return t
 
-    def _resolve_cut(self, x0: torch.Tensor, x1: torch.Tensor, generator: Optional[torch.Generator],
-                     cut: Optional[torch.Tensor] = None):
-        """Apply the cut-locus policy (``cut``: the pairs' mask if already known). Returns ``(x0, valid, n_cut, n_resampled)``."""
+    def _resolve_cut(self, x0: torch.Tensor, x1: torch.Tensor, generator: Optional[torch.Generator]):
+        """Apply the cut-locus policy. Returns ``(x0, valid, n_cut, n_resampled)``."""
         M = self.manifold
         if math.isinf(M.injectivity_radius):  # no cut locus (ℝ^n, hyperbolic space): nothing to test or sync
             return x0, torch.ones(x0.shape[:1], dtype=torch.bool, device=x0.device), 0, 0
-        cut = M.cut_locus_mask(x0, x1) if cut is None else cut
+        cut = M.cut_locus_mask(x0, x1)
         n_cut = int(cut.sum())
         if n_cut == 0:
             return x0, ~cut, 0, 0
@@ -214,14 +223,24 @@ class GeodesicPath:
         return PathSample(x_t, u_t, t, x0, x1, valid, n_cut, n_resampled, n_masked)
 
     def _resolve_on_host(self, x0, x1, t, x_t, u_t, cut, generator) -> PathSample:
-        """Counts read back (``int``); a batch with cut pairs goes through :meth:`_resolve_cut`."""
+        """Counts read back (``int``): the policy of :meth:`_resolve_cut`, each resampling round
+        recomputing path and cut test in one fused pass."""
         n_cut = int(cut.sum())
         if n_cut == 0:
             return PathSample(x_t, u_t, t, x0, x1, ~cut, 0, 0, 0)
-        x0_new, valid, n_cut, n_resampled = self._resolve_cut(x0, x1, generator, cut)
-        if n_resampled:
-            x_t, u_t, _ = self.manifold.geodesic_and_cut(x0_new, x1, t)
-        return PathSample(x_t, u_t, t, x0_new, x1, valid, n_cut, n_resampled, int((~valid).sum()))
+        if self.cut_locus == "raise":
+            raise ValueError(f"GeodesicPath: {n_cut} of {len(x0)} pairs (x0, x1) lie at the cut locus of {self.manifold}")
+        n_resampled = 0
+        if self.cut_locus == "resample":
+            for _ in range(self.max_resample):
+                idx = cut.nonzero().flatten()
+                fresh = self.manifold.random_base(idx.numel(), generator=generator, dtype=x0.dtype, device=x0.device)
+                x0 = x0.index_copy(0, idx, fresh)
+                n_resampled += idx.numel()
+                x_t, u_t, cut = self.manifold.geodesic_and_cut(x0, x1, t)
+                if not bool(cut.any()):
+                    break
+        return PathSample(x_t, u_t, t, x0, x1, ~cut, n_cut, n_resampled, int(cut.sum()))
 
     def _resolve_on_device(self, x0, x1, t, x_t, u_t, cut, generator) -> PathSample:
         """One ``torch.where`` resampling round, then masking; counts are 0-dim tensors.
