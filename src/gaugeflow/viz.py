@@ -17,27 +17,14 @@ from typing import Optional, Sequence
 
 import torch
 
+from ._figures import DATA_COLOUR, LOG_DECADES, _norm, _pyplot, _save, model_density  # noqa: F401 - viz's names
+
 __all__ = [
     "sphere_grid", "torus_grid", "to_lonlat_deg", "to_signed_deg", "model_density",
     "loss_figure", "sphere_density_figure", "torus_figure", "scatter_figure", "rotation_axes", "rotation_figure",
     "plot_run", "density_image",
 ]
 
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # no "Software" (matplotlib version) entry: the same figure is the same bytes (docs/make_figures.py)
-    fig.savefig(path, dpi=120, bbox_inches="tight", metadata={"Software": None})
-    _pyplot().close(fig)
-    return path
 
 
 def sphere_grid(n_lat: int, n_lon: int, dtype: torch.dtype = torch.float64):
@@ -79,16 +66,6 @@ def torus_grid(n: int, dtype: torch.dtype = torch.float64):
     return pts, deg
 
 
-def model_density(model: torch.nn.Module, points: torch.Tensor, steps: int = 20, chunk: int = 2048) -> torch.Tensor:
-    """Model density ``exp(log p(x))`` at ``points`` ``[n, D]`` (exact divergence, chunked). Returns ``[n]``."""
-    from .sampling import log_prob
-
-    p = next(model.parameters())
-    out = [log_prob(model, part.to(p.device, p.dtype), steps=steps, divergence="exact").detach().double().cpu()
-           for part in points.split(chunk)]
-    return torch.cat(out).exp()
-
-
 def loss_figure(loss: Sequence[float], val: Sequence[tuple[int, float]], path: str | Path) -> Path:
     """Training loss per step (raw and smoothed) and validation NLL, side by side."""
     plt = _pyplot()
@@ -113,29 +90,6 @@ def loss_figure(loss: Sequence[float], val: Sequence[tuple[int, float]], path: s
         axes[0, 1].set(xlabel="step", ylabel="NLL (nats)", title="validation NLL (EMA weights)")
     return _save(fig, path)
 
-
-def _norm(density: torch.Tensor, scale: str):
-    """Colour normalisation and colour-bar ``extend`` for ``scale`` ∈ {``auto``, ``log``, ``linear``}.
-
-    ``auto`` is ``log`` where the density spans more than two decades (``max/min > 100``). A log scale
-    shows at most :data:`LOG_DECADES` decades below the maximum; lower values get the lowest colour.
-    """
-    from matplotlib.colors import LogNorm, Normalize
-
-    if scale not in ("auto", "log", "linear"):
-        raise ValueError(f"scale must be 'auto', 'log' or 'linear', got {scale!r}")
-    d = density[torch.isfinite(density)].double()
-    hi, lo = (float(d.max()), float(d.min())) if len(d) else (1.0, 0.0)
-    if scale == "auto":
-        scale = "log" if hi > 0 and (lo <= 0 or hi / lo > 100) else "linear"
-    if scale == "linear" or hi <= 0:
-        return Normalize(vmin=min(lo, 0.0), vmax=hi), "neither", ""
-    vmin = max(lo, hi * 10.0 ** -LOG_DECADES)
-    return LogNorm(vmin=vmin, vmax=hi), ("min" if lo < vmin else "neither"), ", log scale"
-
-
-LOG_DECADES = 5
-DATA_COLOUR = "#ff3b6b"  # data points on a density map: small, stands out from every viridis colour
 
 
 def _outline(labels, size: int = 8) -> None:
@@ -285,7 +239,9 @@ def plot_run(run, out_dir: str | Path, grid: int = 72, n_samples: int = 2000, st
 
     ``loss.png`` always; then by manifold: S² ``density.png`` (Mollweide map of the model density with
     the test data, model samples beside it), T² ``ramachandran.png`` (likewise), SO(3)/SE(3)
-    ``rotations.png`` (:func:`rotation_figure`; SE(3) also ``translations.png``), otherwise ``scatter.png``
+    ``rotations.png`` (:func:`rotation_figure`; SE(3) also ``translations.png``), a triangle mesh
+    ``mesh.png`` (:func:`gaugeflow.viz_mesh.mesh_figure`: data, density at ``grid²/4`` face centroids,
+    samples, drawn on the surface), otherwise ``scatter.png``
     (first two coordinates, the Poincaré disk for the 2-D hyperboloid).
 
     The density is evaluated exactly (:func:`model_density`, one ODE solve of ``steps`` steps per point)
@@ -317,6 +273,10 @@ def plot_run(run, out_dir: str | Path, grid: int = 72, n_samples: int = 2000, st
         if name == "SpecialEuclidean":
             figs.append(scatter_figure(test[:, 9:], xs[:, 9:], out / "translations.png", title + " (translations)"))
         return files + figs
+    if "spectral" in getattr(M, "capabilities", ()) and hasattr(M, "faces"):  # a triangle mesh: gaugeflow.viz_mesh
+        from .viz_mesh import face_density, mesh_figure
+        dens = face_density(run.model, max_faces=grid * grid // 4, steps=steps)
+        return files + [mesh_figure(M, test, dens, out / "mesh.png", xs, title, scale)]
     if name == "Hyperbolic" and M.ambient_dim == 3:  # Lorentz model, time coordinate first -> Poincaré disk
         disk = lambda x: x[:, 1:] / (1 + x[:, :1])  # noqa: E731
         return files + [scatter_figure(disk(test), disk(xs), out / "scatter.png", title + " (Poincaré disk)")]
