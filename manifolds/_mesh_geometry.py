@@ -5,7 +5,7 @@ r"""Triangle-mesh geometry behind :class:`gaugeflow.manifolds.Mesh`: input check
   non-finite or out-of-range entries, repeated corners, zero-area faces, unused vertices, duplicate
   faces, non-manifold edges, several connected components).
 * :class:`FaceTables` holds, per dtype and device, what the batched queries gather per face.
-* :func:`closest_points` finds the exact closest point on the surface in torch (math.md §10.1):
+* :func:`closest_points` finds the exact closest point on the surface in torch (math.md §11.1):
   candidate faces are those around the ``k`` nearest vertices; the answer is *certified* exact when
   ``d + L_max < r_k`` (``d`` the distance found, ``L_max`` the longest edge, ``r_k`` the distance of
   the ``k``-th nearest vertex: a nearer triangle would have all three corners within ``d + L_max``,

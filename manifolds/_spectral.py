@@ -1,4 +1,4 @@
-r"""Spectral premetrics on triangle meshes (math.md §10.3): cotangent Laplacian, eigenpairs, weights.
+r"""Spectral premetrics on triangle meshes (math.md §11.2): cotangent Laplacian, eigenpairs, weights.
 
 The Laplace–Beltrami eigenproblem is discretised with linear finite elements: the cotangent
 stiffness matrix ``L`` (``L_ij = −(cot α_ij + cot β_ij)/2`` for an edge ``ij`` with opposite angles

@@ -1,4 +1,4 @@
-r"""Triangle meshes as base manifolds: piecewise-flat surfaces in ℝ³ (math.md §10).
+r"""Triangle meshes as base manifolds: piecewise-flat surfaces in ℝ³ (math.md §11).
 
 * Points are ``[..., 3]`` points *on* the surface. :meth:`Mesh.projx` is the exact closest point
   (batched in torch, see :mod:`._mesh_geometry`); :meth:`Mesh.locate` gives its face and
@@ -12,7 +12,7 @@ r"""Triangle meshes as base manifolds: piecewise-flat surfaces in ℝ³ (math.md
   not follow straightest geodesics across edges.
 * A mesh has no closed-form ``log``, geodesic distance, transport or geodesic path:
   ``capabilities = {"spectral"}``; those methods raise :class:`CapabilityError` pointing to
-  :meth:`Mesh.spectral_distance` (biharmonic / diffusion premetrics, math.md §10.3) and
+  :meth:`Mesh.spectral_distance` (biharmonic / diffusion premetrics, math.md §11.2) and
   ``gaugeflow.training.PremetricPath``.
 * Base distribution: area-uniform, ``log p0 = −log(area)``.
 """
@@ -242,7 +242,7 @@ class Mesh(Manifold):
     # ------------------------------------------------------------------ spectral premetrics
     @property
     def eigenpairs(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(λ [k], φ [V, k])``: the first ``k = n_eigen`` eigenpairs of ``L φ = λ M φ`` (math.md §10.3).
+        """``(λ [k], φ [V, k])``: the first ``k = n_eigen`` eigenpairs of ``L φ = λ M φ`` (math.md §11.2).
 
         Computed on first use (``scipy.sparse.linalg.eigsh``, shift-invert) and cached across every
         ``Mesh`` with the same arrays.
@@ -289,7 +289,7 @@ class Mesh(Manifold):
 
     def spectral_distance(self, x: torch.Tensor, y: torch.Tensor, kind: str = "biharmonic",
                           t: Optional[float] = None, check: bool = True) -> torch.Tensor:
-        r"""Spectral premetric ``d(x, y) = ‖e(x) − e(y)‖`` (math.md §10.3). ``[..., 3] -> [...]``.
+        r"""Spectral premetric ``d(x, y) = ‖e(x) − e(y)‖`` (math.md §11.2). ``[..., 3] -> [...]``.
 
         ``kind="biharmonic"``: ``d² = Σ_{i≥1} (φ_i(x) − φ_i(y))²/λ_i²`` (Lipman et al. 2010);
         ``kind="diffusion"``: ``d_t² = Σ_{i≥1} e^{−2tλ_i}(φ_i(x) − φ_i(y))²``. Symmetric, zero on the
