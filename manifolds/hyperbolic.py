@@ -47,7 +47,7 @@ from gaugeflow.geometry._generic import nan_unless_finite
 from gaugeflow.geometry.base import WrappedNormal
 from gaugeflow.geometry.manifold import Manifold, check_dimension, default_dtype, safe_sqrt
 
-from ._series import cosh_sq, sinh_over
+from ._series import cosh_sq, row_dot, sinh_over
 
 __all__ = ["Hyperbolic", "minkowski"]
 
@@ -94,20 +94,6 @@ def _log(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     d = y - x
     _, factor = _chord_factor(minkowski(d, d)[..., None], tol("taylor", d.dtype))
     return factor * _tangent(x, d)
-
-
-def _signature(x: torch.Tensor) -> torch.Tensor:
-    """The column ``(−1, 1, …, 1)ᵀ``: ``(u * v) @ J = ⟨u, v⟩_L`` kept as ``[..., 1]``. ``[D, 1]``."""
-    J = torch.ones(x.shape[-1], 1, dtype=x.dtype, device=x.device)
-    J[0] = -1
-    return J
-
-
-def _lift_rows(x: torch.Tensor) -> torch.Tensor:
-    """:func:`_lift` with the spatial squared norm as one matrix–vector product (the fused path's form)."""
-    e = torch.ones(x.shape[-1], 1, dtype=x.dtype, device=x.device)
-    e[0] = 0
-    return torch.cat([((x * x) @ e).add_(1).sqrt_(), x[..., 1:]], dim=-1)
 
 
 def _chord_factor(c2: torch.Tensor, small: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -256,12 +242,14 @@ class Hyperbolic(Manifold):
         need no Taylor branch; ``sinh r`` is clamped to the smallest normal number (``x0 = x1``).
         """
         self._inputs(x0=x0, x1=x1)
-        X0, X1 = _lift_rows(_hi(x0)), _lift_rows(_hi(x1))
-        J = _signature(X0)
+        X = _hi(torch.stack(torch.broadcast_tensors(x0, x1)))  # both endpoints, lifted in one pass
+        D = X.shape[-1]
+        tau = row_dot(X, X, (0.0,) + (1.0,) * (D - 1)).add_(1).sqrt_()
+        X0, X1 = torch.cat([tau, X[..., 1:]], dim=-1).unbind(0)
+        J = (-1.0,) + (1.0,) * (D - 1)  # (u * v) @ J = ⟨u, v⟩_L
         d = X1 - X0
-        a = (X0 * d) @ J  # ⟨X0, d⟩_L
-        w = torch.addcmul(d, a, X0)
-        r = torch.asinh(((d * d) @ J).clamp_min_(0).sqrt_().mul_(0.5)).mul_(2)
+        w = torch.addcmul(d, row_dot(X0, d, J), X0)  # d + ⟨X0, d⟩_L X0
+        r = torch.asinh(row_dot(d, d, J).clamp_min_(0).sqrt_().mul_(0.5)).mul_(2)
         inv = torch.sinh(r).clamp_min_(torch.finfo(r.dtype).tiny).reciprocal_()
         phi = _hi(t)[..., None] * r
         ch, sh = torch.cosh(phi), torch.sinh(phi)

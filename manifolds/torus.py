@@ -104,7 +104,7 @@ class FlatTorus(Manifold):
         u = torch.atan2(torch.sin(d), torch.cos(d))
         r = torch.remainder(torch.addcmul(x0, t[..., None], u), TWO_PI)
         x_t = r.masked_fill_(r >= TWO_PI, 0.0)  # remainder may round up to exactly 2π (= angle 0)
-        return x_t, u, (u.abs() > math.pi - tol("cut", u.dtype)).any(-1)
+        return x_t, u, u.abs().amax(-1) > math.pi - tol("cut", u.dtype)
 
     # -- cut locus
     def cut_locus_mask(self, x, y):

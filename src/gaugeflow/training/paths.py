@@ -232,13 +232,14 @@ class GeodesicPath:
             raise ValueError(f"GeodesicPath: {n_cut} of {len(x0)} pairs (x0, x1) lie at the cut locus of {self.manifold}")
         n_resampled = 0
         if self.cut_locus == "resample":
-            for _ in range(self.max_resample):
+            for _ in range(self.max_resample):  # only the redrawn rows are recomputed
                 idx = cut.nonzero().flatten()
                 fresh = self.manifold.random_base(idx.numel(), generator=generator, dtype=x0.dtype, device=x0.device)
-                x0 = x0.index_copy(0, idx, fresh)
+                x_k, u_k, cut_k = self.manifold.geodesic_and_cut(fresh, x1[idx], t[idx])
+                x0, x_t, u_t = x0.index_copy(0, idx, fresh), x_t.index_copy(0, idx, x_k), u_t.index_copy(0, idx, u_k)
+                cut = cut.index_copy(0, idx, cut_k)
                 n_resampled += idx.numel()
-                x_t, u_t, cut = self.manifold.geodesic_and_cut(x0, x1, t)
-                if not bool(cut.any()):
+                if not bool(cut_k.any()):
                     break
         return PathSample(x_t, u_t, t, x0, x1, ~cut, n_cut, n_resampled, int(cut.sum()))
 
