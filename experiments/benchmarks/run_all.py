@@ -11,6 +11,10 @@ Sections (each a module of this folder, runnable alone):
   same networks with the gauge algebra replaced by a no-op (target ≤ 1.30).
 * ``bench_coupling`` — a training step with minibatch OT coupling over the independent step, on S² and
   T², whole batch and blocks of 32 (target ≤ 1.2).
+* ``bench_dimension`` — training step, sampling and exact vs Hutchinson likelihood on S^n and T^n for
+  n ∈ {2, …, 64} (one thread), fitted exponents, Hutchinson's error per number of probes and the
+  dimension from which Hutchinson is the default; a full CPU run rewrites ``docs/results/dimension.*``
+  and its docs/performance.md section (``dimension_report``); about 6 more minutes.
 
 Every comparison interleaves the contenders repetition by repetition and reports medians; the ratio
 column is ours / reference (below 1: ours is faster). Peak memory is the peak of the bytes allocated
@@ -18,7 +22,7 @@ during one call (CPU: replayed from torch.profiler's allocation events; CUDA: ma
 
 Usage:
     python experiments/benchmarks/run_all.py [--quick] [--threads N] [--device cpu|cuda]
-        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train sampling gauge overhead terms coupling]
+        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train sampling gauge overhead terms coupling dimension]
         [--json results.json]
 
 The full run takes about 5–8 minutes on a 2-core CPU; ``--quick`` is a smoke test (sizes shrunk,
@@ -37,7 +41,7 @@ import torch
 
 from _harness import Bench, format_table, load_average, machine_info
 
-SECTIONS = ("train", "sampling", "gauge", "overhead", "terms", "coupling")
+SECTIONS = ("train", "sampling", "gauge", "overhead", "terms", "coupling", "dimension")
 
 
 def _parse(argv):
@@ -122,6 +126,15 @@ def _run_sections(bench: Bench, only, results: dict) -> list:
     if "terms" in only:
         results["terms"] = bench_gauge_term.run_terms(bench)
         print("\n" + bench_gauge_term.format_terms(results["terms"]))
+    if "dimension" in only:
+        import bench_dimension
+
+        print("\nCost growth with dimension (S^n, T^n; one thread):", flush=True)
+        dim = bench_dimension.run(bench, ns=bench_dimension.NS[:3] if bench.quick else bench_dimension.NS)
+        results["dimension"] = dict(dim, machine=dict(results["machine"], torch_threads=1))
+        print(bench_dimension.format_summary(dim))
+        if bench.device.type == "cpu" and not bench.quick:  # the docs' tables come from a full CPU run
+            bench_dimension.publish(results["dimension"])
     return rows
 
 

@@ -121,6 +121,10 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-test", type=int, default=1000, help="test points for the NLL (default 1000)")
     p.add_argument("--n-samples", type=int, default=2000, help="model samples for the metrics (default 2000)")
     p.add_argument("--steps", type=int, default=50, help="ODE steps (default 50)")
+    p.add_argument("--divergence", choices=("exact", "hutchinson"), default=None,
+                   help="divergence estimator of the NLL (default: log_prob's rule on the manifold's dimension, "
+                        "exact below gaugeflow.sampling.divergence.HUTCHINSON_FROM_DIM, Hutchinson with one "
+                        "seeded probe from it on)")
     p.add_argument("--device", default="cpu")
 
 

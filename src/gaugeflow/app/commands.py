@@ -183,6 +183,7 @@ def _open_run(args: argparse.Namespace, device: str = "cpu"):
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from gaugeflow.metrics import energy_distance, mode_coverage, sliced_wasserstein
     from gaugeflow.training.checkpoint import atomic_write_bytes
+    from gaugeflow.sampling.divergence import default_divergence
     from gaugeflow.training.trainer import validation_nll
 
     for name in ("n_test", "n_samples", "steps"):
@@ -192,8 +193,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         test = run.data.test[: args.n_test]
         if len(test) == 0:
             raise CliError(f"data set {run.data.name!r} of this run has no test points to evaluate", DATA)
+        divergence = getattr(args, "divergence", None) or default_divergence(run.manifold)
         result = {"run": str(run.path), "step": run.checkpoint.step, "n_test": len(test),
-                  "test_nll": validation_nll(run.model, test, args.steps)}
+                  "test_nll": validation_nll(run.model, test, args.steps, divergence=divergence),
+                  "divergence": divergence}
         xs = _samples(run, args.n_samples, args.steps)
         result["energy_distance"] = energy_distance(xs, run.data.test, run.manifold)
         result["sliced_wasserstein"] = sliced_wasserstein(xs, run.data.test)
@@ -203,7 +206,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             means = _as_tensor(meta["means"], xs)
             cov = mode_coverage(xs, means, radius=3 * float(width), manifold=run.manifold)
             result.update(mode_coverage=cov.fraction, outliers=cov.outliers)
-        print(f"test NLL: {result['test_nll']:.4f} nats ({len(test)} test points, step {result['step']})")
+        print(f"test NLL: {result['test_nll']:.4f} nats ({len(test)} test points, step {result['step']}, "
+              f"{divergence} divergence)")
         for key in ("energy_distance", "sliced_wasserstein", "mode_coverage", "outliers"):
             if key in result:
                 print(f"{key.replace('_', ' ')}: {result[key]:.5g}")

@@ -28,6 +28,13 @@ backward passes, and than a forward on an ``r``-times replicated batch).
 * :func:`hutchinson_divergence`: the unbiased estimator ``zᵀ P_x J P_x z`` with ``E[z zᵀ] = I``
   (``E = tr(P J P) = tr(J P)``): ``r = n_probes`` cotangents ``P_xᵀ z`` (tangent-projected probes),
   each row dotted with ``P_x z``; Rademacher or Gaussian ``z``.
+
+Default. :func:`default_divergence` picks the estimator ``log_prob`` uses when none is given, by a rule on
+the manifold's dimension ``n`` only (never the batch size or the device): exact below
+:data:`HUTCHINSON_FROM_DIM`, Hutchinson from it on. Exact costs ``n`` backward rows per evaluation,
+Hutchinson one per probe; the threshold is where Hutchinson with one probe estimates a test-set NLL at
+least twice as efficiently as exact at equal compute on ``S^n`` and ``T^n`` (measured by
+``experiments/benchmarks/bench_dimension.py``; docs/performance.md, "How cost grows with dimension").
 """
 from __future__ import annotations
 
@@ -37,10 +44,40 @@ import torch
 
 from ..geometry.manifold import Manifold
 
-__all__ = ["exact_divergence", "hutchinson_divergence", "draw_probes", "tangent_frame", "PROBES"]
+__all__ = [
+    "exact_divergence", "hutchinson_divergence", "draw_probes", "tangent_frame", "PROBES", "DIVERGENCES",
+    "HUTCHINSON_FROM_DIM", "default_divergence",
+]
 
 VectorField = Callable[[torch.Tensor], torch.Tensor]
 PROBES = ("rademacher", "gaussian")
+DIVERGENCES = ("exact", "hutchinson")
+
+#: Manifold dimension from which :func:`default_divergence` is ``"hutchinson"`` (see the module notes).
+HUTCHINSON_FROM_DIM = 16
+
+
+def default_divergence(manifold: Manifold) -> str:
+    """The divergence estimator ``log_prob`` uses when none is given: a rule on ``manifold.dim`` only.
+
+    Args:
+        manifold: the flow's manifold (its intrinsic dimension ``n = manifold.dim`` decides).
+
+    Returns:
+        ``"exact"`` if ``n < HUTCHINSON_FROM_DIM`` (``n`` backward rows per evaluation, no noise), else
+        ``"hutchinson"`` (one row per probe; unbiased, per-point noise that falls as ``1/√probes``).
+
+    Raises:
+        TypeError: ``manifold`` is not a :class:`~gaugeflow.geometry.Manifold`.
+
+    Examples:
+        >>> from gaugeflow.manifolds import Sphere
+        >>> default_divergence(Sphere(2)), default_divergence(Sphere(HUTCHINSON_FROM_DIM))
+        ('exact', 'hutchinson')
+    """
+    if not isinstance(manifold, Manifold):
+        raise TypeError(f"default_divergence: expected a gaugeflow Manifold, got {type(manifold).__name__}")
+    return "exact" if manifold.dim < HUTCHINSON_FROM_DIM else "hutchinson"
 
 
 def _vjp_batched(field: VectorField, x: torch.Tensor, cotangents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,13 +21,11 @@ import torch
 from torch import nn
 
 from ..geometry.manifold import Manifold
-from .divergence import PROBES, draw_probes, exact_divergence, hutchinson_divergence
+from .divergence import DIVERGENCES, PROBES, default_divergence, draw_probes, exact_divergence, hutchinson_divergence
 from .solvers import FIXED_SOLVERS, SolverError, integrate_fixed, integrate_torchdiffeq, normal_displacement
 from .solvers import is_fixed_grid, torchdiffeq_methods
 
 __all__ = ["sample", "log_prob", "SampleInfo", "LogProbInfo"]
-
-DIVERGENCES = ("exact", "hutchinson")
 
 
 @dataclass(frozen=True)
@@ -194,7 +192,7 @@ def log_prob(
     x1: torch.Tensor,
     steps: int = 100,
     method: str = "rk4",
-    divergence: str = "exact",
+    divergence: Optional[str] = None,
     n_probes: int = 1,
     generator: Optional[torch.Generator] = None,
     return_info: bool = False,
@@ -212,7 +210,15 @@ def log_prob(
         model: flow model with a ``manifold`` attribute (its ``p0`` is ``manifold.base_log_prob``).
         x1: ``[B, D]`` points on the manifold.
         steps, method, retraction, atol, rtol, options, manifold: as in :func:`sample`.
-        divergence: ``"exact"`` (``D`` JVPs per evaluation) or ``"hutchinson"`` (``n_probes``).
+        divergence: ``"exact"`` (one backward row per dimension ``n`` of the manifold, per evaluation)
+            or ``"hutchinson"`` (one row per probe; unbiased, with per-point noise). ``None`` (the
+            default) picks by the manifold's dimension only
+            (:func:`~gaugeflow.sampling.divergence.default_divergence`): **exact below
+            ``n = HUTCHINSON_FROM_DIM`` (16), Hutchinson with ``n_probes`` probes from it on**, where
+            exact's cost (``∝ n``) makes Hutchinson the more efficient estimator of a test-set NLL
+            (docs/performance.md, "How cost grows with dimension"). An explicit value always wins; pass
+            ``"exact"`` for noise-free per-point densities in high dimension. ``info.divergence``
+            says which was used.
         n_probes: Hutchinson probes per point (fixed along the solve).
         generator: random generator for the probes.
         return_info: also return a :class:`LogProbInfo`.
@@ -227,8 +233,9 @@ def log_prob(
     manifold = _resolve_manifold(model, manifold, "log_prob")
     _check_inputs("log_prob", model, x1, atol, rtol)
     _check_options("log_prob", manifold, x1, steps, method, (0.0, 1.0))
+    divergence = default_divergence(manifold) if divergence is None else divergence
     if divergence not in DIVERGENCES:
-        raise ValueError(f"log_prob: divergence must be one of {DIVERGENCES}, got {divergence!r}")
+        raise ValueError(f"log_prob: divergence must be one of {DIVERGENCES} or None (by dimension), got {divergence!r}")
     if isinstance(n_probes, bool) or not isinstance(n_probes, int) or n_probes < 1:
         raise ValueError(f"log_prob: n_probes must be a positive integer, got {n_probes!r}")
     if probe not in PROBES:

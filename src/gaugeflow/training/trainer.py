@@ -50,12 +50,15 @@ class NonFiniteLossError(RuntimeError):
     """Training produced non-finite losses or gradients for too many consecutive steps."""
 
 
-def validation_nll(model: torch.nn.Module, x: torch.Tensor, steps: int = 20, env: Optional[DistEnv] = None) -> float:
+def validation_nll(model: torch.nn.Module, x: torch.Tensor, steps: int = 20, env: Optional[DistEnv] = None,
+                   divergence: Optional[str] = None) -> float:
     """Mean negative log-likelihood (nats) of points ``x`` ``[n, D]`` under the flow ``model``.
 
-    Uses ``gaugeflow.sampling.log_prob`` with the exact divergence. With a :class:`DistEnv` of P
-    processes each process evaluates its contiguous share of ``x`` and the sums are all-reduced.
-    The global RNG state is left untouched.
+    Uses ``gaugeflow.sampling.log_prob`` with ``divergence`` (``None``: ``log_prob``'s default, a rule
+    on the manifold's dimension: exact below ``HUTCHINSON_FROM_DIM``, Hutchinson from it on, with
+    probes from a generator seeded with 0 so the same points give the same value). With a
+    :class:`DistEnv` of P processes each process evaluates its contiguous share of ``x`` and the sums
+    are all-reduced. The global RNG state is left untouched.
     """
     from ..sampling import log_prob
 
@@ -67,7 +70,8 @@ def validation_nll(model: torch.nn.Module, x: torch.Tensor, steps: int = 20, env
     total = torch.zeros(2, dtype=torch.float64, device=x.device)
     if len(part):
         with torch.random.fork_rng(devices=[]):
-            lp = log_prob(model, part, steps=steps, divergence="exact")
+            gen = torch.Generator(device=x.device).manual_seed(0)
+            lp = log_prob(model, part, steps=steps, divergence=divergence, generator=gen)
         total = torch.stack([-lp.detach().double().sum(), torch.tensor(float(len(part)), device=x.device).double()])
     total = env.all_sum(total)
     return float(total[0] / total[1])
