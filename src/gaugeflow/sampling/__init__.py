@@ -1,5 +1,5 @@
 """Sampling and likelihoods: ODE solvers on manifolds, ``sample`` and ``log_prob`` (docs/math.md §7)."""
-from .divergence import draw_probes, exact_divergence, hutchinson_divergence
+from .divergence import HUTCHINSON_FROM_DIM, default_divergence, draw_probes, exact_divergence, hutchinson_divergence
 from .ode import LogProbInfo, SampleInfo, log_prob, sample
 from .solvers import FIXED_SOLVERS, RK4, Euler, Midpoint, RungeKutta, SolverError, normal_displacement
 
@@ -17,5 +17,7 @@ __all__ = [
     "exact_divergence",
     "hutchinson_divergence",
     "draw_probes",
+    "default_divergence",
+    "HUTCHINSON_FROM_DIM",
     "normal_displacement",
 ]
