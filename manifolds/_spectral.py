@@ -22,8 +22,6 @@ __all__ = ["cotangent_laplacian", "eigenpairs", "mesh_digest", "spectral_weights
 
 #: premetric kinds of ``Mesh.spectral_distance``
 KINDS = ("biharmonic", "diffusion")
-#: default diffusion time: the last kept eigenpair is damped by ``e^{−t λ_k} = _DIFFUSION_FLOOR``
-_DIFFUSION_FLOOR = 1e-2
 _CACHE: "OrderedDict[tuple, tuple[np.ndarray, np.ndarray]]" = OrderedDict()
 _CACHE_SIZE = 8
 _LOCK = threading.Lock()
@@ -88,8 +86,13 @@ def eigenpairs(v: np.ndarray, f: np.ndarray, k: int, digest: str) -> tuple[np.nd
 
 
 def default_diffusion_time(evals: np.ndarray) -> float:
-    """``t = ln(1/0.01)/λ_max``: the largest kept eigenvalue's weight ``e^{−tλ}`` is 0.01 (truncation small)."""
-    return math.log(1 / _DIFFUSION_FLOOR) / float(evals[-1])
+    """``t = 1/λ₁``: the diffusion time of the slowest non-constant mode.
+
+    The distance then varies on the scale of the whole shape (it does not saturate between distant
+    points, so its gradient does not vanish there) and does not depend on how many eigenpairs are
+    kept (the weights ``e^{−λ_i/λ₁}`` are below ``e^{−10}`` from ``λ_i > 10 λ₁`` on).
+    """
+    return 1.0 / float(evals[1])
 
 
 def spectral_weights(evals: np.ndarray, kind: str, t=None) -> np.ndarray:

@@ -264,7 +264,7 @@ class Mesh(Manifold):
 
         ``φ_i(x) = Σ_j b_j φ_i(v_j)`` interpolates over ``x``'s face (barycentrics ``b`` of
         :meth:`locate`; differentiable, gradient in the face plane); ``w_i = 1/λ_i`` (biharmonic) or
-        ``e^{−tλ_i}`` (diffusion, default ``t = ln(100)/λ_{k−1}``). ``‖e(x) − e(y)‖`` is
+        ``e^{−tλ_i}`` (diffusion, default ``t = 1/λ₁``). ``‖e(x) − e(y)‖`` is
         :meth:`spectral_distance`.
 
         Args:

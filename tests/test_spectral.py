@@ -131,11 +131,15 @@ def _edge_flip_lengths(M, i, j):
                      for a, b in zip(i, j)])
 
 
-def test_biharmonic_distance_ranks_like_exact_geodesics_on_a_torus():
-    """Acceptance: torus mesh, Spearman >= 0.95 against potpourri3d's exact polyhedral geodesic lengths."""
+def test_spectral_distances_rank_like_exact_geodesics_on_a_torus():
+    """Acceptance: torus mesh (4 096 faces), 1 000 random vertex pairs, Spearman >= 0.95 against
+    potpourri3d's exact polyhedral geodesic lengths (biharmonic ~0.96; diffusion with its default t
+    ~0.94 is reported, and held to 0.9)."""
     T = Mesh.torus(n_eigen=64)
     rng = np.random.default_rng(0)
-    i, j = rng.integers(0, len(T._v), (2, 300))
+    i, j = rng.integers(0, len(T._v), (2, 1000))
+    i, j = i[i != j], j[i != j]
     geo = _edge_flip_lengths(T, i, j)
-    d = T.spectral_distance(T.vertices[i], T.vertices[j])
-    assert spearmanr(d.numpy(), geo)[0] >= 0.95
+    x, y = T.vertices[i], T.vertices[j]
+    assert spearmanr(T.spectral_distance(x, y).numpy(), geo)[0] >= 0.95
+    assert spearmanr(T.spectral_distance(x, y, kind="diffusion").numpy(), geo)[0] >= 0.9
