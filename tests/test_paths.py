@@ -7,7 +7,7 @@ from torch.func import jvp
 
 from gaugeflow.manifolds import Euclidean, FlatTorus, Hyperbolic, Product, Sphere
 from gaugeflow.models import GaugeFlow, PlainFlow
-from gaugeflow.training import GeodesicPath, PathSample, paths, rcfm_loss
+from gaugeflow.training import GeodesicPath, PathSample, rcfm_loss
 
 MANIFOLDS = [Euclidean(3), Sphere(2), Sphere(4), FlatTorus(2), Hyperbolic(2), Product(Sphere(2), FlatTorus(1), Euclidean(1))]
 IDS = [repr(M) for M in MANIFOLDS]
@@ -181,9 +181,7 @@ def test_rcfm_loss_time_sampler_manifold_override_and_errors():
 
 
 def _loss_without_reads(model, x0, x1, t, path, no_host_reads):
-    # the accelerator branch (on CPU tensors the path may read the cut count, which costs nothing there)
-    with pytest.MonkeyPatch.context() as mp, no_host_reads():
-        mp.setattr(paths, "READ_COUNTS_ON_CPU", False)
+    with no_host_reads():  # (also switches off GeodesicPath's CPU-only count read)
         return rcfm_loss(model, x0, x1, t, path=path, generator=torch.Generator().manual_seed(3),
                          return_info=True, host_checks=False)
 
