@@ -3,6 +3,8 @@
 Sections (each a module of this folder, runnable alone):
 
 * ``bench_training``  — one RCFM training step on S² vs flow_matching and on ℝ^8 vs torchcfm.
+* ``bench_paths``     — the RCFM step over its floor (same network, loss and Adam on precomputed
+  ``x_t, u_t``) on S², T², H² and SO(3), the default call and the trainer's (target ≤ 1.10).
 * ``bench_sampling``  — sampling 10⁵ points (100 RK4 steps) vs flow_matching's RiemannianODESolver,
   and the exact log-likelihood of 10⁴ points vs the per-coordinate ``autograd.grad`` loop.
 * ``bench_gauge_term`` — GaugeFlow / HigherGaugeFlow step time over PlainFlow, and the gauge term
@@ -41,7 +43,7 @@ import torch
 
 from _harness import Bench, format_table, load_average, machine_info
 
-SECTIONS = ("train", "sampling", "gauge", "overhead", "terms", "coupling", "dimension")
+SECTIONS = ("train", "paths", "sampling", "gauge", "overhead", "terms", "coupling", "dimension")
 
 
 def _parse(argv):
@@ -89,6 +91,14 @@ def _run_sections(bench: Bench, only, results: dict) -> list:
 
         rows += bench_training.run(bench)
         _print_compiled(rows)
+    if "paths" in only:
+        import bench_paths
+
+        path_rows = bench_paths.run(bench)
+        print("\nRCFM step over its floor (same network, loss and Adam on precomputed x_t, u_t; "
+              f"target <= {bench_paths.TARGET}):")
+        print(bench_paths.format_rows(path_rows))
+        rows += path_rows
     if "sampling" in only:
         import bench_sampling
 
