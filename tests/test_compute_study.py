@@ -169,7 +169,8 @@ def test_quick_study_end_to_end(tmp_path):
     kept = tmp_path / "compute_parts" / "quakes__full__plain__s1.runs.csv"
     before, stamp = lost.read_text(), kept.stat().st_mtime_ns
     lost.unlink()
-    again = subprocess.run(cmd + ["--parts", "quakes__full__*__s1"], capture_output=True, text=True, timeout=300)
+    again = subprocess.run(cmd + ["--parts", "quakes__full__*__s1", "--workers", "2"], capture_output=True, text=True,
+                           timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "1 to run" in again.stdout and kept.stat().st_mtime_ns == stamp
     assert _rows(lost)[0]["test_fm"] == _rows_from_text(before)[0]["test_fm"]  # same stream, same result

@@ -47,19 +47,21 @@ def _real(hidden: int, steps_eq: int, max_steps: int, eval_every: int) -> dict:
 
 
 FULL = {
+    # steps_eq, max_steps, eval_every: sized from measured step and evaluation times so that the whole
+    # study fits 3 hours on two cores with --workers 2 (see the runtime estimate in the report)
     "datasets": {
-        "gmm-2": _gmm(2, 32, 1000, 8000, 250),
-        "gmm-8": _gmm(8, 64, 1000, 6000, 250),
+        "gmm-2": _gmm(2, 32, 1000, 6000, 500),
+        "gmm-8": _gmm(8, 64, 1000, 4000, 500),
         # exact divergence at N = 32 costs 32 JVPs per evaluation (0.35 s per test point for HGFM at 16 rk4
-        # steps): a 200-point test split, a 32-point curve subset, no solver sweep, and no α ≡ 0 rows (the
+        # steps): a 100-point test split, a 32-point curve subset, no solver sweep, and no α ≡ 0 rows (the
         # ablation is the plain model numerically, shown on every other data set), full size only
-        "gmm-32": {**_gmm(32, 64, 400, 1600, 200), "solver": False, "models": list(CORE), "sizes": ["full"],
-                   "eval": {"curve_points": 32, "n_samples": 1000, "fm_points": 200},
-                   "data": {**_gmm(32, 64, 0, 0, 0)["data"], "n_test": 200, "n_val": 200}},
-        "world-cities": _real(64, 2000, 20000, 500),
-        "quakes": _real(64, 1000, 8000, 250),
-        "protein": _real(64, 2000, 16000, 500),
-        "protein-frames": _real(64, 2000, 12000, 500),
+        "gmm-32": {**_gmm(32, 64, 400, 1600, 400), "solver": False, "models": list(CORE), "sizes": ["full"],
+                   "eval": {"curve_points": 32, "n_samples": 1000, "fm_points": 100},
+                   "data": {**_gmm(32, 64, 0, 0, 0)["data"], "n_test": 100, "n_val": 100}},
+        "world-cities": _real(64, 2000, 10000, 1000),
+        "quakes": _real(64, 1000, 4000, 500),
+        "protein": _real(64, 2000, 8000, 1000),
+        "protein-frames": _real(64, 2000, 6000, 1000),
     },
     "models": list(MODELS),
     #: training-set sizes: the fraction of the train split (a fixed subset, the same for every model
@@ -68,7 +70,7 @@ FULL = {
               "tenth": {"fraction": 0.1, "models": list(CORE)}},
     "seeds": [0, 1, 2, 3, 4],
     "train": dict(_TRAIN),
-    "eval": dict(_EVAL),
+    "eval": {**_EVAL, "curve_points": 300, "solver_points": 300, "plateau_min_evals": 6},
     #: interleaved step-time measurement: rounds × models, steps timed per round after warm-up steps
     "calibration": {"rounds": 7, "steps": 20, "warmup": 5, "width_factors": [1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32]},
     #: the solver study (NLL and samples against solver steps) runs on this seed's converged models

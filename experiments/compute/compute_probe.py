@@ -36,5 +36,6 @@ def probe(cfg: dict, dname: str, calib: dict) -> list[dict]:
         steps = sum(ev["solver_steps"]) + 100
         solver_s = curve_s / 2 * ev["solver_points"] / ev["curve_points"] * steps / ev["nll_steps"] * 2
         measured[m] = {"full_eval_s": full_s, "curve_eval_s": curve_s,
-                       "solver_s": solver_s if spec.get("solver", True) else 0.0}
+                       "solver_s": solver_s if spec.get("solver", True) else 0.0, "n_test": len(data.test),
+                       "curve_points": ev["curve_points"], "solver_points": ev["solver_points"]}
     return [{"dataset": dname, "model": m, **measured[m[:-3] if m.endswith("-a0") else m]} for m in models]

@@ -28,9 +28,11 @@ def _status(cfg: dict, variant: str, planned: list[str], done: list[str], est: l
             lines += ["> Parts of these settings still to run: " + "; ".join(f"{d}: {len(v)}" for d, v in left.items())
                       + ".", ">"]
     which = "quick variant" if variant == "quick" else "full study"
-    lines += [f"> Estimated runtime of the {which} (serial, one thread, from the measurements below): "
-              f"**{lo / 3600:.1f}–{hi / 3600:.1f} h** (lower: every run stops at its last budget step; upper: every "
-              f"run goes to `max_steps`)" + (f"; not measured yet for {', '.join(missing)}" if missing else "") + ".", ""]
+    lines += [f"> Estimated runtime of the {which}, from the measurements below: **{lo / 3600:.1f}–{hi / 3600:.1f} h** "
+              f"serial (one thread), **{lo / 7200:.1f}–{hi / 7200:.1f} h** with `--workers 2` on two cores, plus the "
+              "step-time calibration (lower: every run stops at its last budget step or at the plateau criterion's "
+              "first chance; upper: every run goes to `max_steps`)"
+              + (f"; not measured yet for {', '.join(missing)}" if missing else "") + ".", ""]
     return lines
 
 

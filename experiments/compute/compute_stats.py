@@ -114,7 +114,10 @@ def estimate(cfg: dict, calib: list[dict], runs: list[dict], curve: list[dict], 
     seconds = steps · t_step (interleaved calibration) · r + evaluations · t_curve + 3 · t_eval + t_solver,
     with ``r`` the measured ratio of training seconds to calibrated seconds in the parts run so far
     (1 when none), ``t_curve``/``t_eval`` per (data set, model) from the parts run or the timing table,
-    and ``t_solver`` the solver sweep's measured seconds.
+    and ``t_solver`` the solver sweep's measured seconds. Timings measured with other point counts
+    than ``cfg``'s are scaled linearly in the points (fixed-step solves cost the same per point):
+    ``t_curve`` by the curve subset, ``t_solver`` by the solver subset, ``t_eval`` by the test split.
+    The lower bound counts at least ``plateau_min_evals`` evaluations (the criterion needs them).
     """
     step = {(c["dataset"], c["model"]): c["step_s_median"] for c in calib}
     ratios = [r["train_s"] / r["budget_s"] for r in runs if r["budget"] == "equal-steps" and r["budget_s"] > 0]
@@ -135,7 +138,9 @@ def estimate(cfg: dict, calib: list[dict], runs: list[dict], curve: list[dict], 
                 t = step[(dname, m)]
                 s_time = min(spec["max_steps"], round(spec["steps_eq"] * step[(dname, "gauge")] / t))
                 first = max(spec["steps_eq"], s_time)
-                c = cost[(dname, m)]
+                c = _scaled(cost[(dname, m)], cfg, dname)
+                ev = {**cfg["eval"], **spec.get("eval", {})}
+                first = min(spec["max_steps"], max(first, ev["plateau_min_evals"] * spec["eval_every"]))
                 for steps, acc in ((first, "lo"), (spec["max_steps"], "hi")):
                     evals = math.ceil(steps / spec["eval_every"])
                     sec = (steps * t * ratio + evals * c["curve_eval_s"] + 3 * c["full_eval_s"]) * len(cfg["seeds"])
@@ -143,4 +148,17 @@ def estimate(cfg: dict, calib: list[dict], runs: list[dict], curve: list[dict], 
                     lo, hi = (lo + sec, hi) if acc == "lo" else (lo, hi + sec)
         out.append({"dataset": dname, "parts": n_parts, "lower_s": lo, "upper_s": hi, "step_ratio": ratio,
                     "missing": ",".join(sorted(missing))})
+    return out
+
+
+def _scaled(cost: dict, cfg: dict, dname: str) -> dict:
+    """Evaluation seconds of ``cost`` rescaled to ``cfg``'s point counts (see :func:`estimate`)."""
+    ev = {**cfg["eval"], **cfg["datasets"][dname].get("eval", {})}
+    spec = cfg["datasets"][dname]
+    out = dict(cost)
+    if isinstance(cost.get("curve_points"), float):
+        out["curve_eval_s"] = cost["curve_eval_s"] * ev["curve_points"] / cost["curve_points"]
+        out["solver_s"] = cost["solver_s"] * ev["solver_points"] / cost["solver_points"]
+    if isinstance(cost.get("n_test"), float) and spec["kind"] == "gmm":
+        out["full_eval_s"] = cost["full_eval_s"] * spec["data"]["n_test"] / cost["n_test"]
     return out

@@ -17,10 +17,12 @@ and reused by every later part and session so that the equal-seconds budgets sta
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import csv
 import fnmatch
 import hashlib
 import json
+import multiprocessing as mp
 import os
 import platform
 import subprocess
@@ -87,6 +89,11 @@ def machine() -> dict:
 def load_calibration(path: Path, cfg: dict, dnames: list[str], log) -> dict:
     """``(data set, model) → row``; data sets not yet in ``path`` are measured now and appended."""
     rows = read_rows(path) if path.is_file() else []
+    # a data set's step times stay valid while its width and batch do (they fix the models timed)
+    stale = {r["dataset"] for r in rows if r["model"] == "gauge" and r["dataset"] in cfg["datasets"] and (
+        int(r["hidden"]) != cfg["datasets"][r["dataset"]]["hidden"]
+        or int(r.get("batch_size") or cfg["train"]["batch_size"]) != cfg["train"]["batch_size"])}
+    rows = [r for r in rows if r["dataset"] not in stale]
     have = {r["dataset"] for r in rows}
     for dname in dnames:
         if dname in have:
@@ -97,7 +104,7 @@ def load_calibration(path: Path, cfg: dict, dnames: list[str], log) -> dict:
         models = list(dict.fromkeys(["gauge"] + [m for size in cfg["sizes"] for m in models_of(cfg, dname, size)]))
         new = calibrate(dname, data.manifold, data, spec["hidden"], models, cfg["train"], cfg["calibration"])
         for r in new:
-            r.update(settings_key=settings_key(cfg, dname), measured_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            r.update(settings_key=settings_key(cfg, dname), batch_size=cfg["train"]["batch_size"], measured_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      **machine())
         rows += [{k: str(v) for k, v in r.items()} for r in new]
         write_rows(path, rows)
@@ -107,8 +114,24 @@ def load_calibration(path: Path, cfg: dict, dnames: list[str], log) -> dict:
             for r in rows}
 
 
-def run_parts(cfg: dict, out: Path, selected: list[tuple], log) -> int:
-    """Run the selected parts not yet done; returns how many ran."""
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _results(todo: list[tuple], cfg: dict, calib: dict, workers: int):
+    """``(part, tables)`` as the parts finish: in this process, or in ``workers`` one-thread processes."""
+    if workers <= 1:
+        for key in todo:
+            yield key, run_part(key, cfg, calib)
+        return
+    with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_one_thread) as pool:
+        futures = {pool.submit(run_part, key, cfg, calib): key for key in todo}
+        for fut in cf.as_completed(futures):
+            yield futures[fut], fut.result()
+
+
+def run_parts(cfg: dict, out: Path, selected: list[tuple], log, workers: int = 1) -> int:
+    """Run the selected parts not yet done (in ``workers`` processes); returns how many ran."""
     parts = out / "compute_parts"
     parts.mkdir(parents=True, exist_ok=True)
     todo = [k for k in selected if not is_done(parts, k, cfg)]
@@ -116,8 +139,7 @@ def run_parts(cfg: dict, out: Path, selected: list[tuple], log) -> int:
     if not todo:
         return 0
     calib = load_calibration(out / "compute_calibration.csv", cfg, list(dict.fromkeys(k[0] for k in todo)), log)
-    for i, key in enumerate(todo):
-        tables = run_part(key, cfg, calib)
+    for i, (key, tables) in enumerate(_results(todo, cfg, calib, workers)):
         sk = settings_key(cfg, key[0])
         for name in TABLES:  # runs last: its presence marks the part done
             write_rows(parts / f"{part_id(*key)}.{name}.csv", [{**r, "settings_key": sk} for r in tables[name]])
@@ -176,6 +198,9 @@ def parse_args(argv):
     p.add_argument("--probe", action="store_true",
                    help="measure step times and evaluation costs of data sets without parts (for the estimate); no training")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parts run in this many one-thread processes at once (2 on a 2-core machine; step times "
+                        "are measured before, alone, so the budgets do not depend on it)")
     return p.parse_args(argv)
 
 
@@ -201,7 +226,7 @@ def main(argv=None) -> int:
     if args.probe:
         run_probe(cfg if args.quick else variant("full"), out, log)  # the estimate is of the full study
     elif not args.render_only:
-        run_parts(cfg, out, select(keys, args.parts), log)
+        run_parts(cfg, out, select(keys, args.parts), log, args.workers)
     done = [k for k in keys if is_done(out / "compute_parts", k, cfg)]
     (out / "compute_settings.json").write_text(json.dumps(
         {"variant": name, "config": cfg, "machine": machine(), "parts_planned": len(keys), "parts_done": len(done)},
