@@ -242,7 +242,7 @@ class Hyperbolic(Manifold):
         need no Taylor branch; ``sinh r`` is clamped to the smallest normal number (``x0 = x1``).
         """
         self._inputs(x0=x0, x1=x1)
-        X = _hi(torch.stack(torch.broadcast_tensors(x0, x1)))  # both endpoints, lifted in one pass
+        X = _hi(torch.stack([x0, x1] if x0.shape == x1.shape else torch.broadcast_tensors(x0, x1)))  # lifted in one pass
         D = X.shape[-1]
         tau = row_dot(X, X, (0.0,) + (1.0,) * (D - 1)).add_(1).sqrt_()
         X0, X1 = torch.cat([tau, X[..., 1:]], dim=-1).unbind(0)
@@ -253,10 +253,9 @@ class Hyperbolic(Manifold):
         inv = torch.sinh(r).clamp_min_(torch.finfo(r.dtype).tiny).reciprocal_()
         phi = _hi(t)[..., None] * r
         ch, sh = torch.cosh(phi), torch.sinh(phi)
-        x_t = torch.addcmul(ch * X0, sh * inv, w)
-        u_t = torch.addcmul((r * sh) * X0, r * ch * inv, w)
-        no_cut = torch.zeros(x_t.shape[:-1], dtype=torch.bool, device=x_t.device)
-        return x_t.to(x0.dtype), u_t.to(x0.dtype), no_cut
+        # (x_t, u_t) as one [2, ..., D] tensor: coefficients of X0 and of w, one conversion back
+        out = torch.addcmul(torch.stack([ch, r * sh]) * X0, torch.stack([sh, r * ch]).mul_(inv), w).to(x0.dtype)
+        return out[0], out[1], torch.zeros(out.shape[1:-1], dtype=torch.bool, device=out.device)
 
     def stable_radius(self, dtype: torch.dtype) -> float:
         return _STABLE_RADIUS.get(dtype, _STABLE_RADIUS[torch.float32])
