@@ -35,21 +35,22 @@ def cheapest(rows: list[dict]) -> dict | None:
     return min(ok, key=lambda r: (int(r["nfe"]), float(r["nll_error"]))) if ok else None
 
 
-def interpolated_nfe(rows: list[dict], key: str = "nll_error", tol: float = TOL) -> float | None:
-    """NFE at which ``key`` falls to ``tol``, by log-log interpolation between the two grid settings of one
-    fixed-step method that bracket it; the smallest over methods (``None``: no method brackets ``tol``).
+def interpolated_nfe(rows: list[dict], key: str = "nll_error", tol: float = TOL) -> tuple[float, bool] | None:
+    """``(NFE, is_bound)``: the NFE at which ``key`` falls to ``tol``, by log-log interpolation between the two
+    grid settings of one fixed-step method that bracket it; the smallest over methods (``None``: none does).
 
-    A grid setting already within ``tol`` at the coarsest step count gives that setting's NFE (an upper bound).
+    A method already within ``tol`` at its coarsest grid setting gives that setting's NFE as an upper bound
+    (``is_bound`` true): the grid does not resolve below it.
     """
     best = None
     for (method,), group in _by([r for r in rows if r["steps"]], "method").items():
         pts = sorted((int(r["nfe"]), max(float(r[key]), 1e-300)) for r in group)
-        found = pts[0][0] if pts[0][1] <= tol else None
+        found = (pts[0][0], True) if pts[0][1] <= tol else None
         for (n0, e0), (n1, e1) in zip(pts, pts[1:]):
             if found is None and e0 > tol >= e1:
-                found = math.exp(math.log(n0) + (math.log(e0) - math.log(tol)) / (math.log(e0) - math.log(e1))
-                                 * (math.log(n1) - math.log(n0)))
-        if found is not None and (best is None or found < best):
+                found = (math.exp(math.log(n0) + (math.log(e0) - math.log(tol)) / (math.log(e0) - math.log(e1))
+                                  * (math.log(n1) - math.log(n0))), False)
+        if found is not None and (best is None or found[0] < best[0]):
             best = found
     return best
 
@@ -86,15 +87,17 @@ def _interp_means(solver: list[dict], key: tuple) -> tuple:
     out = []
     for metric in ("nll_error", "sample_err"):
         vals = [interpolated_nfe(rows, metric) for rows in runs]
-        out.append(statistics.fmean(vals) if vals and None not in vals else None)
+        ok = vals and None not in vals
+        out.append((statistics.fmean(v[0] for v in vals), any(v[1] for v in vals)) if ok else None)
     return tuple(out)
 
 
 def summary_table(means: dict, runs: list[dict], solver: list[dict]) -> str:
     """Mean NFE to 0.01 nat per data set and coupling, and the ratio to independent."""
     lines = ["| data | coupling | fewest grid NFE within 0.01 nat (mean) | / independent | interpolated NFE to 0.01 nat "
-             "| / independent | interpolated NFE to sample error 0.01 | / independent | mean converged NLL | "
-             "ms per training step (in the study) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| / independent | interpolated NFE to sample error 0.01 | / independent | dopri5 1e-9 NFE | / independent "
+             "| mean converged NLL | ms per training step (in the study) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     interp = {k: _interp_means(solver, k) for k in means}
     for (dname, variant), vals in means.items():
         rs = [r for r in runs if r["dataset"] == dname and r["variant"] == variant]
@@ -108,7 +111,12 @@ def summary_table(means: dict, runs: list[dict], solver: list[dict]) -> str:
         cells = []
         for i in range(2):
             mine, ref = interp[(dname, variant)][i], interp.get((dname, "independent"), (None, None))[i]
-            cells += [f"{mine:.1f}" if mine else "> grid", f"{mine / ref:.2f}" if mine and ref else "—"]
+            cells += [f"{'≤ ' if mine[1] else ''}{mine[0]:.1f}" if mine else "> grid",
+                      f"{mine[0] / ref[0]:.2f}" if mine and ref else "—"]
+        conv = statistics.fmean(int(r["converged_nfe"]) for r in rs)
+        conv_ref = statistics.fmean(int(r["converged_nfe"]) for r in runs
+                                    if r["dataset"] == dname and r["variant"] == "independent")
+        cells += [f"{conv:.0f}", f"{conv / conv_ref:.2f}"]
         lines.append(f"| {dname} | {variant} | {f'{mean:.1f}' if mean else '> grid'} | {ratio} | {' | '.join(cells)} "
                      f"| {nll:.4f} | {ms:.2f} |")
     return "\n".join(lines) + "\n"
@@ -133,6 +141,26 @@ def error_tables(solver: list[dict]) -> str:
             lines.append(f"| {_setting(group[0])} | {nfe:.0f} | " + " | ".join(cells) + " |")
         out.append("\n".join(lines) + "\n")
     return "\n".join(out)
+
+
+def verdict(solver: list[dict], variant: str) -> str:
+    """One generated sentence per data set: does ``variant`` reach 0.01 nat with fewer grid NFE than independent?"""
+    out = []
+    for (dname,), rows in _by(solver, "dataset").items():
+        pairs = []
+        for group in _by([r for r in rows if r["variant"] in (variant, "independent")], "seed").values():
+            a = cheapest([r for r in group if r["variant"] == variant])
+            b = cheapest([r for r in group if r["variant"] == "independent"])
+            if a is not None and b is not None:
+                pairs.append((int(a["nfe"]), int(b["nfe"])))
+        if not pairs:
+            continue
+        fewer = sum(a < b for a, b in pairs)
+        word = "fewer in every seed" if fewer == len(pairs) else (
+            f"fewer in {fewer} of {len(pairs)} seeds" if fewer else "not fewer in any seed")
+        shown = ", ".join(f"{a} vs {b}" for a, b in pairs)
+        out.append(f"{dname}: `{variant}` reaches 0.01 nat at {shown} grid NFE (per seed, vs `independent`) — {word}")
+    return "; ".join(out) + "."
 
 
 def choose_default(solver: list[dict]) -> tuple[str, list[str]]:
@@ -191,7 +219,8 @@ def main(argv=None) -> int:
         n_test=s["n_test"], n_sample=s["n_sample"], converged=s["converged"], machine=s["processor"],
         cores=s["cpu_count"], torch=s["torch"], threads=s["threads"], python=s["python"],
         summary=summary_table(means, runs, solver), per_run=per_run, errors=error_tables(solver),
-        choice=choice, choice_table="\n".join(choice_lines), code=code_defaults(),
+        choice=choice, datasets=", ".join(f"`{d}`" for d in dict.fromkeys(r["dataset"] for r in runs)),
+        verdict="**Verdict (generated).** " + " ".join(verdict(solver, v) for v in ("ot", "ot-block32")), choice_table="\n".join(choice_lines), code=code_defaults(),
         cost=cost_table(args.results / "coupling_cost.csv"), grid=", ".join(map(str, s["grid"])))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text, encoding="utf-8")
@@ -205,8 +234,9 @@ Generated by `experiments/nfe/report.py` from the CSVs of `experiments/nfe/run.p
 `experiments/benchmarks/bench_coupling.py` (in `experiments/nfe/results/`); rerun both to refresh.
 
 **Setup.** Models are small: {model} flows of width {hidden}, trained {steps} steps at batch {batch}
-(Adam, lr 1e-3, EMA 0.999, clipping 1.0), seeds {seeds}, on real data (`quakes`: Fiji earthquakes on S²;
-`protein`: adenylate-kinase φ/ψ on T²; docs/guide.md lists the loaders). Couplings: `independent`
+(Adam, lr 1e-3, EMA 0.999, clipping 1.0), seeds {seeds}, on real data sets {datasets} (`quakes`: Fiji
+earthquakes on S²; `protein`: adenylate-kinase φ/ψ on T²; `world-cities`: GeoNames cities on S²; see
+docs/guide.md §8). Couplings: `independent`
 (pairs as drawn), `ot` (exact minibatch OT over the whole batch of {batch} by squared geodesic distance,
 docs/math.md §6, `gaugeflow.training.coupling`) and `ot-block32` (exact OT within blocks of 32 pairs,
 `ot_batch=32`). Evaluation in float64 on {n_test} fixed test points, exact divergence. The converged
@@ -220,6 +250,8 @@ Machine: {machine}, {cores} cores, {threads} torch thread(s), torch {torch}, Pyt
 The NFE grid is coarse (steps {grid}): "fewest NFE" is the cheapest grid setting within 0.01 nat.
 
 {summary}
+{verdict}
+
 Per run:
 
 {per_run}

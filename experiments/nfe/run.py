@@ -170,7 +170,7 @@ def main(argv=None) -> int:
                 solver += rows
                 write_csv(out / "solver.csv", solver)  # rows first: a part counts as done once runs.csv has it
                 write_csv(out / "runs.csv", runs)
-    settings = {**cfg, "quick": args.quick, "model": args.model, "methods": METHODS, "grid": STEPS,
+    settings = {**cfg, "quick": args.quick, "model": args.model, "datasets": list(dict.fromkeys(r["dataset"] for r in runs)), "methods": METHODS, "grid": STEPS,
                 "converged": f"dopri5, atol = rtol = {CONVERGED_TOL:g}, float64, exact divergence",
                 "split_seed": 0, "test_subset_seed": 1234, "sample_seed": "10000 + seed", **_machine()}
     (out / "settings.json").write_text(json.dumps(settings, indent=2), encoding="utf-8")

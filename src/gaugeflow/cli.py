@@ -120,7 +120,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="DIR")
     p.add_argument("--n-test", type=int, default=1000, help="test points for the NLL (default 1000)")
     p.add_argument("--n-samples", type=int, default=2000, help="model samples for the metrics (default 2000)")
-    p.add_argument("--steps", type=int, default=50, help="ODE steps (default 50)")
+    from .sampling.ode import DEFAULT_STEPS
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"rk4 steps of the NLL and the samples (default "
+                   f"{DEFAULT_STEPS}: within 0.01 nat of the converged NLL in docs/results/nfe.md)")
     p.add_argument("--divergence", choices=("exact", "hutchinson"), default=None,
                    help="divergence estimator of the NLL (default: log_prob's rule on the manifold's dimension, "
                         "exact below gaugeflow.sampling.divergence.HUTCHINSON_FROM_DIM, Hutchinson with one "
@@ -132,7 +134,9 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="DIR")
     p.add_argument("-n", type=int, default=1000, help="number of samples (default 1000)")
     p.add_argument("-o", "--output", required=True, metavar="FILE.npy")
-    p.add_argument("--steps", type=int, default=100, help="ODE steps (default 100)")
+    from .sampling.ode import DEFAULT_STEPS
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"ODE steps (default {DEFAULT_STEPS}, see "
+                   "docs/results/nfe.md)")
     from .sampling.solvers import FIXED_SOLVERS, torchdiffeq_methods
     p.add_argument("--method", default="rk4", help=f"{' | '.join(FIXED_SOLVERS)} (fixed steps with the manifold's "
                    f"own maps; default rk4) | {' | '.join(torchdiffeq_methods())} (torchdiffeq, adaptive or fixed)")
