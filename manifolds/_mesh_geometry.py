@@ -6,11 +6,12 @@ r"""Triangle-mesh geometry behind :class:`gaugeflow.manifolds.Mesh`: input check
   faces, non-manifold edges, several connected components).
 * :class:`FaceTables` holds, per dtype and device, what the batched queries gather per face.
 * :func:`closest_points` finds the exact closest point on the surface in torch (math.md §11.1):
-  candidate faces are those around the ``k`` nearest vertices; the answer is *certified* exact when
-  ``d + L_max < r_k`` (``d`` the distance found, ``L_max`` the longest edge, ``r_k`` the distance of
-  the ``k``-th nearest vertex: a nearer triangle would have all three corners within ``d + L_max``,
-  so among the ``k`` nearest). Rows without the certificate retry with ``k`` ×4, and finally
-  against every face, so the result is exact for every input; memory stays bounded by chunking.
+  candidate faces are the ``k`` whose centroids are nearest; the answer is *certified* exact when
+  ``d + ρ < r_k`` (``d`` the distance found, ``ρ`` the largest centroid-to-corner distance of any
+  face, ``r_k`` the distance of the ``k``-th nearest centroid: a face at distance ``≤ d`` has its
+  centroid within ``d + ρ``, so among the candidates). Rows without the certificate retry with
+  ``k`` ×4, and finally against every face, so the result is exact for every input; memory stays
+  bounded by chunking.
 """
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ __all__ = ["check_mesh_arrays", "FaceTables", "closest_points", "triangle_closes
 DEGENERATE_AREA = 1e-14
 #: candidate (row × face) pairs evaluated at once (bounds the memory of one chunk)
 _PAIRS_PER_CHUNK = 1 << 17
-#: nearest-vertex counts tried before the exhaustive search
-_K_STEPS = (8, 32, 128, 512)
+#: nearest-centroid counts tried before the exhaustive search
+_K_STEPS = (16, 64, 256, 1024)
 
 
 def _as_numpy(a, name: str) -> np.ndarray:
@@ -123,15 +124,15 @@ class FaceTables(NamedTuple):
     """
 
     vertices: torch.Tensor   # [V, 3]
-    centred: torch.Tensor    # [V, 3] vertices minus their bounding-box centre (the nearest-vertex search)
+    centre: torch.Tensor     # [3] centre of the bounding box
+    centred: torch.Tensor    # [F, 3] face centroids minus ``centre`` (the candidate search)
     faces: torch.Tensor      # [F, 3] long
     planes: torch.Tensor     # [19, F] component-major: a, ab, ac, g1, g2 (3 rows each), |ab|², |ac|², |bc|², ab·ac
     normals: torch.Tensor    # [F, 3] unit
     frames: torch.Tensor     # [F, 3, 2] orthonormal columns spanning the face plane
-    vertex_faces: torch.Tensor  # [V, max valence] faces around each vertex (padded with a repeat)
-    max_edge: float
-    radius2: float  # max |vertex − centre|²
-    tree: object  # scipy.spatial.cKDTree of ``centred`` for CPU tables (exact nearest vertices), else None
+    reach: float    # max distance from a face's centroid to its points (its farthest corner)
+    radius2: float  # max |centroid − centre|²
+    tree: object  # scipy.spatial.cKDTree of ``centred`` for CPU tables (exact nearest centroids), else None
 
     @staticmethod
     def build(v: np.ndarray, f: np.ndarray, dtype: torch.dtype, device) -> "FaceTables":
@@ -146,24 +147,19 @@ class FaceTables(NamedTuple):
         n /= np.linalg.norm(n, axis=1, keepdims=True)
         e1 = ab / np.sqrt(l_ab)[:, None]
         frames = np.stack([e1, np.cross(n, e1)], axis=2)
-        order = np.argsort(f.reshape(-1), kind="stable")
-        vert = f.reshape(-1)[order]
-        counts = np.bincount(vert, minlength=len(v))
-        start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        slot = np.arange(len(vert)) - start[vert]
-        vf = np.repeat((order // 3)[start][:, None], counts.max(), axis=1)  # pad with each vertex's first face
-        vf[vert, slot] = order // 3
         t = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
-        centred = v - 0.5 * (v.max(0) + v.min(0))
+        centroid = (a + b + c) / 3
+        reach = max(float(np.linalg.norm(corner - centroid, axis=1).max()) for corner in (a, b, c))
+        centre = 0.5 * (v.max(0) + v.min(0))
+        centred = centroid - centre
         planes = np.concatenate([a.T, ab.T, ac.T, g1.T, g2.T, np.stack([l_ab, l_ac, l_bc, dot])])
         tree = None
         if torch.device(device).type == "cpu":
             from scipy.spatial import cKDTree
 
             tree = cKDTree(centred)
-        return FaceTables(t(v), t(centred), torch.as_tensor(f, device=device), t(planes), t(n), t(frames),
-                          torch.as_tensor(vf, device=device), float(np.sqrt(max(l_ab.max(), l_ac.max(), l_bc.max()))),
-                          float((centred ** 2).sum(1).max()), tree)
+        return FaceTables(t(v), t(centre), t(centred), torch.as_tensor(f, device=device), t(planes), t(n), t(frames),
+                          reach * (1 + 1e-12), float((centred ** 2).sum(1).max()), tree)
 
 
 def triangle_closest(p: torch.Tensor, tab: FaceTables, cand: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,7 +207,7 @@ def _best(p: torch.Tensor, tab: FaceTables, cand: torch.Tensor) -> tuple[torch.T
 
 
 def _knn(pc: torch.Tensor, tab: FaceTables, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Distances and indices ``[n, k]`` (ascending) of the ``k`` vertices nearest to the centred points ``pc``.
+    """Distances and indices ``[n, k]`` (ascending) of the ``k`` face centroids nearest to the centred points ``pc``.
 
     CPU: scipy's k-d tree (exact distances). Other devices: ``torch.cdist`` + ``topk`` (matrix-product
     distances; the caller's certificate allows for their rounding).
@@ -224,24 +220,22 @@ def _knn(pc: torch.Tensor, tab: FaceTables, k: int) -> tuple[torch.Tensor, torch
 
 def _nearest_faces(p: torch.Tensor, tab: FaceTables) -> torch.Tensor:
     """Index ``[n]`` of the face nearest to each row of ``p`` (no gradient; see module doc)."""
-    V, F = tab.vertices.shape[0], tab.faces.shape[0]
+    F = tab.faces.shape[0]
     face = torch.empty(p.shape[0], dtype=torch.long, device=p.device)
     todo = torch.arange(p.shape[0], device=p.device)
-    centre = tab.vertices[0] - tab.centred[0]
     eps = torch.finfo(p.dtype).eps
     for k in _K_STEPS:
-        if k >= V or todo.numel() == 0:
+        if k >= F or todo.numel() == 0:
             break
-        per = _PAIRS_PER_CHUNK // (k * tab.vertex_faces.shape[1])
         failed = []
-        for rows in todo.split(max(per, 1)):
-            pc = p[rows] - centre
+        for rows in todo.split(max(_PAIRS_PER_CHUNK // k, 1)):
+            pc = p[rows] - tab.centre
             r_k, near = _knn(pc, tab, k)
             # cdist's matrix-product form errs by <= ~4 eps (|p|² + R²) in d²: widen the certificate by its root
             slack = (16 * eps * ((pc * pc).sum(-1) + tab.radius2)).sqrt()
-            f, d2 = _best(p[rows], tab, tab.vertex_faces[near].reshape(len(rows), -1))
+            f, d2 = _best(p[rows], tab, near)
             face[rows] = f
-            failed.append(rows[~(d2.sqrt() + tab.max_edge + slack < r_k[:, -1])])
+            failed.append(rows[~(d2.sqrt() + tab.reach + slack < r_k[:, -1])])
         todo = torch.cat(failed)
     if todo.numel():  # exhaustive search for uncertified rows (points far from the surface)
         every = torch.arange(F, device=p.device)

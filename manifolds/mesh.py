@@ -64,11 +64,12 @@ class UniformMesh(BaseDistribution):
         dtype = torch.get_default_dtype() if dtype is None else dtype
         if n == 0:
             return torch.zeros(0, 3, dtype=dtype, device=device)
-        face = torch.multinomial(self._weights, n, replacement=True, generator=generator)
-        r = torch.rand(n, 2, generator=generator, dtype=torch.float64)
+        on = torch.device("cpu") if generator is None else generator.device  # draw where the generator lives
+        face = torch.multinomial(self._weights.to(on), n, replacement=True, generator=generator)
+        r = torch.rand(n, 2, generator=generator, dtype=torch.float64, device=on)
         flip = r.sum(1, keepdim=True) > 1
         r = torch.where(flip, 1 - r, r)  # the reflected square is uniform on the triangle
-        corners = torch.as_tensor(self._vertices)[torch.as_tensor(self._faces)[face]]  # [n, 3, 3]
+        corners = torch.as_tensor(self._vertices, device=on)[torch.as_tensor(self._faces, device=on)[face]]  # [n, 3, 3]
         a = corners[:, 0]
         x = a + r[:, :1] * (corners[:, 1] - a) + r[:, 1:] * (corners[:, 2] - a)
         return x.to(dtype=dtype, device=device)

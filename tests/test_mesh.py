@@ -98,6 +98,19 @@ def test_projx_is_the_exact_closest_point(bumpy, scale):
     assert float(bary.min()) >= -1e-12 and float((bary.sum(-1) - 1).abs().max()) < 1e-12
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, F64], ids=str)
+def test_matrix_product_search_route_gives_the_same_faces(bumpy, dtype):
+    """The route for non-CPU devices (cdist + topk, rounded distances, widened certificate) = the k-d tree's."""
+    from gaugeflow.manifolds._mesh_geometry import closest_points
+
+    x = bumpy.random_base(2000, generator=_gen(15), dtype=F64)
+    z = (x + 0.05 * torch.randn(x.shape, generator=_gen(16), dtype=F64)).to(dtype)
+    tab = bumpy._tables(dtype, z.device)
+    q1, f1, _ = closest_points(z, tab)
+    q2, f2, _ = closest_points(z, tab._replace(tree=None))
+    assert torch.equal(q1, q2) and float((f1 == f2).double().mean()) > 0.999  # ties: either adjacent face
+
+
 def test_projx_keeps_batch_shape_dtype_and_gradient(ico):
     x = ico.random_base(30, generator=_gen(4), dtype=torch.float32).reshape(2, 5, 3, 3)
     assert ico.projx(x).shape == x.shape and ico.projx(x).dtype == torch.float32

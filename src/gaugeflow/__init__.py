@@ -11,7 +11,7 @@ The names a user needs, flat::
     lp = gf.log_prob(model, data.test, steps=50)
 
 * manifolds: :class:`Euclidean`, :class:`Sphere`, :class:`FlatTorus`, :class:`Hyperbolic`, :class:`SO3`,
-  :class:`SE3`, :class:`Product`
+  :class:`SE3`, :class:`Product`, :class:`Mesh` (triangle meshes)
   (more in :mod:`gaugeflow.manifolds`; the base class is :class:`gaugeflow.geometry.Manifold`);
 * models: :class:`PlainFlow`, :class:`GaugeFlow`, :class:`HigherGaugeFlow`, :class:`TensorGaugeFlow`, with
   the L∞-algebras
@@ -27,14 +27,14 @@ modules and names with a leading underscore are internal.
 from ._version import __version__
 from .algebra import so_crossed_module, string_lie2
 from .data import ManifoldData, gaussian_mixture, world_cities, wrapped_mixture
-from .manifolds import SE3, SO3, Euclidean, FlatTorus, Hyperbolic, Product, Sphere
+from .manifolds import SE3, SO3, Euclidean, FlatTorus, Hyperbolic, Mesh, Product, Sphere
 from .models import GaugeFlow, HigherGaugeFlow, PlainFlow, TensorGaugeFlow
 from .sampling import log_prob, sample
 from .training import TrainConfig, fit
 
 __all__ = [
     "__version__",
-    "Euclidean", "Sphere", "FlatTorus", "Hyperbolic", "SO3", "SE3", "Product",
+    "Euclidean", "Sphere", "FlatTorus", "Hyperbolic", "SO3", "SE3", "Product", "Mesh",
     "PlainFlow", "GaugeFlow", "HigherGaugeFlow", "TensorGaugeFlow", "so_crossed_module", "string_lie2",
     "fit", "TrainConfig", "sample", "log_prob",
     "ManifoldData", "wrapped_mixture", "gaussian_mixture", "world_cities",
