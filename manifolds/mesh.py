@@ -86,7 +86,7 @@ class Mesh(Manifold):
         vertices: ``[V, 3]`` floating array (numpy or torch).
         faces: ``[F, 3]`` integer array of vertex indices (a 2-manifold, possibly with boundary).
         n_eigen: eigenpairs ``k`` of the cotangent Laplacian for the spectral premetrics (the constant
-            one included, so ``k − 1`` features).
+            one included, so ``k − 1`` features; at most ``V − 1``).
         dtype: dtype of the tensors this object returns (``face_normals``, ``eigenpairs``, ...);
             operations follow their inputs' dtype and device.
         name: optional label used by ``repr``.
