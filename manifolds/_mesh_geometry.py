@@ -248,11 +248,14 @@ def closest_points(x: torch.Tensor, tab: FaceTables) -> tuple[torch.Tensor, torc
     """Closest surface points of ``x`` ``[n, 3]``: ``(q [n, 3], face [n] long, bary [n, 3])``.
 
     The face search runs without gradient; ``q`` and ``bary`` are then recomputed on the chosen face
-    with autograd (affine in ``x`` inside each Voronoi region of the face).
+    with autograd (affine in ``x`` inside each Voronoi region of the face). Rows of ``x`` holding NaN
+    or Inf give NaN ``q`` and ``bary`` (and an arbitrary face).
     """
-    with torch.no_grad():
-        face = _nearest_faces(x.detach(), tab)
+    with torch.no_grad():  # non-finite rows search from the origin; their q and bary stay NaN
+        xs = x.detach()
+        face = _nearest_faces(torch.where(torch.isfinite(xs).all(-1, keepdim=True), xs, torch.zeros_like(xs)), tab)
     q, bary = triangle_closest(x, tab, face[:, None])
-    return q[:, 0], face, bary[:, 0]
+    bad = ~torch.isfinite(x).all(-1, keepdim=True)
+    return q[:, 0].masked_fill(bad, float("nan")), face, bary[:, 0].masked_fill(bad, float("nan"))
 
 

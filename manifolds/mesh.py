@@ -38,6 +38,11 @@ __all__ = ["Mesh", "UniformMesh"]
 SURFACE_TOL = 1e-3
 
 
+def _nonfinite(x: torch.Tensor) -> torch.Tensor:
+    """``[..., 1]`` mask of the points holding NaN or Inf (their outputs are NaN)."""
+    return ~torch.isfinite(x).all(-1, keepdim=True)
+
+
 class UniformMesh(BaseDistribution):
     """Area-uniform distribution on a triangle mesh: a face with probability ``area_f / area``, then a
     uniform point of the face (reflected uniform barycentrics). ``log p0 = −log area``.
@@ -206,7 +211,7 @@ class Mesh(Manifold):
         """``u − (u·n) n`` with ``n`` the unit normal of ``x``'s face (:meth:`locate`). ``[..., 3]``."""
         self._inputs(x=x, u=u)
         _, face, _ = self._locate(x)
-        n = self._tables(x.dtype, x.device).normals[face]
+        n = self._tables(x.dtype, x.device).normals[face].masked_fill(_nonfinite(x), math.nan)
         return u - (u * n).sum(-1, keepdim=True) * n
 
     def exp(self, x, u):
@@ -218,7 +223,7 @@ class Mesh(Manifold):
         """Orthonormal frame of ``x``'s face plane: ``[..., 3] -> [..., 3, 2]`` (first column along ``b − a``)."""
         self._inputs(x=x)
         _, face, _ = self._locate(x)
-        return self._tables(x.dtype, x.device).frames[face]
+        return self._tables(x.dtype, x.device).frames[face].masked_fill(_nonfinite(x)[..., None], math.nan)
 
     def log(self, x, y):
         raise self._missing("log", "a triangle mesh has no closed-form geodesics; use M.spectral_distance(x, y) "

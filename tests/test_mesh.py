@@ -120,6 +120,14 @@ def test_projx_keeps_batch_shape_dtype_and_gradient(ico):
     assert torch.autograd.gradcheck(ico.projx, (z,), eps=1e-7)
 
 
+def test_non_finite_and_empty_input(ico):
+    x = torch.tensor([[math.nan, 0, 0], [math.inf, 1, 1], [1.0, 0, 0]], dtype=F64)
+    for out in (ico.projx(x), ico.proju(x, torch.ones(3, 3, dtype=F64)), ico.tangent_frame(x)[..., 0],
+                ico.locate(x)[1]):
+        assert bool(out[:2].isnan().all()) and bool(out[2].isfinite().all())
+    assert ico.projx(torch.zeros(0, 3)).shape == (0, 3) and ico.locate(torch.zeros(0, 3))[0].shape == (0,)
+
+
 def test_proju_projects_onto_the_located_face_plane(ico):
     x = ico.random_base(500, generator=_gen(6), dtype=F64)
     w = torch.randn(x.shape, generator=_gen(7), dtype=F64)
