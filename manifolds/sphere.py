@@ -56,8 +56,8 @@ class Sphere(Manifold):
 
     # -- projections
     def projx(self, x):
-        self._inputs(x=x)
-        return x / x.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny ** 0.5)
+        self._inputs(x=x)  # x / max(‖x‖, sqrt(tiny)); the squared norm as a matrix–vector product (faster on CPU)
+        return x * row_dot(x, x).clamp_min(torch.finfo(x.dtype).tiny).rsqrt()
 
     def proju(self, x, u):
         self._inputs(x=x, u=u)

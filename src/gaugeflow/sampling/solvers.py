@@ -130,9 +130,13 @@ def _check_state(x: torch.Tensor, acc: Optional[torch.Tensor], t: float, method:
 
 
 def _finite(x: torch.Tensor, acc: Optional[torch.Tensor]) -> torch.Tensor:
-    """0-d bool tensor on ``x``'s device: every entry of ``x`` (and ``acc``) is finite. No host sync."""
-    ok = torch.isfinite(x).all()
-    return ok if acc is None else ok & torch.isfinite(acc).all()
+    """0-d bool tensor on ``x``'s device: every entry of ``x`` (and ``acc``) is finite. No host sync.
+
+    ``Σ 0·x`` is 0 exactly when every entry is finite (``0·±inf`` and ``0·nan`` are NaN, and it cannot
+    overflow): two fast passes, where ``isfinite(x).all()`` costs ~9× as much on 10⁵ points (CPU).
+    """
+    ok = torch.isfinite((x * 0).sum())
+    return ok if acc is None else ok & torch.isfinite((acc * 0).sum())
 
 
 def _non_finite(method: str, t: float) -> SolverError:
