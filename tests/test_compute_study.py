@@ -141,12 +141,14 @@ def test_quick_study_end_to_end(tmp_path):
             want = round(spec["steps_eq"] * calib[(r["dataset"], "gauge")] / calib[(r["dataset"], r["model"])])
             assert int(r["steps"]) == min(spec["max_steps"], max(1, want))
 
-    # the α ≡ 0 ablation trains the plain network: same FM loss bit for bit, same NLL to float rounding
+    # the α ≡ 0 ablation trains the plain network: same FM loss and NLL up to float32 rounding (gradient
+    # clipping's norm also sums the ablation's zero gradients, which can move the last bit)
     by = {(r["dataset"], r["size"], r["budget"], r["model"], r["seed"]): r for r in runs}
     for (d, size, b, m, s), r in by.items():
         if m.endswith("-a0") and b == "equal-steps":
             p = by[(d, size, b, "plain", s)]
-            assert r["test_fm"] == p["test_fm"] and abs(float(r["test_nll"]) - float(p["test_nll"])) < 1e-6
+            assert abs(float(r["test_fm"]) - float(p["test_fm"])) < 1e-6
+            assert abs(float(r["test_nll"]) - float(p["test_nll"])) < 1e-6
 
     # the report: generated, every verdict claim points to an existing row
     text = (tmp_path / "compute.md").read_text(encoding="utf-8")

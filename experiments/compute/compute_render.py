@@ -71,12 +71,32 @@ def _settings(cfg: dict, calib: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def _steps_needed(solver: list[dict], tol: float = 0.01) -> list[str]:
+    """Per data set and model: the fewest rk4 steps whose NLL is within ``tol`` nats of dopri5's."""
+    lines = [f"Fewest rk4 steps whose test NLL is within {tol} nats of dopri5's (the reference), and dopri5's "
+             "evaluation count: does a gauge model need fewer steps?", "",
+             "| data | model | rk4 steps needed | dopri5 NFE (NLL) | dopri5 NFE (samples) |", "|---|---|---:|---:|---:|"]
+    for d, m in dict.fromkeys((r["dataset"], r["model"]) for r in solver):
+        rows = [r for r in solver if (r["dataset"], r["model"]) == (d, m)]
+        ref = next((r for r in rows if r["method"] == "dopri5"), None)
+        if ref is None or not math.isfinite(ref["test_nll_subset"]):
+            continue
+        ok = [int(r["solver_steps"]) for r in rows if r["method"] == "rk4"
+              and abs(r["test_nll_subset"] - ref["test_nll_subset"]) <= tol]
+        lines.append(f"| {d} | {LABELS[m]} | {min(ok) if ok else '> ' + str(max(int(r['solver_steps']) for r in rows if r['method'] == 'rk4'))} "
+                     f"| {int(ref['nll_nfe'])} | {int(ref['sample_nfe'])} |")
+    return lines + [""]
+
+
 def _solver(solver: list[dict]) -> list[str]:
     if not solver:
         return []
+    from compute_config import MODELS
+
+    solver = sorted(solver, key=lambda r: (r["dataset"], MODELS.index(r["model"])))
     lines = ["## Sampling: NLL and sample quality against solver steps", "",
              "Seed-0 converged models; NLL on a fixed test subset; rk4 uses 4 velocity evaluations per step, "
-             "dopri5 its own count (−1: the solve failed).", "",
+             "dopri5 its own count (−1: the solve failed).", ""] + _steps_needed(solver) + [
              "| data | model | method | steps | NFE (NLL) | test NLL (subset) | NFE (samples) | energy dist. |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in solver:
@@ -88,7 +108,10 @@ def _solver(solver: list[dict]) -> list[str]:
 def _runtime(runs: list[dict], timing: list[dict], est: list[dict]) -> list[str]:
     lines = ["## Runtime (measured)", "", "Seconds per part (training + all its evaluations), mean over its seeds:", "",
              "| data | size | model | parts | s / part | training s | steps run |", "|---|---|---|---:|---:|---:|---:|"]
-    cells = dict.fromkeys((r["dataset"], r["size"], r["model"]) for r in runs if r["budget"] == "converged")
+    from compute_config import MODELS
+
+    cells = sorted(dict.fromkeys((r["dataset"], r["size"], r["model"]) for r in runs if r["budget"] == "converged"),
+                   key=lambda c: (c[0], c[1] != "full", MODELS.index(c[2])))
     for d, size, m in cells:
         rs = [r for r in runs if (r["dataset"], r["size"], r["model"], r["budget"]) == (d, size, m, "converged")]
         lines.append(f"| {d} | {size} | {LABELS[m]} | {len(rs)} | {_f(mean_std([r['part_s'] for r in rs])[0], 1)} | "
