@@ -189,7 +189,7 @@ class Mesh(Manifold):
     @property
     def face_normals(self) -> torch.Tensor:
         """``[F, 3]`` unit normals ``(b − a) × (c − a)/‖·‖`` (orientation of the face's vertex order)."""
-        return self._tables(self.dtype, None).normals
+        return self._tables(self.dtype, None).normals.clone()  # a copy: the cached table stays intact
 
     # ------------------------------------------------------------------ geometry
     def locate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
