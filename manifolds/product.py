@@ -48,6 +48,9 @@ class Product(Manifold):
         self.ambient_dim = sum(f.ambient_dim for f in factors)
         self.injectivity_radius = min(f.injectivity_radius for f in factors)
         self.diameter = math.sqrt(sum(f.diameter ** 2 for f in factors))  # inf with any unbounded factor
+        # closed forms the product offers blockwise: those every factor offers ("spectral" is not
+        # assembled from the factors' premetrics, so a product never claims it)
+        self.capabilities = frozenset.intersection(*(frozenset(f.capabilities) for f in factors)) - {"spectral"}
         self._sizes = [f.ambient_dim for f in factors]
         bases = [f.base for f in factors]
         self.base = None if any(b is None for b in bases) else ProductBase(*bases)
