@@ -9,14 +9,16 @@
 
 ``PlainFlow(M, hidden=w)``, batch 1024 of fixed pairs (``x0`` from the base distribution, ``x1``
 from four concentrated clusters), Adam(lr 1e-3); step and floor interleaved repetition by
-repetition (so load from other processes hits both alike), medians; ratio = step / floor (target
-≤ 1.10). ``--path-only`` also times the path alone (``GeodesicPath.sample``).
+repetition (so load from other processes hits both alike), medians of this thread's CPU time with
+one intra-op thread (wall time otherwise; :func:`interleaved_cpu`); ratio = step / floor (target ≤ 1.10). ``--path-only`` also times the path alone (``GeodesicPath.sample``).
 
 Run alone: ``python experiments/benchmarks/bench_paths.py [--threads 1] [--reps 30]``.
 """
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +34,28 @@ __all__ = ["run", "MANIFOLDS", "TARGET"]
 BATCH = 1024
 TARGET = 1.10
 MANIFOLDS = {"S2": lambda: Sphere(2), "T2": lambda: FlatTorus(2), "H2": lambda: Hyperbolic(2), "SO3": lambda: SO3()}
+
+
+def interleaved_cpu(bench: Bench, fns: dict, reps: int, warmup: int = 3) -> dict:
+    """:func:`_harness.interleaved` timing this thread's CPU time when torch runs one intra-op thread on CPU.
+
+    On a shared machine another process that preempts us adds wall time but no CPU time to this
+    thread, so step and floor keep their ratio; otherwise (several threads, CUDA) wall time.
+    """
+    if bench.device.type != "cpu" or torch.get_num_threads() != 1:
+        return interleaved(bench, fns, reps, warmup)
+    names = list(fns)
+    for _ in range(warmup):
+        for name in names:
+            fns[name]()
+    times: dict = {name: [] for name in names}
+    for r in range(reps):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            t0 = time.thread_time()
+            fns[name]()
+            times[name].append(time.thread_time() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def data_pairs(M: Manifold, n: int, bench: Bench) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,7 +111,7 @@ def run(bench: Bench, widths=(64,), manifolds=tuple(MANIFOLDS), path_only: bool 
             if path_only:
                 t = torch.rand(BATCH, dtype=x0.dtype, device=x0.device)
                 fns["path"] = lambda M=M, t=t: GeodesicPath(M).sample(x0, x1, t, host_checks=False)
-            med = interleaved(bench, fns, bench.reps, warmup=3)
+            med = interleaved_cpu(bench, fns, bench.reps, warmup=3)
             row = Row("step / floor", f"{key} B={BATCH} w={w}", med["ours"], med["ref"], "floor (precomputed x_t, u_t)", TARGET)
             row.extra = {k: v for k, v in med.items() if k not in ("ours", "ref")}
             row.note = f"trainer's step (host_checks=False) / floor {med['trainer'] / med['ref']:.2f}"

@@ -9,7 +9,7 @@
 
 * Sampling floor (issue 19): ``sample(..., method="rk4")`` against its floor, the same ``4 · steps``
   evaluations of the same model at the same batch timed alone (``model(x, t)`` under
-  ``torch.no_grad``, no solver); target ≤ 1.05.
+  ``torch.no_grad``, no solver); target ≤ 1.05; this thread's CPU time with one intra-op thread.
 
 Each pair is also checked for agreement (the two RK4 tableaux differ — flow_matching uses the 3/8
 rule — so samples agree to the solvers' truncation error, likelihoods to float32 round-off).
@@ -76,7 +76,9 @@ def _sampling_floor_row(bench: Bench, model: PlainFlow, n: int, steps: int) -> R
         return v
 
     fns = {"ours": lambda: sample(model, x0, steps=steps, method="rk4"), "ref": floor}
-    med = interleaved(bench, fns, bench.reps_long, warmup=1)
+    from bench_paths import interleaved_cpu  # CPU time of this thread with one intra-op thread
+
+    med = interleaved_cpu(bench, fns, bench.reps_long, warmup=1)
     row = Row("sampling floor S2", f"n={n} rk4 x{steps}", med["ours"], med["ref"],
               f"floor ({4 * steps} model evaluations alone)", FLOOR_TARGET)
     bench.log(row)
