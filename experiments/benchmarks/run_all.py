@@ -24,7 +24,7 @@ during one call (CPU: replayed from torch.profiler's allocation events; CUDA: ma
 
 Usage:
     python experiments/benchmarks/run_all.py [--quick] [--threads N] [--device cpu|cuda]
-        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train sampling gauge overhead terms coupling dimension]
+        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train paths sampling gauge overhead terms coupling dimension]
         [--json results.json]
 
 The full run takes about 5–8 minutes on a 2-core CPU; ``--quick`` is a smoke test (sizes shrunk,
