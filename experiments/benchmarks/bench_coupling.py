@@ -94,7 +94,7 @@ def write_csv(path: str, rows: list[Row], info: dict) -> None:
                     "threads", "clock"])
         for r in rows:
             w.writerow([r.case, f"{1e3 * r.ours_s:.4f}", f"{1e3 * r.ref_s:.4f}", f"{r.ratio:.4f}", TARGET, BATCH,
-                        WIDTH, info["device"], info.get("cpu", ""), info.get("threads", ""),
+                        WIDTH, info["device"], info.get("cpu", ""), info.get("torch_threads", ""),
                         "process CPU time" if info["device"] == "cpu" else "wall (synchronised)"])
 
 

@@ -132,8 +132,18 @@ def write_csv(path: Path, rows: list[dict]) -> None:
     tmp.replace(path)  # a killed run never leaves half a CSV
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _machine() -> dict:
-    return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+    return {"machine": platform.machine(), "processor": _cpu_model(),
             "cpu_count": __import__("os").cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__, "threads": torch.get_num_threads()}
 

@@ -99,19 +99,24 @@ def pairing_cost(manifold: Manifold, x0: torch.Tensor, x1: torch.Tensor) -> torc
     return (_distance_fn(manifold)(x0, x1) ** 2).sum()
 
 
-def exact_pairing(cost: torch.Tensor) -> torch.Tensor:
+def exact_pairing(cost: torch.Tensor, offset: bool = False) -> torch.Tensor:
     """Optimal permutations of ``[n, m, m]`` cost blocks: ``[n, m]`` columns ``σ(i)`` (on ``cost``'s device).
 
     A host step: the costs are copied to the CPU (float64) and each block is solved by
-    ``scipy.optimize.linear_sum_assignment`` (Jonker–Volgenant, ``O(m³)``).
+    ``scipy.optimize.linear_sum_assignment`` (Jonker–Volgenant, ``O(m³)``). With ``offset``, block ``k``'s
+    columns are shifted by ``k·m`` (indices into the whole batch).
     """
+    import numpy as np
     from scipy.optimize import linear_sum_assignment
 
-    host = cost.detach().to("cpu", torch.float64)
-    if not bool(torch.isfinite(host).all()):
+    host = cost.detach().to("cpu", torch.float64).numpy()
+    if not np.isfinite(host).all():
         raise ValueError("ot coupling: the pair costs are not all finite (non-finite points in the batch?)")
-    cols = [torch.from_numpy(linear_sum_assignment(block.numpy())[1]) for block in host]
-    return torch.stack(cols).to(cost.device)
+    n, m = host.shape[0], host.shape[-1]
+    cols = np.stack([linear_sum_assignment(block)[1] for block in host])
+    if offset:
+        cols += np.arange(0, n * m, m)[:, None]
+    return torch.from_numpy(cols).to(cost.device)
 
 
 def sinkhorn_log_plan(cost: torch.Tensor, epsilon: float = SINKHORN_EPSILON,
@@ -191,11 +196,10 @@ def ot_pairing(manifold: Manifold, x0: torch.Tensor, x1: torch.Tensor, *, block:
     """
     m = _check_args(manifold, x0, x1, block, exact_max, epsilon, iters)
     B, D = x0.shape
-    cost = squared_distances(manifold, x0.reshape(B // m, m, D), x1.reshape(B // m, m, D))
+    check_coupling(manifold)
+    cost = _distance_fn(manifold)(x0.reshape(B // m, 1, m, D).transpose(1, 2), x1.reshape(B // m, 1, m, D)) ** 2
     if m <= exact_max:
-        local = exact_pairing(cost)
-    else:
-        u = torch.rand(B // m, m, generator=generator, dtype=cost.dtype).to(cost.device)
-        local = sample_rows(sinkhorn_log_plan(cost, epsilon, iters), u)
-    offsets = torch.arange(0, B, m, device=x0.device).unsqueeze(-1)
-    return (local.to(x0.device) + offsets).reshape(B)
+        return exact_pairing(cost, offset=True).reshape(B)
+    u = torch.rand(B // m, m, generator=generator, dtype=cost.dtype).to(cost.device)
+    local = sample_rows(sinkhorn_log_plan(cost, epsilon, iters), u)
+    return (local + torch.arange(0, B, m, device=cost.device).unsqueeze(-1)).reshape(B)
