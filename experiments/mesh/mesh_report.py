@@ -1,0 +1,100 @@
+"""docs/results/mesh.md from mesh_results.csv and mesh_settings.json (every number from the CSV), and the
+figure of the seed-0 model. ``python experiments/mesh/mesh_report.py [FOLDER]`` re-renders the page."""
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1].parent
+
+
+def _mean_std(values: list[float]) -> str:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+
+def figure(model, data, path: Path, steps: int = 12, max_faces: int = 1200, n_samples: int = 2000) -> Path:
+    """Data, model density and model samples on the mesh (:func:`gaugeflow.viz_mesh.mesh_figure`)."""
+    from gaugeflow.sampling import sample
+    from gaugeflow.viz_mesh import face_density, mesh_figure
+
+    M = model.manifold
+    x0 = M.random_base(n_samples, generator=torch.Generator().manual_seed(0), dtype=data.test.dtype)
+    with torch.no_grad():
+        xs = sample(model, x0, steps=steps)
+    dens = face_density(model, max_faces=max_faces, steps=steps)
+    return mesh_figure(M, data.test, dens, path, xs, title=f"GaugeFlow on {M}, data {data.name} (seed 0)")
+
+
+PAGE = """# Flows on a triangle mesh
+
+Issue 20. A `GaugeFlow` trained on the eigenfunction mixture `mesh-eigen` on the bumpy mesh
+(`Mesh.bumpy()`, {faces} faces), against the area-uniform density, which needs no training. The
+conditional paths are premetric (`PremetricPath`, biharmonic distance from the first 128 eigenpairs of
+the cotangent Laplacian), picked by the trainer because a mesh has no closed-form `log`
+([guide](../guide.md), docs/math.md §6).
+
+Reproduce (CPU, one torch thread; {minutes:.0f} min of training in all on the machine that wrote this page):
+
+    python experiments/mesh/run.py             # -> docs/results/mesh_results.csv, mesh.md, figures/mesh.png
+    python experiments/mesh/mesh_report.py     # re-render this page from the CSV
+
+## Setup
+
+* Data: `gaugeflow.data.eigenfunction_mixture(Mesh.bumpy(), (3, 8, 15), threshold=0.6)`: an equal-weight
+  mixture of the area-uniform densities on the faces where eigenfunction 3, 8 or 15 reaches 60 % of its
+  maximum; 5 000 / 1 000 / 1 000 points, drawn anew for each seed. Its density is known exactly, so
+  its entropy (the best test NLL any model can reach) is printed beside the results.
+* Model: `GaugeFlow(M, hidden={hidden})`, {steps} steps of `fit` (batch {batch_size}, Adam, lr {lr:g},
+  cosine schedule, EMA 0.99), premetric paths with {path_steps} midpoint steps and {path_corrections}
+  Newton corrections per path.
+* Test NLL: exact divergence, {nll_steps} RK4 steps, first {n_test} test points; nats.
+
+## Result ({n_seeds} seeds, mean ± standard deviation)
+
+| density | test NLL (nats) |
+|---|---|
+| area-uniform (`log area`) | {uniform} |
+| GaugeFlow | {model} |
+| data entropy (best possible) | {entropy} |
+
+GaugeFlow beats the uniform baseline by **{margin} nats** (uniform − model, per seed: {per_seed}).
+
+| seed | GaugeFlow test NLL | uniform | entropy | training (s) |
+|---|---|---|---|---|
+{rows}
+
+![data, model density and model samples on the bumpy mesh](figures/mesh.png)
+
+Left: test data; middle: the model density per face (exact at {max_faces} face centroids spread over the
+surface, nearest centroid elsewhere); right: model samples; two opposite views.
+"""
+
+
+def render(folder: Path) -> Path:
+    """Write ``folder/mesh.md`` from ``folder/mesh_results.csv`` and ``folder/mesh_settings.json``."""
+    with open(folder / "mesh_results.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    s = json.loads((folder / "mesh_settings.json").read_text(encoding="utf-8"))
+    num = lambda key: [float(r[key]) for r in rows]  # noqa: E731
+    margins = [u - m for u, m in zip(num("uniform_nll"), num("test_nll"))]
+    table = "\n".join(f"| {r['seed']} | {float(r['test_nll']):.3f} | {float(r['uniform_nll']):.3f} | "
+                      f"{float(r['entropy']):.3f} | {float(r['train_seconds']):.0f} |" for r in rows)
+    text = PAGE.format(faces=s["faces"], minutes=sum(num("train_seconds")) / 60, hidden=s["hidden"],
+                       steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"], path_steps=s["path_steps"],
+                       path_corrections=s["path_corrections"], nll_steps=s["nll_steps"], n_test=s["n_test"],
+                       n_seeds=len(rows), uniform=_mean_std(num("uniform_nll")), model=_mean_std(num("test_nll")),
+                       entropy=_mean_std(num("entropy")), margin=_mean_std(margins),
+                       per_seed=", ".join(f"{m:.3f}" for m in margins), rows=table, max_faces=1200)
+    path = folder / "mesh.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":
+    print(render(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "results"))
