@@ -34,13 +34,9 @@ def _no_host_reads():
     def forbidden(self, *args, **kwargs):
         raise AssertionError("device→host read in a path that promises none")
 
-    from gaugeflow.training import paths
-
     with pytest.MonkeyPatch.context() as mp:
         for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
             mp.setattr(torch.Tensor, name, forbidden)
-        # CPU tensors stand for accelerator ones here: no CPU-only count read in GeodesicPath
-        mp.setattr(paths, "READ_COUNTS_ON_CPU", False)
         yield
 
 

@@ -18,8 +18,7 @@ range check and the number of cut pairs). The trainer calls it with ``host_check
 trusted (it draws them itself), and ``"resample"`` redraws every cut start point in one
 ``torch.where`` round (pairs still cut after it are masked) — no device→host read in the step. The
 counts are then 0-dim tensors. ``cut_locus="raise"`` always reads the count (it must decide to raise).
-On CPU tensors, where reading a count is a memory read and not a device round trip, the round runs
-only when some pair is cut (:data:`READ_COUNTS_ON_CPU`); the results are the same either way.
+The round runs on every device alike (one route: no CPU-only shortcut that reads the count).
 
 Two routes, the same values (issue 19): when no input requires a gradient (the RCFM step: ``x0``,
 ``x1``, ``t`` are data) the path comes from :meth:`Manifold.geodesic_and_cut` under
@@ -42,12 +41,6 @@ from ..geometry.manifold import Manifold
 __all__ = ["GeodesicPath", "PathSample"]
 
 _CUT_MODES = ("resample", "mask", "raise")
-
-#: With ``host_checks=False`` on CPU tensors, read the cut count (a memory read there, not a device
-#: round trip) and skip the resampling round when no pair is cut; results are the same either way.
-#: ``False`` runs the accelerator branch on CPU too (the tests' host-read guard sets it).
-READ_COUNTS_ON_CPU = True
-
 
 @dataclass(frozen=True)
 class PathSample:
@@ -244,14 +237,10 @@ class GeodesicPath:
         return PathSample(x_t, u_t, t, x0, x1, ~cut, n_cut, n_resampled, int(cut.sum()))
 
     def _resolve_on_device(self, x0, x1, t, x_t, u_t, cut, generator) -> PathSample:
-        """One ``torch.where`` resampling round, then masking; counts are 0-dim tensors.
-
-        On a CPU tensor reading the count is no device round trip, so the round (a base draw and a
-        second path) runs only when some pair is cut; on an accelerator it always runs.
-        """
+        """One ``torch.where`` resampling round (a base draw and a second path, on every device and
+        whether or not a pair is cut: no count is read), then masking; counts are 0-dim tensors."""
         n_cut = cut.sum()
-        clean = READ_COUNTS_ON_CPU and x0.device.type == "cpu" and not n_cut.item()
-        if self.cut_locus != "resample" or self.max_resample == 0 or clean:
+        if self.cut_locus != "resample" or self.max_resample == 0:
             return PathSample(x_t, u_t, t, x0, x1, ~cut, n_cut, torch.zeros_like(n_cut), n_cut)
         fresh = self.manifold.random_base(x0.shape[0], generator=generator, dtype=x0.dtype, device=x0.device)
         x0 = torch.where(cut.unsqueeze(-1), fresh, x0)
