@@ -17,6 +17,8 @@ Sections (each a module of this folder, runnable alone):
   n ∈ {2, …, 64} (one thread), fitted exponents, Hutchinson's error per number of probes and the
   dimension from which Hutchinson is the default; a full CPU run rewrites ``docs/results/dimension.*``
   and its docs/performance.md section (``dimension_report``); about 6 more minutes.
+* ``bench_mesh`` — premetric paths (1 024 pairs) and the training step on torus meshes of 10k, 40k and
+  160k faces against the sphere's closed-form step, and the cost against the eigenpair count (issue 20).
 
 Every comparison interleaves the contenders repetition by repetition and reports medians; the ratio
 column is ours / reference (below 1: ours is faster). Peak memory is the peak of the bytes allocated
@@ -24,7 +26,7 @@ during one call (CPU: replayed from torch.profiler's allocation events; CUDA: ma
 
 Usage:
     python experiments/benchmarks/run_all.py [--quick] [--threads N] [--device cpu|cuda]
-        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train paths sampling gauge overhead terms coupling dimension]
+        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train paths sampling gauge overhead terms coupling dimension mesh]
         [--json results.json]
 
 The full run takes about 5–8 minutes on a 2-core CPU; ``--quick`` is a smoke test (sizes shrunk,
@@ -43,7 +45,7 @@ import torch
 
 from _harness import Bench, format_table, load_average, machine_info
 
-SECTIONS = ("train", "paths", "sampling", "gauge", "overhead", "terms", "coupling", "dimension")
+SECTIONS = ("train", "paths", "sampling", "gauge", "overhead", "terms", "coupling", "dimension", "mesh")
 
 
 def _parse(argv):
@@ -145,6 +147,12 @@ def _run_sections(bench: Bench, only, results: dict) -> list:
         print(bench_dimension.format_summary(dim))
         if bench.device.type == "cpu" and not bench.quick:  # the docs' tables come from a full CPU run
             bench_dimension.publish(results["dimension"])
+    if "mesh" in only:
+        import bench_mesh
+
+        print("\nMeshes: premetric path (1024 pairs) and training step vs the sphere's closed-form path:", flush=True)
+        results["mesh"] = bench_mesh.run(bench)
+        print(bench_mesh.format_summary(results["mesh"]))
     return rows
 
 

@@ -19,9 +19,9 @@ def _mean_std(values: list[float]) -> str:
 
 
 def figure(model, data, path: Path, steps: int = 12, max_faces: int = 1200, n_samples: int = 2000) -> Path:
-    """Data, model density and model samples on the mesh (:func:`gaugeflow.viz_mesh.mesh_figure`)."""
+    """Data, model density and model samples on the mesh (:func:`gaugeflow.viz.mesh_figure`)."""
     from gaugeflow.sampling import sample
-    from gaugeflow.viz_mesh import face_density, mesh_figure
+    from gaugeflow.viz import face_density, mesh_figure
 
     M = model.manifold
     x0 = M.random_base(n_samples, generator=torch.Generator().manual_seed(0), dtype=data.test.dtype)

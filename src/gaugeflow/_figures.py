@@ -1,4 +1,4 @@
-"""Plotting helpers shared by :mod:`gaugeflow.viz` and :mod:`gaugeflow.viz_mesh`: the headless pyplot,
+"""Plotting helpers shared by :mod:`gaugeflow.viz` and :mod:`gaugeflow._mesh_figures`: the headless pyplot,
 byte-reproducible PNG saving, the density colour scale and the exact model density at points."""
 from __future__ import annotations
 

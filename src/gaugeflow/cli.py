@@ -65,8 +65,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     add("--dim", type=int, help="intrinsic dimension of the manifold (default 2)")
     add("--mesh", metavar="icosphere|torus|bumpy|PATH", help="with --manifold mesh: a procedural mesh or a mesh file "
         "(OBJ/PLY/OFF/STL)")
-    add("--path", help="conditional path: auto (default: geodesic where the manifold has a closed-form log, the "
-        "biharmonic premetric path on a mesh) | geodesic | biharmonic | diffusion")
+    add("--path", help="conditional path: auto | geodesic | biharmonic | diffusion (default auto: geodesic where the "
+        "manifold has a closed-form log, the biharmonic premetric path on a mesh)")
     add("--data", help=_choices(DATASETS, "wrapped-mixture"))
     add("--n-data", type=int, help="number of (training) points for generated data sets")
     add("--model", help=_choices(MODELS, "higher-gauge"))

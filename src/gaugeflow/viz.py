@@ -18,11 +18,12 @@ from typing import Optional, Sequence
 import torch
 
 from ._figures import DATA_COLOUR, LOG_DECADES, _norm, _pyplot, _save, model_density  # noqa: F401 - viz's names
+from ._mesh_figures import face_density, mesh_figure
 
 __all__ = [
     "sphere_grid", "torus_grid", "to_lonlat_deg", "to_signed_deg", "model_density",
     "loss_figure", "sphere_density_figure", "torus_figure", "scatter_figure", "rotation_axes", "rotation_figure",
-    "plot_run", "density_image",
+    "plot_run", "density_image", "mesh_figure", "face_density",
 ]
 
 
@@ -240,7 +241,7 @@ def plot_run(run, out_dir: str | Path, grid: int = 72, n_samples: int = 2000, st
     ``loss.png`` always; then by manifold: S² ``density.png`` (Mollweide map of the model density with
     the test data, model samples beside it), T² ``ramachandran.png`` (likewise), SO(3)/SE(3)
     ``rotations.png`` (:func:`rotation_figure`; SE(3) also ``translations.png``), a triangle mesh
-    ``mesh.png`` (:func:`gaugeflow.viz_mesh.mesh_figure`: data, density at ``grid²/4`` face centroids,
+    ``mesh.png`` (:func:`mesh_figure`: data, density at ``grid²/4`` face centroids,
     samples, drawn on the surface), otherwise ``scatter.png``
     (first two coordinates, the Poincaré disk for the 2-D hyperboloid).
 
@@ -273,8 +274,7 @@ def plot_run(run, out_dir: str | Path, grid: int = 72, n_samples: int = 2000, st
         if name == "SpecialEuclidean":
             figs.append(scatter_figure(test[:, 9:], xs[:, 9:], out / "translations.png", title + " (translations)"))
         return files + figs
-    if "spectral" in getattr(M, "capabilities", ()) and hasattr(M, "faces"):  # a triangle mesh: gaugeflow.viz_mesh
-        from .viz_mesh import face_density, mesh_figure
+    if "spectral" in getattr(M, "capabilities", ()) and hasattr(M, "faces"):  # a triangle mesh
         dens = face_density(run.model, max_faces=grid * grid // 4, steps=steps)
         return files + [mesh_figure(M, test, dens, out / "mesh.png", xs, title, scale)]
     if name == "Hyperbolic" and M.ambient_dim == 3:  # Lorentz model, time coordinate first -> Poincaré disk

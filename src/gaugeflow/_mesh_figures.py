@@ -1,4 +1,4 @@
-"""Figures on triangle meshes: data, model density and model samples drawn on the surface.
+"""Figures on triangle meshes (re-exported by :mod:`gaugeflow.viz`): data, model density and samples on the surface.
 
 :func:`mesh_figure` renders, for two opposite views, the data (points on the grey, shaded surface),
 the model density (faces coloured by ``p(x)`` at their centroids, Lambert-shaded) and model samples,
