@@ -81,6 +81,18 @@ def test_scheduler_kappa_and_its_derivative():
     assert float((ps.u_t - 2 * (1 - t)[:, None] * ref.u_t).norm(dim=-1).max()) < 1e-8
 
 
+def test_zero_scheduler_speed_is_not_degenerate_and_the_trainer_call_reads_nothing_back(no_host_reads):
+    M = Sphere(2)
+    x0, x1, _ = _pairs(16, seed=6)
+    t = torch.zeros(16, dtype=F64)  # κ(t) = 1 − t², κ'(0) = 0: u_0 = 0, a valid pair
+    ps = PremetricPath(M, kind="geodesic", kappa=lambda s: 1 - s * s).sample(x0, x1, t)
+    assert ps.n_masked == 0 and float((ps.x_t - x0).abs().max()) < 1e-14 and float(ps.u_t.abs().max()) == 0
+    path = PremetricPath(M, distance=sphere_biharmonic)
+    with no_host_reads():
+        ps = path.sample(x0, x1, torch.full((16,), 0.5, dtype=F64), host_checks=False)
+    assert int(ps.n_masked) == 0
+
+
 def test_rcfm_loss_accepts_the_premetric_path_and_trains():
     from gaugeflow.models import PlainFlow
 

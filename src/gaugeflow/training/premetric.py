@@ -221,9 +221,10 @@ class PremetricPath:
             x = M.exp(x, _clamp((goal - d[:, None]) * w, cap))
             d, w = self._field(d_of, x, w)
         near = d[:, None] <= floor * d0[:, None]  # at x1 (t ≈ 1) ∇d has no direction: the last one, projected
-        u = dkap[:, None] * d0[:, None] * torch.where(near, _carry(M, x, w_last), w)
+        w = torch.where(near, _carry(M, x, w_last), w)
+        u = dkap[:, None] * d0[:, None] * w
         residual = (d - goal[:, 0]).abs() / torch.where(d0 > 0, d0, torch.ones_like(d0))
-        stuck = (d0 > 0) & (u == 0).all(-1)  # ∇d = 0 exactly (a start at a critical point): no direction at all
+        stuck = (d0 > 0) & (w == 0).all(-1)  # ∇d = 0 exactly (a start at a critical point): no direction at all
         return x, u, torch.where(stuck, torch.full_like(residual, math.inf), residual)
 
     # ------------------------------------------------------------------ the public sampler
