@@ -200,7 +200,7 @@ def cost_table(path: Path) -> str:
         lines.append(f"| {r['case']} | {float(r['ot_ms']):.2f} | {float(r['independent_ms']):.2f} | "
                      f"{float(r['ratio']):.2f} | {'yes' if float(r['ratio']) <= 1.2 else 'no'} |")
     r = rows[0]
-    lines.append(f"\nBatch {r['batch']}, width {r['width']}, device {r['device']} ({r['cpu']}), {r['threads']} thread(s), "
+    lines.append(f"\nBatch {r['batch']}, width {r['width']}, device {r['device']} ({r['cpu']}), {r['threads'] or 'unrecorded'} torch thread(s), "
                  f"medians of {r['clock']}.")
     return "\n".join(lines) + "\n"
 
