@@ -162,7 +162,7 @@ def _likelihood_row(bench: Bench, M, n: int, steps: int) -> dict:
 
 def run(bench: Bench, ns=NS) -> dict:
     """Every measurement on both manifolds; one intra-op thread for the duration (restored after)."""
-    threads = torch.get_num_threads()
+    threads, started = torch.get_num_threads(), time.perf_counter()
     torch.set_num_threads(1)
     steps = max(2, LIK_STEPS // (5 if bench.quick else 1))
     out = {"settings": {"ns": list(ns), "width": WIDTH, "batch": BATCH, "n_sample": N_SAMPLE // (20 if bench.quick else 1),
@@ -186,6 +186,7 @@ def run(bench: Bench, ns=NS) -> dict:
     finally:
         torch.set_num_threads(threads)
     out["exponents"] = exponents(out)
+    out["elapsed_s"], out["load_1min_end"] = round(time.perf_counter() - started, 1), round(load_average(), 2)
     return out
 
 
@@ -268,12 +269,9 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default=str(RESULTS), help="folder for dimension.json / .csv")
     args = p.parse_args(argv)
     bench = Bench(torch.device(args.device), reps=args.reps, reps_long=args.reps_long, quick=args.quick)
-    started = time.perf_counter()
     out = {"machine": machine_info(bench)}
     out.update(run(bench, ns=NS[:3] if args.quick else NS))
     out["machine"]["torch_threads"] = 1
-    out["elapsed_s"] = round(time.perf_counter() - started, 1)
-    out["load_1min_end"] = round(load_average(), 2)
     print(format_summary(out))
     if args.quick or bench.device.type != "cpu":
         js, cs = write_tables(out, Path(args.out), f"dimension_{'quick' if args.quick else bench.device.type}")

@@ -139,6 +139,19 @@ def _intro(out: dict) -> list[str]:
     ]
 
 
+def _notes(out: dict) -> str:
+    """Facts to read the error tables with: the largest bias in standard errors, the barely trained cells."""
+    z = [(abs(e["bias"]) / e["bias_se"], m, r["n"]) for m in NAMES for r in out[m] for e in r["errors"].values()]
+    worst = max(z)
+    weak = [f"{NAMES[m]} n = {r['n']}" for m in NAMES for r in out[m] if r["nll_uniform"] - r["nll"] < 0.5]
+    text = (f"The largest |bias| / s.e. over all {len(z)} cells is {worst[0]:.1f} ({NAMES[worst[1]]}, n = {worst[2]}), "
+            "consistent with an unbiased estimator (the largest of that many standard normals is typically 2–3).")
+    if weak:
+        text += (" The flow learned less than 0.5 nat over the uniform density at " + ", ".join(weak) +
+                 f" ({out['settings']['train_steps']} steps are few there); σ is that flow's.")
+    return text
+
+
 def _why() -> list[str]:
     return [
         "### Why each cost grows as it does",
@@ -221,7 +234,7 @@ def section(out: dict) -> str:
               "Per-point standard deviation σ of the Hutchinson `log p` against the exact value (root mean "
               "square of the difference over the points, nats), the mean difference (bias) with its standard "
               "error, the spread of the exact `log p` over the points, and the efficiency E defined below. "
-              f"σ falls as 1/√P: `σ_P √P / σ_1` is {_sqrt_p_check(out)} over all cells.", ""]
+              f"σ falls as 1/√P: `σ_P √P / σ_1` is {_sqrt_p_check(out)} over all cells. " + _notes(out), ""]
     for m in NAMES:
         lines += [f"`{NAMES[m]}`:", ""] + _variance_table(out, m) + [""]
     lines += _verdict(out) + [""] + _why()
