@@ -65,6 +65,9 @@ def test_resume_refuses_changed_training_settings(tmp_path):
     tr.save(tmp_path / "c.safetensors")
     with pytest.raises(ValueError, match=r"cannot resume with different training settings \(lr=0.001 in checkpoint vs 0.01\)"):
         Trainer(_model(), DATA, cfg.replace(lr=1e-2), resume=tmp_path / "c.safetensors")
+    # the pairing of x0 and x1 changes the updates too: a resume may not switch the coupling
+    with pytest.raises(ValueError, match=r"cannot resume with different training settings \(coupling='independent' in checkpoint vs 'ot'\)"):
+        Trainer(_model(), DATA, cfg.replace(coupling="ot"), resume=tmp_path / "c.safetensors")
 
 
 def test_lr_schedules():
