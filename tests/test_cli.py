@@ -134,7 +134,7 @@ def _bad(capsys, argv, expected, status=2):
 
 
 @pytest.mark.parametrize("flags, expected", [
-    (["--manifold", "klein-bottle"], "unknown manifold 'klein-bottle'; expected one of: euclidean, hyperbolic, se3, so3, sphere, torus, or package.module:Name"),
+    (["--manifold", "klein-bottle"], "unknown manifold 'klein-bottle'; expected one of: euclidean, hyperbolic, mesh, se3, so3, sphere, torus, or package.module:Name"),
     (["--data", "nope"], "unknown data set 'nope'; expected one of:"),
     (["--model", "huge"], "unknown model 'huge'; expected one of: gauge, higher-gauge, plain, tensor-gauge, or package.module:Name"),
     (["--steps", "-5"], "steps must be >= 0, got -5"),
