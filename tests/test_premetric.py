@@ -203,7 +203,7 @@ def icosphere_paths(icosphere):
 def test_mesh_paths_end_at_x1(icosphere_paths):
     path, x0, x1, t, ps = icosphere_paths
     end = (ps.x_t[1000:] - x1[1000:]).norm(dim=-1)
-    assert float((end <= 1e-3).double().mean()) >= 0.98  # measured: every pair, worst ≈ 1e-9
+    assert float((end <= 1e-3).double().mean()) >= 0.98  # measured: every pair, worst 2e-6
     assert bool(torch.isfinite(ps.u_t).all()) and float(ps.u_t.norm(dim=-1).min()) > 0  # finite, non-zero at t = 1
 
 
@@ -212,7 +212,7 @@ def test_mesh_paths_keep_the_premetric_level_and_stay_on_the_surface(icosphere, 
     path, x0, x1, t, ps = icosphere_paths
     d0 = M.spectral_distance(x0, x1)
     level = (M.spectral_distance(ps.x_t, x1) - (1 - t) * d0).abs() / d0
-    assert float((level <= 1e-3).double().mean()) >= 0.98  # measured: every pair, worst ≈ 1e-10
+    assert float((level <= 1e-3).double().mean()) >= 0.98  # measured: every pair, worst 3e-8
     assert float((M.projx(ps.x_t) - ps.x_t).norm(dim=-1).max()) <= 1e-6
     for kappa_t in (0.25, 0.5, 0.75):  # intermediate points of whole paths: on the surface too
         xs = path.sample(x0[:200], x1[:200], torch.full((200,), kappa_t, dtype=F64)).x_t
