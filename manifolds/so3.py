@@ -269,12 +269,8 @@ class SpecialOrthogonal(Manifold):
         :meth:`geodesic` to differentiate).
         """
         self._inputs(x0=x0, x1=x1)
-        R0, D = _mat(x0), x1 - x0
-        wk = torch.linalg.cross(_mat(D), R0, dim=-1)  # rows d_k × r_k
-        w = (wk[..., 0, :] + wk[..., 1, :]).add_(wk[..., 2, :]).mul_(0.5)
-        s2 = row_dot(w, w)
-        inv = torch.rsqrt(s2.clamp_min(torch.finfo(x0.dtype).tiny))
-        theta = torch.atan2(s2 * inv, row_dot(x0, D).mul_(0.5).add_(1))
+        R0 = _mat(x0)
+        w, s2, inv, theta = self._axis_angle(x0, x1)
         phi = t[..., None] * theta
         sin, cos = torch.sin(phi), torch.cos(phi)
         beta = sin * inv
@@ -286,8 +282,23 @@ class SpecialOrthogonal(Manifold):
         u_t = torch.addcmul(cos * P, beta, Q) * (theta * inv)
         return x_t, u_t, (theta > math.pi - tol("cut", x0.dtype)).squeeze(-1)
 
+    @staticmethod
+    def _axis_angle(x0, x1):
+        """``(w = sin θ · n, s² = |w|², 1/s, θ)`` of ``x0ᵀx1`` without a matrix product (see
+        :meth:`geodesic_and_cut`): ``w = ½ Σ_k d_k × r_k``, ``θ = atan2(s, 1 + ⟨R0, D⟩/2)``, ``D = x1 − x0``.
+        Shapes ``[..., 3]``, ``[..., 1]``, ``[..., 1]``, ``[..., 1]``."""
+        D = x1 - x0
+        wk = torch.linalg.cross(_mat(D), _mat(x0), dim=-1)  # rows d_k × r_k
+        w = (wk[..., 0, :] + wk[..., 1, :]).add_(wk[..., 2, :]).mul_(0.5)
+        s2 = row_dot(w, w)
+        inv = torch.rsqrt(s2.clamp_min(torch.finfo(x0.dtype).tiny))
+        return w, s2, inv, torch.atan2(s2 * inv, row_dot(x0, D).mul_(0.5).add_(1))
+
     def cut_locus_mask(self, x, y):
-        return self.dist(x, y) > math.pi - tol("cut", x.dtype)
+        """``dist(x, y) > π − tol("cut")``, the angle from :meth:`_axis_angle` (cross products, no ``bmm``)."""
+        self._inputs(x=x, y=y)
+        x, y = torch.broadcast_tensors(x, y)
+        return (self._axis_angle(x, y)[3] > math.pi - tol("cut", x.dtype)).squeeze(-1)
 
     def tangent_frame(self, x):
         """Columns ``R hat(e_i)`` (orthonormal for ``½ tr(UᵀV)``). ``[..., 9] -> [..., 9, 3]``."""

@@ -174,7 +174,10 @@ class Sphere(Manifold):
         return x_t, u_t, (theta > math.pi - tol("cut", x0.dtype)).squeeze(-1)
 
     def cut_locus_mask(self, x, y):
-        return self.dist(x, y) > math.pi - tol("cut", x.dtype)
+        """``dist(x, y) > π − tol("cut")``, as ``‖x + y‖ < 2 sin(tol/2)``: the chord from ``x`` to the
+        antipode ``−y`` (the same test on unit vectors, without an angle and without cancellation)."""
+        s = x + y
+        return row_dot(s, s).squeeze(-1) < (2 * math.sin(tol("cut", x.dtype) / 2)) ** 2
 
     def tangent_frame(self, x):
         """Householder frame of ``T_x S^n = x^⊥`` (orthonormal columns). ``[..., D] -> [..., D, n]``.

@@ -15,10 +15,13 @@ are reported in the returned :class:`PathSample`.
 
 Host reads: by default :meth:`GeodesicPath.sample` reads two figures back from the device (the time
 range check and the number of cut pairs). The trainer calls it with ``host_checks=False``: times are
-trusted (it draws them itself), and ``"resample"`` redraws every cut start point in one
-``torch.where`` round (pairs still cut after it are masked) — no device→host read in the step. The
-counts are then 0-dim tensors. ``cut_locus="raise"`` always reads the count (it must decide to raise).
-The round runs on every device alike (one route: no CPU-only shortcut that reads the count).
+trusted (it draws them itself), and ``"resample"`` replaces every cut start point, before the path
+is built, in one ``torch.where`` round by the start point of the previous pair in the batch
+(``x0.roll(1, 0)``: another draw of the base distribution, independent of this pair's ``x1``, so the
+pair keeps the distribution a fresh draw gives it; pairs still cut after the round are masked) —
+no device→host read and no second path in the step. The counts are then 0-dim tensors.
+``cut_locus="raise"`` always reads the count (it must decide to raise). The round runs on every
+device alike (one route: no shortcut that reads the count on one kind of device).
 
 Two routes, the same values (issue 19): when no input requires a gradient (the RCFM step: ``x0``,
 ``x1``, ``t`` are data) the path comes from :meth:`Manifold.geodesic_and_cut` under
@@ -153,20 +156,23 @@ class GeodesicPath:
                 cut = M.cut_locus_mask(x0, x1)
         return x0, ~cut, n_cut, n_resampled
 
-    def _resolve_cut_on_device(self, x0: torch.Tensor, x1: torch.Tensor, generator: Optional[torch.Generator]):
-        """The cut-locus policy without a host read: one ``torch.where`` resampling round, then masking.
+    def _replace_cut_on_device(self, x0: torch.Tensor, x1: torch.Tensor):
+        """The cut-locus round without a host read, before the path is built.
 
-        Returns ``(x0, valid, n_cut, n_resampled, n_masked)`` with the counts as 0-dim tensors.
+        Cut start points take the start point of the previous pair (``x0.roll(1, 0)``, see the module
+        docstring). Returns ``(x0, n_cut, n_resampled)``, the counts as 0-dim tensors; the caller
+        masks the pairs still cut.
         """
-        M = self.manifold
-        cut = M.cut_locus_mask(x0, x1)
+        cut = self.manifold.cut_locus_mask(x0, x1)
         n_cut = cut.sum()
-        n_resampled = torch.zeros_like(n_cut)
-        if self.cut_locus == "resample" and self.max_resample > 0:
-            fresh = M.random_base(x0.shape[0], generator=generator, dtype=x0.dtype, device=x0.device)
-            x0 = torch.where(cut.unsqueeze(-1), fresh, x0)
-            n_resampled = n_cut
-            cut = M.cut_locus_mask(x0, x1)
+        if self.cut_locus != "resample" or self.max_resample == 0:
+            return x0, n_cut, torch.zeros_like(n_cut)
+        return torch.where(cut.unsqueeze(-1), x0.roll(1, 0), x0), n_cut, n_cut
+
+    def _resolve_cut_on_device(self, x0: torch.Tensor, x1: torch.Tensor, generator: Optional[torch.Generator]):
+        """:meth:`_replace_cut_on_device`, then the mask. Returns ``(x0, valid, n_cut, n_resampled, n_masked)``."""
+        x0, n_cut, n_resampled = self._replace_cut_on_device(x0, x1)
+        cut = self.manifold.cut_locus_mask(x0, x1)
         return x0, ~cut, n_cut, n_resampled, cut.sum()
 
     def sample(
@@ -198,12 +204,15 @@ class GeodesicPath:
         if torch.is_grad_enabled() and (x0.requires_grad or x1.requires_grad or t.requires_grad):
             return self._sample_differentiable(x0, x1, t, generator, host_checks)
         with torch.no_grad():  # data: one fused pass gives the path and the cut test together
-            x_t, u_t, cut = self.manifold.geodesic_and_cut(x0, x1, t)
             if math.isinf(self.manifold.injectivity_radius):
+                x_t, u_t, cut = self.manifold.geodesic_and_cut(x0, x1, t)
                 return PathSample(x_t, u_t, t, x0, x1, torch.ones_like(cut), 0, 0, 0)
             if host_checks or self.cut_locus == "raise":
+                x_t, u_t, cut = self.manifold.geodesic_and_cut(x0, x1, t)
                 return self._resolve_on_host(x0, x1, t, x_t, u_t, cut, generator)
-            return self._resolve_on_device(x0, x1, t, x_t, u_t, cut, generator)
+            x0, n_cut, n_resampled = self._replace_cut_on_device(x0, x1)
+            x_t, u_t, cut = self.manifold.geodesic_and_cut(x0, x1, t)
+            return PathSample(x_t, u_t, t, x0, x1, ~cut, n_cut, n_resampled, cut.sum())
 
     def _sample_differentiable(self, x0, x1, t, generator, host_checks) -> PathSample:
         """The path through :meth:`Manifold.geodesic` (exact gradients, also at ``x0 = x1``)."""
@@ -235,14 +244,3 @@ class GeodesicPath:
                 if not bool(cut_k.any()):
                     break
         return PathSample(x_t, u_t, t, x0, x1, ~cut, n_cut, n_resampled, int(cut.sum()))
-
-    def _resolve_on_device(self, x0, x1, t, x_t, u_t, cut, generator) -> PathSample:
-        """One ``torch.where`` resampling round (a base draw and a second path, on every device and
-        whether or not a pair is cut: no count is read), then masking; counts are 0-dim tensors."""
-        n_cut = cut.sum()
-        if self.cut_locus != "resample" or self.max_resample == 0:
-            return PathSample(x_t, u_t, t, x0, x1, ~cut, n_cut, torch.zeros_like(n_cut), n_cut)
-        fresh = self.manifold.random_base(x0.shape[0], generator=generator, dtype=x0.dtype, device=x0.device)
-        x0 = torch.where(cut.unsqueeze(-1), fresh, x0)
-        x_t, u_t, cut = self.manifold.geodesic_and_cut(x0, x1, t)
-        return PathSample(x_t, u_t, t, x0, x1, ~cut, n_cut, n_cut, cut.sum())
