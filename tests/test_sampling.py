@@ -173,3 +173,22 @@ def test_manifold_override_for_wrapped_models():
     wrapped.forward = inner.forward
     x0 = _points(Sphere(2), n=4)
     assert torch.allclose(sample(wrapped, x0, 10, manifold=Sphere(2)), sample(inner, x0, 10))
+
+
+def test_isolate_failures_counts_failing_rows_as_nan_and_keeps_the_rest():
+    """A batch with failing rows: bisection isolates exactly those, the others keep fn's values."""
+    from gaugeflow.sampling import SolverError, isolate_failures
+
+    bad = {3, 10}
+
+    def fn(x):
+        if any(int(i) in bad for i in x[:, 0]):
+            raise SolverError("non-finite state")
+        return 2 * x
+
+    x = torch.arange(16, dtype=torch.float64).repeat(2, 1).T.contiguous()  # [16, 2], row i = (i, i)
+    out = isolate_failures(fn, x, (2,))
+    nan_rows = torch.isnan(out).all(-1).nonzero().flatten().tolist()
+    assert nan_rows == sorted(bad)
+    keep = [i for i in range(16) if i not in bad]
+    assert torch.equal(out[keep], 2 * x[keep])

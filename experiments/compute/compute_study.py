@@ -17,7 +17,7 @@ import torch
 from gaugeflow.data import ManifoldData, gaussian_mixture, protein_angles, protein_frames, quakes, world_cities
 from gaugeflow.metrics import energy_distance, sliced_wasserstein
 from gaugeflow.models import count_parameters
-from gaugeflow.sampling import SolverError, log_prob, sample
+from gaugeflow.sampling import SolverError, isolate_failures, log_prob, sample
 from gaugeflow.training import TrainConfig, Trainer, rcfm_loss
 
 from compute_models import build
@@ -39,21 +39,10 @@ def load_data(dname: str, spec: dict, fraction: float) -> ManifoldData:
     return data
 
 
-def _isolate(fn, x: torch.Tensor, tail: tuple[int, ...]) -> torch.Tensor:
-    """``fn(x)`` with rows whose solve fails set to NaN (bisection), so a failure is counted, not hidden."""
-    try:
-        return fn(x)
-    except SolverError:
-        if len(x) == 1:
-            return torch.full((1, *tail), float("nan"), dtype=x.dtype)
-        h = len(x) // 2
-        return torch.cat([_isolate(fn, x[:h], tail), _isolate(fn, x[h:], tail)])
-
-
 def nll(model, x: torch.Tensor, steps: int, method: str = "rk4", tol: float = 1e-5) -> tuple[float, int]:
     """Mean exact-divergence NLL (nats) over the points whose solve succeeded, and the failures."""
     fn = lambda y: log_prob(model, y, steps=steps, method=method, divergence="exact", atol=tol, rtol=tol)  # noqa: E731
-    lp = torch.cat([_isolate(fn, x[i:i + 1000], ()) for i in range(0, len(x), 1000)]).double()
+    lp = torch.cat([isolate_failures(fn, x[i:i + 1000], ()) for i in range(0, len(x), 1000)]).double()
     ok = lp[torch.isfinite(lp)]
     return (float(-ok.mean()) if len(ok) else math.nan), int(len(lp) - len(ok))
 
@@ -79,7 +68,7 @@ def samples(model, n: int, steps, method: str = "rk4", tol: float = 1e-5) -> tup
         return xs, info.nfe
     except SolverError:
         fn = lambda y: sample(model, y, steps=steps, method=method, atol=tol, rtol=tol)  # noqa: E731
-        return _isolate(fn, x0, (x0.shape[-1],)), -1
+        return isolate_failures(fn, x0, (x0.shape[-1],)), -1
 
 
 def sample_distances(xs: torch.Tensor, data: ManifoldData, euclidean: bool) -> dict:

@@ -22,7 +22,7 @@ from gaugeflow.data import gaussian_mixture
 from gaugeflow.manifolds import Euclidean
 from gaugeflow.metrics import energy_distance, mode_coverage, sliced_wasserstein
 from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, TensorGaugeFlow, count_parameters
-from gaugeflow.sampling import SolverError, log_prob, sample
+from gaugeflow.sampling import isolate_failures, log_prob, sample
 from gaugeflow.training import TrainConfig, Trainer, rcfm_loss
 
 MODELS = ("plain", "plain-matched", "gauge", "higher-gauge", "tensor-gauge")
@@ -87,23 +87,6 @@ def fm_loss(model: torch.nn.Module, triples, chunk: int = 2048) -> float:
 def mode_radius(n_dim: int, sigma: float) -> float:
     """Radius of a component: ``σ (√N + 3)``, above the 99.9 % quantile of ``‖x − μ‖`` for N ≤ 32."""
     return sigma * (math.sqrt(n_dim) + 3.0)
-
-
-def isolate_failures(fn, x: torch.Tensor, tail: tuple[int, ...]) -> torch.Tensor:
-    """``fn(x)`` row-wise, with rows whose ODE solve fails set to NaN instead of failing the whole batch.
-
-    ``sample``/``log_prob`` raise :class:`SolverError` when any trajectory of the batch becomes
-    non-finite. A gauge term is a product of network outputs and grows like ``|x|³`` away from the
-    data, so a rare trajectory can blow up in finite time. The batch is bisected until the failing
-    rows are isolated; they are *counted* by the caller, never hidden. ``tail``: output shape per row.
-    """
-    try:
-        return fn(x)
-    except SolverError:
-        if len(x) == 1:
-            return torch.full((1, *tail), float("nan"), dtype=x.dtype)
-        h = len(x) // 2
-        return torch.cat([isolate_failures(fn, x[:h], tail), isolate_failures(fn, x[h:], tail)])
 
 
 def nll_metrics(model: torch.nn.Module, data, ev: dict[str, Any], n_dim: int) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Sampling and likelihoods: ODE solvers on manifolds, ``sample`` and ``log_prob`` (docs/math.md §7)."""
 from .divergence import HUTCHINSON_FROM_DIM, default_divergence, draw_probes, exact_divergence, hutchinson_divergence
 from .ode import LogProbInfo, SampleInfo, log_prob, sample
-from .solvers import FIXED_SOLVERS, RK4, Euler, Midpoint, RungeKutta, SolverError, normal_displacement
+from .solvers import FIXED_SOLVERS, RK4, Euler, Midpoint, RungeKutta, SolverError, isolate_failures, normal_displacement
 
 __all__ = [
     "sample",
@@ -9,6 +9,7 @@ __all__ = [
     "SampleInfo",
     "LogProbInfo",
     "SolverError",
+    "isolate_failures",
     "FIXED_SOLVERS",
     "RungeKutta",
     "Euler",

@@ -28,7 +28,7 @@ import torch
 from ..geometry.manifold import Manifold
 
 __all__ = [
-    "SolverError", "RungeKutta", "Euler", "Midpoint", "RK4", "FIXED_SOLVERS", "RETRACTIONS",
+    "SolverError", "isolate_failures", "RungeKutta", "Euler", "Midpoint", "RK4", "FIXED_SOLVERS", "RETRACTIONS",
     "integrate_fixed", "integrate_torchdiffeq", "torchdiffeq_methods", "is_fixed_grid", "normal_displacement",
 ]
 
@@ -37,6 +37,31 @@ Field = Callable[[float, torch.Tensor], tuple[torch.Tensor, Optional[torch.Tenso
 
 class SolverError(RuntimeError):
     """An ODE solve failed (non-finite state, or an error inside the solver); no number is returned."""
+
+
+def isolate_failures(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tail: tuple[int, ...]) -> torch.Tensor:
+    """``fn(x)`` with the rows whose solve fails set to NaN instead of failing the whole batch.
+
+    :func:`~gaugeflow.sampling.sample` and :func:`~gaugeflow.sampling.log_prob` raise
+    :class:`SolverError` when any trajectory of the batch becomes non-finite (a gauge term, a product
+    of network outputs, can blow up in finite time far from the data). The batch is bisected until
+    the failing rows are isolated, so they can be *counted* by the caller (``isnan``), never hidden.
+
+    Args:
+        fn: ``[n, ...] -> [n, *tail]`` row-wise computation that may raise :class:`SolverError`.
+        x: ``[N, ...]`` inputs.
+        tail: the output shape per row (``()`` for log-likelihoods, ``(D,)`` for samples).
+
+    Returns:
+        ``[N, *tail]``: ``fn``'s rows, NaN where a one-row solve still fails.
+    """
+    try:
+        return fn(x)
+    except SolverError:
+        if len(x) == 1:
+            return torch.full((1, *tail), float("nan"), dtype=x.dtype, device=x.device)
+        h = len(x) // 2
+        return torch.cat([isolate_failures(fn, x[:h], tail), isolate_failures(fn, x[h:], tail)])
 
 
 def _retract_exp(manifold: Manifold, x: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
