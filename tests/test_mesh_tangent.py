@@ -83,8 +83,10 @@ def test_from_tangent_is_continuous_across_edges_for_fields_from_to_tangent(mesh
     probes, field = _edge_probes(mesh, 200, seed=2), _fields()["network"]
     ends = []
     for x in (probes["xa"], probes["xb"]):
-        ends.append(mesh.from_tangent(x, mesh.to_tangent(x, field(x))))
+        ends.append(mesh.from_tangent(x, mesh.to_tangent(x, field(x).detach())))
     assert float((ends[0] - ends[1]).abs().max()) < 1e-5
+    assert float((mesh.proju(probes["xa"], field(probes["xa"]).detach())
+                  - mesh.proju(probes["xb"], field(probes["xb"]).detach())).abs().max()) > 1e-3
 
 
 def test_to_tangent_is_a_bounded_projector_onto_the_face_plane_inverted_by_from_tangent(mesh):
