@@ -55,11 +55,13 @@ Reproduce (CPU, one torch thread; {minutes:.0f} min of training in all on the ma
   Newton corrections per path.
 * Test NLL: exact divergence, {nll_steps} RK4 steps, first {n_test} test points; nats. **Normalised**:
   the model's `log_prob` density `p̂` is integrated over the surface by the midpoint rule on every
-  face (`Z = Σ_f p̂(c_f) A_f`), and the table reports the NLL of `p̂ / Z`, i.e. raw NLL + log Z. On a
-  piecewise-flat mesh the network's field, projected onto each face plane, jumps across edges; the
-  flow compresses or stretches mass there, and the face-wise divergence that `log_prob` integrates
-  does not see these edge terms, so `Z` is not 1 (here log Z = {log_z}). The raw NLL would flatter
-  the model by log Z; the normalised one is a proper density's NLL.
+  face (`Z = Σ_f p̂(c_f) A_f`), and the table reports the NLL of `p̂ / Z`, i.e. raw NLL + log Z.
+  `log_prob` integrates the divergence face by face; that is the whole density change only if the
+  field's flux across every edge is continuous. The models turn network outputs into tangent
+  vectors with `Mesh.to_tangent`, the projection onto the face plane along the blended edge-bisector
+  normal, which makes it so (docs/math.md §11.3). What remains of log Z ({log_z}) does not come from
+  edge fluxes; its sources are not separated here (candidates: the finite RK4 steps, the retraction
+  across edges, the midpoint quadrature of `Z`, the field's kinks at vertices).
 
 ## Result ({n_seeds} seeds, mean ± standard deviation)
 
@@ -82,7 +84,37 @@ GaugeFlow (normalised) beats the uniform baseline by **{margin} nats** (uniform 
 Left: test data; middle: the model's `log_prob` density `p̂` per face (not normalised; exact at
 {max_faces} face centroids spread over the surface, nearest centroid elsewhere); right: model samples;
 two opposite views.
+
+{tangent}"""
+
+
+TANGENT = """## Why `to_tangent` matters: one model, three tangent maps
+
+The seed-0 model trained with the plain face projection (`proju`, whose field jumps across edges),
+then evaluated, with the *same weights*, under three maps from network output to tangent vector
+(`experiments/mesh/tangent_check.py`; raw NLL on the first {n_test} test points):
+
+| tangent map at evaluation | raw NLL | log Z | normalised NLL |
+|---|---|---|---|
+{rows}
+
+`face`: orthogonal projection onto the face plane (the old behaviour: mass is created or destroyed on
+edges and `log_prob` does not see it); `vertex`: remove the component along the barycentric vertex
+normal, then project (continuity across edges only approximately); `bisector`: `Mesh.to_tangent`
+(flux continuous across edges). The normalised NLLs of this table compare maps the model was not
+trained with; only log Z is the point here.
 """
+
+
+def _tangent_section(folder: Path) -> str:
+    """The three-map table from ``mesh_tangent_face.json`` (written by ``tangent_check.py``), or ``""``."""
+    path = folder / "mesh_tangent_face.json"
+    if not path.exists():
+        return ""
+    res = json.loads(path.read_text(encoding="utf-8"))["results"]
+    rows = "\n".join(f"| {name} | {r['test_nll']:.3f} | {r['log_z']:.3f} | {r['test_nll_normalized']:.3f} |"
+                     for name, r in res.items())
+    return TANGENT.format(rows=rows, n_test="{n_test}")
 
 
 def render(folder: Path) -> Path:
@@ -95,7 +127,7 @@ def render(folder: Path) -> Path:
     table = "\n".join(f"| {r['seed']} | {float(r['test_nll_normalized']):.3f} | {float(r['test_nll']):.3f} | "
                       f"{float(r['log_z']):.3f} | {float(r['uniform_nll']):.3f} | "
                       f"{float(r['entropy']):.3f} | {float(r['train_seconds']):.0f} |" for r in rows)
-    text = PAGE.format(faces=s["faces"], minutes=sum(num("train_seconds")) / 60, hidden=s["hidden"],
+    text = PAGE.replace("{tangent}", _tangent_section(folder)).format(faces=s["faces"], minutes=sum(num("train_seconds")) / 60, hidden=s["hidden"],
                        steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"], path_steps=s["path_steps"],
                        path_corrections=s["path_corrections"], nll_steps=s["nll_steps"], n_test=s["n_test"],
                        n_seeds=len(rows), uniform=_mean_std(num("uniform_nll")), model=_mean_std(num("test_nll_normalized")),

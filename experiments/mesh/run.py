@@ -58,9 +58,9 @@ def _commit() -> str:
 
 def total_mass(model, steps: int) -> float:
     """``Z = ∫ p̂ dA`` of the model's ``log_prob`` density, by the midpoint rule over the faces (one exact
-    log-likelihood solve per face centroid). On a piecewise-flat surface the face-wise divergence misses
-    the flux jumps of the field across edges, so ``Z`` need not be 1; ``NLL + log Z`` is the NLL of the
-    normalised density ``p̂ / Z``."""
+    log-likelihood solve per face centroid). ``log_prob`` integrates the face-wise divergence, the whole
+    density change for fields continuous across edges (``Mesh.to_tangent``, math.md §11.3); ``Z`` still
+    departs from 1 by discretisation, and ``NLL + log Z`` is the NLL of the normalised density ``p̂ / Z``."""
     from gaugeflow.sampling import log_prob
 
     M = model.manifold
