@@ -9,7 +9,8 @@
   (continuous across edges after unfolding).
 
 Prints raw test NLL, log Z (midpoint rule over every face) and the normalised NLL for each, and
-writes ``docs/results/mesh_tangent.json``.
+writes ``docs/results/mesh_tangent_<map>.json``; ``--z-steps 24 48`` adds log Z of the bisector map at
+other RK4 step counts.
 """
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ def use_map(M: Mesh, name: str) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train-with", choices=("face", "bisector"), default="face")
+    parser.add_argument("--z-steps", type=int, nargs="*", default=[], help="extra RK4 step counts for log Z")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     s = mesh_run.SETTINGS["full"]
@@ -74,6 +76,11 @@ def main(argv=None) -> int:
         out["results"][name] = {"test_nll": nll, "log_z": log_z, "test_nll_normalized": nll + log_z}
         print(f"trained with {args.train_with}, evaluated with {name}: raw NLL {nll:.3f}, log Z {log_z:.3f}, "
               f"normalised {nll + log_z:.3f}", flush=True)
+    use_map(model.manifold, "bisector")
+    for steps in args.z_steps:  # how log Z of the bisector map moves with the ODE step count
+        log_z = math.log(mesh_run.total_mass(model, steps))
+        out.setdefault("log_z_by_steps", {})[str(steps)] = log_z
+        print(f"bisector, {steps} RK4 steps: log Z {log_z:.3f}", flush=True)
     path = mesh_run.ROOT / "docs" / "results" / f"mesh_tangent_{args.train_with}.json"
     path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}")
