@@ -107,6 +107,15 @@ class Sphere(Manifold):
         self._inputs(x=x, y=y)
         return nan_unless_finite(self._theta(x, y), x, y)
 
+    def pairwise_sq_dist(self, x, y):
+        """``θ_ij² = (2 asin(‖x_i − y_j‖ / 2))²`` with ``‖x_i − y_j‖² = 2 − 2⟨x_i, y_j⟩`` from one batched
+        product. ``[..., m, D] × [..., n, D] -> [..., m, n]``. The chord from the inner product loses
+        relative precision for tiny angles (``θ² ≈ eps``), which a transport cost does not feel; use
+        :meth:`dist` for exact small distances."""
+        self._inputs(x=x, y=y)
+        half_chord2 = torch.matmul(x, y.transpose(-1, -2)).neg_().add_(1).mul_(0.5).clamp_(0, 1)
+        return (2 * torch.asin(half_chord2.sqrt_())) ** 2
+
     def norm(self, x, u):
         self._inputs(x=x, u=u)
         return safe_norm(u)

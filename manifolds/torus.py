@@ -78,6 +78,12 @@ class FlatTorus(Manifold):
     def dist(self, x, y):
         return nan_unless_finite(safe_norm(self.log(x, y)), x, y)
 
+    def pairwise_sq_dist(self, x, y):
+        """``Σ_k wrap(y_jk − x_ik)²`` (``wrap`` into ``[−π, π)``): ``[..., m, n] × …``, no square root."""
+        self._inputs(x=x, y=y)
+        d = y.unsqueeze(-3) - x.unsqueeze(-2)
+        return torch.remainder(d + math.pi, 2 * math.pi).sub_(math.pi).square_().sum(-1)
+
     def norm(self, x, u):
         self._inputs(x=x, u=u)
         return safe_norm(u)

@@ -134,6 +134,16 @@ class Manifold(ArgsValue, abc.ABC):
         """Geodesic distance ``‖log_x(y)‖_x``; NaN where ``x`` or ``y`` is not finite. ``[..., D] -> [...]``."""
         return nan_unless_finite(self.norm(x, self.log(x, y)), x, y)
 
+    def pairwise_sq_dist(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Squared geodesic distances of every pair, ``C_ij = d(x_i, y_j)²``: ``[..., m, D] × [..., n, D] -> [..., m, n]``.
+
+        A cost matrix (minibatch optimal transport, :mod:`gaugeflow.training.coupling`). Default:
+        :meth:`dist` on the broadcast pairs, squared. A manifold may override it with a cheaper form
+        that goes through one batched product (the sphere, the flat torus); such an override may
+        trade the last digits of small distances for speed (documented where it does).
+        """
+        return self.dist(x.unsqueeze(-2), y.unsqueeze(-3)) ** 2
+
     def transp(self, x: torch.Tensor, y: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Parallel transport of ``v ∈ T_xM`` to ``T_yM`` along the minimising geodesic. ``[..., D]``.
 

@@ -88,8 +88,15 @@ def _distance_fn(manifold: Manifold):
 
 
 def squared_distances(manifold: Manifold, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
-    """The cost ``C_ij = d(x0_i, x1_j)²`` of every pair: ``[..., m, D] × [..., m, D] -> [..., m, m]``."""
+    """The cost ``C_ij = d(x0_i, x1_j)²`` of every pair: ``[..., m, D] × [..., m, D] -> [..., m, m]``.
+
+    :meth:`Manifold.pairwise_sq_dist` where the manifold has a closed-form ``dist`` (one batched
+    product on the sphere and the torus), else the squared premetric (``spectral_distance``).
+    """
     check_coupling(manifold)
+    caps = getattr(manifold, "capabilities", None)
+    if caps is None or "dist" in caps:
+        return manifold.pairwise_sq_dist(x0, x1)
     return _distance_fn(manifold)(x0.unsqueeze(-2), x1.unsqueeze(-3)) ** 2
 
 
@@ -196,8 +203,7 @@ def ot_pairing(manifold: Manifold, x0: torch.Tensor, x1: torch.Tensor, *, block:
     """
     m = _check_args(manifold, x0, x1, block, exact_max, epsilon, iters)
     B, D = x0.shape
-    check_coupling(manifold)
-    cost = _distance_fn(manifold)(x0.reshape(B // m, 1, m, D).transpose(1, 2), x1.reshape(B // m, 1, m, D)) ** 2
+    cost = squared_distances(manifold, x0.reshape(B // m, m, D), x1.reshape(B // m, m, D))
     if m <= exact_max:
         return exact_pairing(cost, offset=True).reshape(B)
     u = torch.rand(B // m, m, generator=generator, dtype=cost.dtype).to(cost.device)
