@@ -249,7 +249,8 @@ class Mesh(Manifold):
         turning angles ``θ_e`` between neighbouring faces (``Mesh.tangent_bound``); smooth inside
         faces. Not guaranteed: continuity at vertices (impossible at a vertex with an angle defect:
         going once around it, the unfoldings compose to a rotation); the field stays bounded there,
-        so no mass is created at a vertex either. ``proju`` stays the orthogonal face projection.
+        so no mass is created at a vertex either, but its face-wise divergence grows like ``1/r`` near
+        a vertex, which finite ODE steps resolve poorly (math.md §11.3). ``proju`` stays the orthogonal face projection.
         ``[..., 3]``.
         """
         self._inputs(x=x, u=u)

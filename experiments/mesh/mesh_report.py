@@ -1,5 +1,6 @@
-"""docs/results/mesh.md from mesh_results.csv and mesh_settings.json (every number from the CSV), and the
-figure of the seed-0 model. ``python experiments/mesh/mesh_report.py [FOLDER]`` re-renders the page."""
+"""docs/results/mesh.md from mesh_results.csv, mesh_settings.json and the mesh_tangent_*.json files of
+``tangent_check.py`` (every number from them, except the earlier figures quoted from commit d94e385),
+and the figure of the seed-0 model. ``python experiments/mesh/mesh_report.py [FOLDER]`` re-renders the page."""
 from __future__ import annotations
 
 import csv
@@ -60,8 +61,7 @@ Reproduce (CPU, one torch thread; {minutes:.0f} min of training in all on the ma
   field's flux across every edge is continuous. The models turn network outputs into tangent
   vectors with `Mesh.to_tangent`, the projection onto the face plane along the blended edge-bisector
   normal, which makes it so (docs/math.md §11.3). What remains of log Z ({log_z}) does not come from
-  edge fluxes; its sources are not separated here (candidates: the finite RK4 steps, the retraction
-  across edges, the midpoint quadrature of `Z`, the field's kinks at vertices).
+  edge fluxes; what it does come from is not settled (see the last section).
 
 ## Result ({n_seeds} seeds, mean ± standard deviation)
 
@@ -88,33 +88,64 @@ two opposite views.
 {tangent}"""
 
 
-TANGENT = """## Why `to_tangent` matters: one model, three tangent maps
+TANGENT = """## Edge terms and the tangent map: one model, three maps
 
-The seed-0 model trained with the plain face projection (`proju`, whose field jumps across edges),
-then evaluated, with the *same weights*, under three maps from network output to tangent vector
-(`experiments/mesh/tangent_check.py`; raw NLL on the first {n_test} test points):
+The seed-0 model trained with one map from network output to tangent vector, then evaluated, with
+the *same weights*, under each of three maps (`experiments/mesh/tangent_check.py`; raw NLL on the
+first {n_test} test points, {nll_steps} RK4 steps):
 
-| tangent map at evaluation | raw NLL | log Z | normalised NLL |
-|---|---|---|---|
+| trained with | evaluated with | raw NLL | log Z | normalised NLL |
+|---|---|---|---|---|
 {rows}
 
-`face`: orthogonal projection onto the face plane (the old behaviour: mass is created or destroyed on
-edges and `log_prob` does not see it); `vertex`: remove the component along the barycentric vertex
-normal, then project (continuity across edges only approximately); `bisector`: `Mesh.to_tangent`
-(flux continuous across edges). The normalised NLLs of this table compare maps the model was not
-trained with; only log Z is the point here.
+`face`: orthogonal projection onto the face plane, `proju` (the behaviour before `Mesh.to_tangent`:
+mass is created or destroyed on edges and `log_prob` does not see it); `vertex`: remove the
+component along the barycentric vertex normal, then project (continuous across edges only
+approximately); `bisector`: `Mesh.to_tangent` (flux continuous across edges). Before
+`to_tangent`, with `face` in training and evaluation, this page reported log Z 0.503 ± 0.130 and a
+normalised NLL of 2.210 ± 0.068 (3 seeds, commit d94e385).
+
+{steps_line}
+
+What this does **not** settle. `bisector` removes the edge terms exactly, but its field is
+discontinuous at vertices (unavoidable, docs/math.md §11.3), and its face-wise divergence grows like
+`1/r` at distance `r` from a vertex (on this mesh, for a constant network output, the median |div|
+is about `0.01/r`, the largest about `0.14/r`). That is integrable, but an RK4 stage landing very
+close to a vertex adds a large, badly resolved term to `log_prob`: log Z does not fall below about
+0.06 with more steps, and the finer quadrature above, which exponentiates `log_prob` at 4× more points,
+is dominated by such outliers (attributed, not verified point by point). The `vertex` map has no
+vertex singularity but keeps part of the edge terms, over-correcting here (log Z < 0), and gives the
+lowest normalised NLL on these weights; a normalised `p̂ / Z` is a proper density whatever the map,
+but with `face` or `vertex` it is not the density of the flow's samples. The normalised NLLs on this
+page rest on one quadrature point per face, which the finer quadrature shows to be unreliable for
+this map: treat them as indicative, not as exact likelihoods.
 """
 
 
-def _tangent_section(folder: Path) -> str:
-    """The three-map table from ``mesh_tangent_face.json`` (written by ``tangent_check.py``), or ``""``."""
-    path = folder / "mesh_tangent_face.json"
-    if not path.exists():
+def _tangent_section(folder: Path, nll_steps: int, n_test: int) -> str:
+    """The three-map tables from ``mesh_tangent_*.json`` (``tangent_check.py``), or ``""`` without them."""
+    rows, by_steps, sub = [], {}, None
+    for trained in ("face", "bisector"):
+        path = folder / f"mesh_tangent_{trained}.json"
+        if path.exists():
+            data = json.loads(path.read_text(encoding="utf-8"))
+            rows += [f"| {trained} | {name} | {r['test_nll']:.3f} | {r['log_z']:.3f} | {r['test_nll_normalized']:.3f} |"
+                     for name, r in data["results"].items()]
+            if trained == "bisector" and data.get("log_z_by_steps"):
+                by_steps = {int(k): v for k, v in data["log_z_by_steps"].items()}
+                by_steps[nll_steps] = data["results"]["bisector"]["log_z"]
+            if trained == "bisector" and data.get("log_z_sub"):
+                sub = data["log_z_sub"]
+    if not rows:
         return ""
-    res = json.loads(path.read_text(encoding="utf-8"))["results"]
-    rows = "\n".join(f"| {name} | {r['test_nll']:.3f} | {r['log_z']:.3f} | {r['test_nll_normalized']:.3f} |"
-                     for name, r in res.items())
-    return TANGENT.format(rows=rows, n_test="{n_test}")
+    steps_line = ""
+    if by_steps:
+        steps_line = ("For the model trained and evaluated with `bisector`, log Z by RK4 step count: "
+                      + ", ".join(f"{v:.3f} ({k} steps)" for k, v in sorted(by_steps.items())) + ".")
+    if sub:
+        steps_line += (f" With {sub['points_per_face']} quadrature points per face instead of one (sub-triangle "
+                       f"centroids, {nll_steps} steps), log Z is {sub['log_z']:.3f}.")
+    return TANGENT.format(rows="\n".join(rows), n_test=n_test, nll_steps=nll_steps, steps_line=steps_line)
 
 
 def render(folder: Path) -> Path:
@@ -127,7 +158,7 @@ def render(folder: Path) -> Path:
     table = "\n".join(f"| {r['seed']} | {float(r['test_nll_normalized']):.3f} | {float(r['test_nll']):.3f} | "
                       f"{float(r['log_z']):.3f} | {float(r['uniform_nll']):.3f} | "
                       f"{float(r['entropy']):.3f} | {float(r['train_seconds']):.0f} |" for r in rows)
-    text = PAGE.replace("{tangent}", _tangent_section(folder)).format(faces=s["faces"], minutes=sum(num("train_seconds")) / 60, hidden=s["hidden"],
+    text = PAGE.replace("{tangent}", _tangent_section(folder, s["nll_steps"], s["n_test"]).replace("{", "{{").replace("}", "}}")).format(faces=s["faces"], minutes=sum(num("train_seconds")) / 60, hidden=s["hidden"],
                        steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"], path_steps=s["path_steps"],
                        path_corrections=s["path_corrections"], nll_steps=s["nll_steps"], n_test=s["n_test"],
                        n_seeds=len(rows), uniform=_mean_std(num("uniform_nll")), model=_mean_std(num("test_nll_normalized")),
