@@ -64,7 +64,12 @@ def _solve(v: np.ndarray, f: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
     sigma = -1e-8 * float(L.diagonal().sum() / M.diagonal().sum())
     evals, evecs = eigsh(L, k=k, M=M, sigma=sigma, which="LM", v0=np.ones(len(v)))
     order = np.argsort(evals)
-    return np.clip(evals[order], 0.0, None), evecs[:, order]
+    evecs = evecs[:, order]
+    # an eigenvector's sign is arbitrary and differs between solves (another k, another cached solve):
+    # fix it so that each one's entry of largest magnitude is positive, so results do not depend on
+    # which solve served them (for simple eigenvalues; a repeated one's basis is still the solver's)
+    peak = evecs[np.abs(evecs).argmax(0), np.arange(evecs.shape[1])]
+    return np.clip(evals[order], 0.0, None), evecs * np.where(peak < 0, -1.0, 1.0)
 
 
 def eigenpairs(v: np.ndarray, f: np.ndarray, k: int, digest: str) -> tuple[np.ndarray, np.ndarray]:
