@@ -75,15 +75,15 @@ def check_coupling(manifold: Manifold, coupling: str = "ot") -> None:
         raise ValueError(f"coupling must be one of {', '.join(COUPLINGS)}, got {coupling!r}")
     if coupling == "ot" and _distance_fn(manifold) is None:
         raise ValueError(f"coupling 'ot' needs squared geodesic distances, but {manifold} has neither an exact "
-                         f"dist (capabilities: {sorted(getattr(manifold, 'capabilities', ()))}) nor "
+                         f"dist (capabilities: {sorted(manifold.capabilities)}) nor "
                          f"spectral_distance; use coupling 'independent'")
 
 
 def _distance_fn(manifold: Manifold):
-    caps = getattr(manifold, "capabilities", None)
-    if caps is None or "dist" in caps:
+    """The exact ``dist`` where the manifold has it, else its premetric ``spectral_distance``, else ``None``."""
+    if "dist" in manifold.capabilities:
         return manifold.dist
-    spectral = getattr(manifold, "spectral_distance", None)
+    spectral = getattr(manifold, "spectral_distance", None)  # a premetric, declared "spectral" or not
     return spectral if callable(spectral) else None
 
 
@@ -94,8 +94,7 @@ def squared_distances(manifold: Manifold, x0: torch.Tensor, x1: torch.Tensor) ->
     product on the sphere and the torus), else the squared premetric (``spectral_distance``).
     """
     check_coupling(manifold)
-    caps = getattr(manifold, "capabilities", None)
-    if caps is None or "dist" in caps:
+    if "dist" in manifold.capabilities:
         return manifold.pairwise_sq_dist(x0, x1)
     return _distance_fn(manifold)(x0.unsqueeze(-2), x1.unsqueeze(-3)) ** 2
 

@@ -59,8 +59,7 @@ Distance = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def has_closed_form_log(manifold: Manifold) -> bool:
     """Whether ``manifold`` offers a closed-form ``log`` (its ``capabilities`` flag; ``True`` when it
     declares none, as every manifold with the four required maps does)."""
-    caps = getattr(manifold, "capabilities", None)
-    return caps is None or "log" in caps
+    return manifold.has("log")
 
 
 def default_path(manifold: Manifold, kind: str = "auto"):
@@ -130,7 +129,7 @@ class PremetricPath:
         # A manifold declaring "spectral" (a mesh) differentiates its embedding within the face plane and
         # retracts any ambient vector (exp = projx(x + u)): the two tangent projections per step, each a
         # closest-point query there, are skipped. The embedding's own surface check runs once, on x1.
-        lean = distance is None and kind != "geodesic" and "spectral" in getattr(manifold, "capabilities", ())
+        lean = distance is None and kind != "geodesic" and manifold.has("spectral")
         self._tangent = (lambda x, u: u) if lean else manifold.proju
         takes = getattr(manifold, "spectral_embedding", getattr(manifold, "spectral_distance", None))
         self._spectral_kw = {"check": False} if takes is not None and _accepts(takes, "check") else {}
