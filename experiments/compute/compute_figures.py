@@ -14,7 +14,7 @@ from compute_models import LABELS  # noqa: E402
 
 COLORS = {"plain": "tab:gray", "plain-params": "tab:brown", "plain-time": "tab:olive", "gauge": "tab:blue",
           "higher-gauge": "tab:red", "tensor-gauge": "tab:green", "gauge-a0": "tab:cyan",
-          "higher-gauge-a0": "tab:pink", "tensor-gauge-a0": "lime"}
+          "higher-gauge-a0": "tab:pink", "tensor-gauge-a0": "lime", "plain-ot": "black", "gauge-ot": "tab:purple"}
 
 
 def _band(ax, rows: list[dict], x_key: str, y_key: str, model: str) -> None:

@@ -3,7 +3,8 @@
 Models (``name → builder``): PlainFlow at the gauge models' width (``plain``, the papers' baseline),
 PlainFlow with its width solved to GaugeFlow's parameter count (``plain-params``) or to GaugeFlow's
 measured training-step time (``plain-time``), GaugeFlow, HigherGaugeFlow, TensorGaugeFlow (r = 2),
-and each gauge model with ``α ≡ 0`` (``*-a0``).
+each gauge model with ``α ≡ 0`` (``*-a0``), and PlainFlow and GaugeFlow at the papers' width trained with
+minibatch-OT coupling (``*-ot``: the same networks; ``compute_config.MODEL_TRAIN`` sets the coupling).
 
 The ablation keeps every network of the gauge model and computes it in every forward pass (same
 parameters, same cost): only the weight of the gauge term is multiplied by zero,
@@ -26,7 +27,8 @@ from gaugeflow.training import TrainConfig, Trainer
 LABELS = {"plain": "Plain (papers' width)", "plain-params": "Plain (param-matched to GFM)",
           "plain-time": "Plain (step-time-matched to GFM)", "gauge": "GFM", "higher-gauge": "HGFM",
           "tensor-gauge": "TGFM (r = 2)", "gauge-a0": "GFM, α ≡ 0", "higher-gauge-a0": "HGFM, α ≡ 0",
-          "tensor-gauge-a0": "TGFM (r = 2), α ≡ 0"}
+          "tensor-gauge-a0": "TGFM (r = 2), α ≡ 0", "plain-ot": "Plain (papers' width), OT coupling",
+          "gauge-ot": "GFM, OT coupling"}
 TENSOR_RANK = 2
 
 
@@ -64,7 +66,7 @@ def build(name: str, manifold, widths: dict[str, int], seed: int) -> nn.Module:
         torch.manual_seed(seed)
         if name.startswith("plain"):
             return PlainFlow(manifold, hidden=widths[name])
-        base = name[:-3] if name.endswith("-a0") else name
+        base = name[:-3] if name.endswith(("-a0", "-ot")) else name
         model = _gauge(base, manifold, widths[name])
     if name.endswith("-a0"):
         model.alpha = ZeroWeight(model.alpha)
@@ -86,12 +88,13 @@ def _trainer(model: nn.Module, data, train: dict, seed: int) -> Trainer:
     return Trainer(model, data, cfg)
 
 
-def time_steps(entries: dict[str, nn.Module], data, train: dict, cal: dict) -> dict[str, list[float]]:
+def time_steps(entries: dict[str, nn.Module], data, trains: dict[str, dict], cal: dict) -> dict[str, list[float]]:
     """Seconds per training step of each model, measured *interleaved*: ``rounds`` times, every model
     in turn runs ``steps`` steps (after ``warmup`` untimed ones), so slow drifts of the machine's load
-    hit all models alike. Returns ``name → [seconds per step of each round]``.
+    hit all models alike. ``trains[name]``: its training settings. Returns ``name → [seconds per step
+    of each round]``.
     """
-    trainers = {name: _trainer(m, data, train, 0) for name, m in entries.items()}
+    trainers = {name: _trainer(m, data, trains[name], 0) for name, m in entries.items()}
     for tr in trainers.values():
         for _ in range(cal["warmup"]):
             tr.train_step()
@@ -105,27 +108,31 @@ def time_steps(entries: dict[str, nn.Module], data, train: dict, cal: dict) -> d
     return times
 
 
-def calibrate(dname: str, manifold, data, hidden: int, models: list[str], train: dict, cal: dict) -> list[dict]:
+def calibrate(dname: str, manifold, data, hidden: int, models: list[str], trains: dict[str, dict],
+              cal: dict) -> list[dict]:
     """Widths and measured step times of every model on one data set (one row per model or candidate).
 
-    ``plain-time``'s width is the candidate ``round(f · hidden)`` (``f`` in ``width_factors``) whose
-    median step time is closest to GaugeFlow's, all candidates timed in the same interleaved rounds.
+    ``trains[m]``: model ``m``'s training settings. ``plain-time``'s width (when it is among ``models``)
+    is the candidate ``round(f · hidden)`` (``f`` in ``width_factors``) whose median step time is
+    closest to GaugeFlow's, all candidates timed in the same interleaved rounds.
     """
     widths = {m: hidden for m in models}
     widths["plain-params"] = params_width(manifold, hidden)
     entries = {m: build(m, manifold, widths, 0) for m in models if m != "plain-time"}
-    cands = {f"plain-w{max(1, round(f * hidden))}": max(1, round(f * hidden)) for f in cal["width_factors"]}
+    cands = {}
+    if "plain-time" in models:
+        cands = {f"plain-w{max(1, round(f * hidden))}": max(1, round(f * hidden)) for f in cal["width_factors"]}
     for cname, w in cands.items():
         entries[cname] = PlainFlow(manifold, hidden=w)
-    times = time_steps(entries, data, train, cal)
+    # candidates (and any model without an entry) train with GaugeFlow's settings, the common ones
+    times = time_steps(entries, data, {n: trains.get(n, trains["gauge"]) for n in entries}, cal)
     med = {name: statistics.median(v) for name, v in times.items()}
-    best = min(cands, key=lambda c: abs(med[c] - med["gauge"]))
-    widths["plain-time"] = cands[best]
+    if cands:
+        best = min(cands, key=lambda c: abs(med[c] - med["gauge"]))
+        widths["plain-time"] = cands[best]
     rows = []
     for name in list(models) + list(cands):
         key = best if name == "plain-time" else name
-        if name == "plain-time" and key not in times:
-            continue
         v = times[key]
         rows.append({"dataset": dname, "model": name, "hidden": widths.get(name, cands.get(name)),
                      "params": count_parameters(entries[key]), "step_s_median": med[key],

@@ -11,7 +11,7 @@ from gaugeflow.models import count_parameters
 from gaugeflow.sampling import log_prob
 from gaugeflow.training import NonFiniteLossError, TrainConfig
 
-from compute_config import eval_settings
+from compute_config import eval_settings, train_settings
 from compute_models import LABELS, build
 from compute_study import PairedTrainer, full_eval, load_data, nll, plateaued, sample_distances, samples
 
@@ -115,7 +115,8 @@ def run_part(key: tuple, cfg: dict, calib: dict) -> dict[str, list[dict]]:
     euclid = spec["kind"] == "gmm"
     widths = {mname: calib[(dname, mname)]["hidden"]}
     model = build(mname, data.manifold, widths, seed)
-    tc = TrainConfig(seed=seed, steps=spec["max_steps"], device="cpu", progress=False, val_size=0, **cfg["train"])
+    tc = TrainConfig(seed=seed, steps=spec["max_steps"], device="cpu", progress=False, val_size=0,
+                     **train_settings(cfg, mname))
     tr = PairedTrainer(model, data, tc)
     budget = _budget_steps(cfg, spec, calib, dname, mname)
     run = train_trajectory(tr, ev, spec, budget, data, lambda m: full_eval(m, data, ev, euclid))

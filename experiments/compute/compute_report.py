@@ -61,6 +61,7 @@ def verdict(comps: list[dict], rows: list[dict], runs: list[dict], today: float 
             out.append(f"  - {LABELS[m]} vs {LABELS[b]}: " + " — ".join(parts) + ".")
         if out:
             lines += [f"- **{title}.**"] + out
+    lines += _ot_verdict(comps)
     zero = [c for c in comps if c["a"].endswith("-a0") and c["b"] == "plain" and c["budget"] == "equal-steps"]
     if zero:
         same = [c for c in zero if c["verdict"] == "identical"]
@@ -94,6 +95,24 @@ def verdict(comps: list[dict], rows: list[dict], runs: list[dict], today: float 
             lines.append(f"- Best at convergence on {dname}: {best['label']} ({best['id']}: test NLL "
                          f"{_f(best['test_nll'])} ± {_f(best['test_nll_std'])}, {best['n_seeds']} seeds){extra}.")
     return lines
+
+
+def _ot_verdict(comps: list[dict]) -> list[str]:
+    """Does minibatch-OT coupling help at equal seconds and at convergence? (each claim cites its C row)"""
+    out = []
+    for budget in ("equal-seconds", "converged"):
+        for a, b in (("plain-ot", "plain"), ("gauge-ot", "gauge")):
+            cs = [c for c in comps if c["a"] == a and c["b"] == b and c["budget"] == budget and c["size"] == "full"]
+            parts = []
+            for word, key in (("better on", "better"), ("worse on", "worse"), ("no clear difference on", "no clear difference"),
+                              ("identical on", "identical")):
+                hit = [c for c in cs if c["verdict"] == key]
+                if hit:
+                    parts.append(f"{word} " + "; ".join(_cref(c) for c in hit))
+            if parts:
+                out.append(f"  - {LABELS[a]} vs {LABELS[b]}, {budget}: " + " — ".join(parts) + ".")
+    return (["- **Does OT coupling help? Each model with minibatch-OT pairs (blocks of 32) against itself with "
+             "independent pairs (its own step time: equal seconds counts OT's cost).**"] + out) if out else []
 
 
 def today_best(dname: str = "world-cities") -> float | None:
@@ -151,8 +170,8 @@ def write_report(out: Path, report: Path, cfg: dict, variant: str, planned: list
     from compute_render import render
     from run import settings_key  # the one definition of a part's settings
 
-    keys = {d: settings_key(cfg, d) for d in cfg["datasets"]}
-    pick = lambda rows: [r for r in rows if keys.get(r["dataset"]) == r.get("settings_key")]  # noqa: E731
+    keys = {(d, m): settings_key(cfg, d, m) for d in cfg["datasets"] for m in cfg["models"]}
+    pick = lambda rows: [r for r in rows if keys.get((r["dataset"], r["model"])) == r.get("settings_key")]  # noqa: E731
     runs, curve, solver = (pick(read_table(out, t)) for t in ("runs", "curve", "solver"))
     calib = [c for c in _read(out / "compute_calibration.csv") if c["candidate"] == "False"]
     rows, comps = summary(runs), comparisons(runs)

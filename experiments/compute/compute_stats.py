@@ -15,7 +15,8 @@ COMPARISONS = (("gauge", "gauge-a0"), ("higher-gauge", "higher-gauge-a0"), ("ten
                ("gauge", "plain-params"), ("higher-gauge", "plain-params"), ("tensor-gauge", "plain-params"),
                ("gauge", "plain-time"), ("higher-gauge", "plain-time"), ("tensor-gauge", "plain-time"),
                ("gauge", "plain"), ("higher-gauge", "gauge"), ("tensor-gauge", "gauge"),
-               ("gauge-a0", "plain"), ("higher-gauge-a0", "plain"), ("tensor-gauge-a0", "plain"))
+               ("gauge-a0", "plain"), ("higher-gauge-a0", "plain"), ("tensor-gauge-a0", "plain"),
+               ("plain-ot", "plain"), ("gauge-ot", "gauge"), ("gauge-ot", "plain-ot"))
 LEVEL = 0.05
 #: |ΔNLL| below which two runs count as the same model (float32 rounding of the likelihood solve)
 SAME = 1e-6

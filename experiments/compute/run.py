@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 import torch  # noqa: E402
 
 import compute_report  # noqa: E402  (prefixed names: experiments/* folders share sys.path in one pytest run)
-from compute_config import models_of, variant  # noqa: E402
+from compute_config import models_of, train_settings, variant  # noqa: E402
 from compute_models import calibrate  # noqa: E402
 from compute_part import part_id, run_part  # noqa: E402
 from compute_study import load_data  # noqa: E402
@@ -51,10 +51,14 @@ def plan(cfg: dict) -> list[tuple]:
             for seed in cfg["seeds"] for m in models_of(cfg, d, size)]
 
 
-def settings_key(cfg: dict, dname: str) -> str:
-    """Hash of everything that defines a part's result on ``dname`` (not the seeds or the model list)."""
-    keep = {k: cfg[k] for k in ("train", "eval", "sizes", "solver_seed")}
-    blob = json.dumps({"data": cfg["datasets"][dname], **keep}, sort_keys=True)
+def settings_key(cfg: dict, dname: str, model: str) -> str:
+    """Hash of everything that defines the result of ``model`` on ``dname``: the data set's settings, the
+    model's training settings, the evaluation, the size fractions and the solver seed — not the seeds, nor
+    which models or sizes are planned (adding a model to the plan keeps every finished part valid)."""
+    spec = {k: v for k, v in cfg["datasets"][dname].items() if k not in ("models", "sizes")}
+    keep = {"train": train_settings(cfg, model), "eval": cfg["eval"], "solver_seed": cfg["solver_seed"],
+            "fractions": {k: v["fraction"] for k, v in cfg["sizes"].items()}}
+    blob = json.dumps({"data": spec, **keep}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -87,25 +91,37 @@ def machine() -> dict:
 
 
 def load_calibration(path: Path, cfg: dict, dnames: list[str], log) -> dict:
-    """``(data set, model) → row``; data sets not yet in ``path`` are measured now and appended."""
+    """``(data set, model) → row``; data sets not yet in ``path`` are measured now and appended.
+
+    A data set measured before some of its planned models existed gets those models measured now,
+    interleaved with GaugeFlow again, and their times rescaled by GaugeFlow's stored over its new time,
+    so every ratio to the reference keeps the first measurement's machine state."""
     rows = read_rows(path) if path.is_file() else []
     # a data set's step times stay valid while its width and batch do (they fix the models timed)
     stale = {r["dataset"] for r in rows if r["model"] == "gauge" and r["dataset"] in cfg["datasets"] and (
         int(r["hidden"]) != cfg["datasets"][r["dataset"]]["hidden"]
         or int(r.get("batch_size") or cfg["train"]["batch_size"]) != cfg["train"]["batch_size"])}
     rows = [r for r in rows if r["dataset"] not in stale]
-    have = {r["dataset"] for r in rows}
     for dname in dnames:
-        if dname in have:
-            continue
         spec = cfg["datasets"][dname]
+        planned = list(dict.fromkeys(["gauge"] + [m for size in cfg["sizes"] for m in models_of(cfg, dname, size)]))
+        have = {r["model"]: r for r in rows if r["dataset"] == dname}
+        missing = [m for m in planned if m not in have]
+        if not missing:
+            continue
         data = load_data(dname, spec, 1.0)
         start = time.perf_counter()
-        models = list(dict.fromkeys(["gauge"] + [m for size in cfg["sizes"] for m in models_of(cfg, dname, size)]))
-        new = calibrate(dname, data.manifold, data, spec["hidden"], models, cfg["train"], cfg["calibration"])
+        trains = {m: train_settings(cfg, m) for m in planned}
+        new = calibrate(dname, data.manifold, data, spec["hidden"], ["gauge"] + missing if "gauge" in have else planned,
+                        trains, cfg["calibration"])
+        if "gauge" in have:  # top-up: rescale to the stored reference, keep only the missing models
+            scale = float(have["gauge"]["step_s_median"]) / next(r["step_s_median"] for r in new if r["model"] == "gauge")
+            new = [dict(r, step_s_median=r["step_s_median"] * scale, step_s_min=r["step_s_min"] * scale,
+                        step_s_max=r["step_s_max"] * scale, rescaled=scale) for r in new if r["model"] in missing]
         for r in new:
-            r.update(settings_key=settings_key(cfg, dname), batch_size=cfg["train"]["batch_size"], measured_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                     **machine())
+            r.update(settings_key=settings_key(cfg, dname, r["model"]) if r["model"] in planned else "",
+                     batch_size=cfg["train"]["batch_size"],
+                     measured_utc=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **machine())
         rows += [{k: str(v) for k, v in r.items()} for r in new]
         write_rows(path, rows)
         log(f"calibrated {dname} in {time.perf_counter() - start:.0f}s: " + ", ".join(
@@ -140,7 +156,7 @@ def run_parts(cfg: dict, out: Path, selected: list[tuple], log, workers: int = 1
         return 0
     calib = load_calibration(out / "compute_calibration.csv", cfg, list(dict.fromkeys(k[0] for k in todo)), log)
     for i, (key, tables) in enumerate(_results(todo, cfg, calib, workers)):
-        sk = settings_key(cfg, key[0])
+        sk = settings_key(cfg, key[0], key[2])
         for name in TABLES:  # runs last: its presence marks the part done
             write_rows(parts / f"{part_id(*key)}.{name}.csv", [{**r, "settings_key": sk} for r in tables[name]])
         r = {row["budget"]: row for row in tables["runs"]}
@@ -172,7 +188,7 @@ def is_done(parts: Path, key: tuple, cfg: dict) -> bool:
     if not path.is_file():
         return False
     rows = read_rows(path)
-    return bool(rows) and rows[0].get("settings_key") == settings_key(cfg, key[0])
+    return bool(rows) and rows[0].get("settings_key") == settings_key(cfg, key[0], key[2])
 
 
 def select(keys: list[tuple], patterns: list[str] | None) -> list[tuple]:
