@@ -218,10 +218,11 @@ def test_a_training_step_reads_nothing_back_from_the_device(manifold, no_host_re
 
     M = {"sphere": gf.Sphere(2), "torus": gf.FlatTorus(2), "hyperbolic": gf.Hyperbolic(2)}[manifold]
     data = gf.wrapped_mixture(M, n_components=3, seed=0)
-    for cls in (gf.PlainFlow, gf.GaugeFlow, gf.HigherGaugeFlow):
-        tr = Trainer(cls(M, hidden=8), data, TrainConfig(steps=4, batch_size=32))
-        tr.unchecked_step()
+    for cls, chunk in ((gf.PlainFlow, 1), (gf.GaugeFlow, 3), (gf.HigherGaugeFlow, 8)):
+        tr = Trainer(cls(M, hidden=8), data, TrainConfig(steps=4, batch_size=32, path_chunk=chunk))
+        for _ in range(chunk):  # the guarded step below draws and builds the next chunk's paths
+            tr.unchecked_step()
         with no_host_reads():
             loss, gnorm, _ = tr._gradients()
             tr.ema.update(tr.model)
-        assert loss.dim() == 0 and gnorm.dim() == 0
+        assert loss.dim() == 0 and gnorm.dim() == 0 and tr._paths.pending == chunk - 1

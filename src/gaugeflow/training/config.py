@@ -69,6 +69,11 @@ class TrainConfig:
         path: conditional path of the RCFM loss: ``"auto"`` (geodesic where the manifold has a closed-form
             ``log``, else the biharmonic premetric path), ``"geodesic"``, ``"biharmonic"`` or ``"diffusion"``
             (:class:`~gaugeflow.training.PremetricPath`).
+        path_chunk: build the geodesic paths of this many steps in one vectorised call (the same few
+            dozen small operations for ``path_chunk`` steps; :mod:`gaugeflow.training.prefetch`). It
+            changes neither the random stream nor any step's pairs, only rounding in the last bit, and
+            a run resumes with its own value; ``1`` builds each step's path alone. Default 8: measured
+            in docs/performance.md ("Paths at the floor"). Premetric paths are built step by step.
     """
 
     manifold: str = "sphere"
@@ -105,6 +110,7 @@ class TrainConfig:
     ot_exact_max: int = 1024
     mesh: Optional[str] = None
     path: str = "auto"
+    path_chunk: int = 8
 
     def __post_init__(self):
         for f in fields(self):
@@ -143,7 +149,8 @@ class TrainConfig:
 
 _INTS = {"dim": 1, "hidden": 1, "steps": 0, "batch_size": 1, "warmup_steps": 0, "seed": 0, "val_every": 0,
          "val_size": 0, "val_steps": 1, "checkpoint_every": 0, "log_every": 0, "max_nonfinite": 1,
-         "n_data": 3, "k": 1, "rank": 1, "ot_batch": 1, "ot_exact_max": 1}
+         "n_data": 3, "k": 1, "rank": 1, "ot_batch": 1, "ot_exact_max": 1,
+         "path_chunk": 1}
 
 
 def _coerce(name: str, annotation: str, value: Any) -> Any:

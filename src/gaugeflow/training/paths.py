@@ -156,22 +156,24 @@ class GeodesicPath:
                 cut = M.cut_locus_mask(x0, x1)
         return x0, ~cut, n_cut, n_resampled
 
-    def _replace_cut_on_device(self, x0: torch.Tensor, x1: torch.Tensor):
+    def _replace_cut_on_device(self, x0: torch.Tensor, x1: torch.Tensor, batches: int = 1):
         """The cut-locus round without a host read, before the path is built.
 
-        Cut start points take the start point of the previous pair (``x0.roll(1, 0)``, see the module
-        docstring). Returns ``(x0, n_cut, n_resampled)``, the counts as 0-dim tensors; the caller
-        masks the pairs still cut.
+        Cut start points take the start point of the previous pair of the same batch (``x0.roll(1, 0)``
+        within each of the ``batches`` consecutive batches, see the module docstring). Returns
+        ``(x0, n_cut, n_resampled)``, the counts as 0-dim tensors; the caller masks the pairs still cut.
         """
         cut = self.manifold.cut_locus_mask(x0, x1)
         n_cut = cut.sum()
         if self.cut_locus != "resample" or self.max_resample == 0:
             return x0, n_cut, torch.zeros_like(n_cut)
-        return torch.where(cut.unsqueeze(-1), x0.roll(1, 0), x0), n_cut, n_cut
+        prev = x0.roll(1, 0) if batches == 1 else x0.unflatten(0, (batches, -1)).roll(1, 1).flatten(0, 1)
+        return torch.where(cut.unsqueeze(-1), prev, x0), n_cut, n_cut
 
-    def _resolve_cut_on_device(self, x0: torch.Tensor, x1: torch.Tensor, generator: Optional[torch.Generator]):
+    def _resolve_cut_on_device(self, x0: torch.Tensor, x1: torch.Tensor, generator: Optional[torch.Generator],
+                               batches: int = 1):
         """:meth:`_replace_cut_on_device`, then the mask. Returns ``(x0, valid, n_cut, n_resampled, n_masked)``."""
-        x0, n_cut, n_resampled = self._replace_cut_on_device(x0, x1)
+        x0, n_cut, n_resampled = self._replace_cut_on_device(x0, x1, batches)
         cut = self.manifold.cut_locus_mask(x0, x1)
         return x0, ~cut, n_cut, n_resampled, cut.sum()
 
@@ -183,6 +185,7 @@ class GeodesicPath:
         generator: Optional[torch.Generator] = None,
         *,
         host_checks: bool = True,
+        batches: int = 1,
     ) -> PathSample:
         """Points and velocities of the geodesics ``x0 → x1`` at times ``t``.
 
@@ -193,6 +196,10 @@ class GeodesicPath:
             generator: random generator for cut-locus resampling.
             host_checks: ``False`` skips every device→host read (see the module docstring): the
                 time range is not checked and the counts come back as 0-dim tensors.
+            batches: the rows are this many consecutive batches of ``B / batches`` pairs (the pairs of
+                several training steps built at once, :mod:`gaugeflow.training.prefetch`); the device-side
+                cut round then takes a cut pair's replacement start point from its own batch, so each
+                batch gets the path it gets alone. Must divide ``B``.
 
         Returns:
             A :class:`PathSample` (unpacks as ``x_t, u_t``).
@@ -201,8 +208,11 @@ class GeodesicPath:
             ValueError/TypeError: malformed inputs, or a cut-locus pair with ``cut_locus="raise"``.
         """
         t = self._check(x0, x1, t, host_checks)
+        if isinstance(batches, bool) or not isinstance(batches, int) or batches < 1 or x0.shape[0] % batches:
+            raise ValueError(f"GeodesicPath: batches must be a positive integer dividing the {x0.shape[0]} pairs, "
+                             f"got {batches!r}")
         if torch.is_grad_enabled() and (x0.requires_grad or x1.requires_grad or t.requires_grad):
-            return self._sample_differentiable(x0, x1, t, generator, host_checks)
+            return self._sample_differentiable(x0, x1, t, generator, host_checks, batches)
         with torch.no_grad():  # data: one fused pass gives the path and the cut test together
             if math.isinf(self.manifold.injectivity_radius):
                 x_t, u_t, cut = self.manifold.geodesic_and_cut(x0, x1, t)
@@ -210,17 +220,17 @@ class GeodesicPath:
             if host_checks or self.cut_locus == "raise":
                 x_t, u_t, cut = self.manifold.geodesic_and_cut(x0, x1, t)
                 return self._resolve_on_host(x0, x1, t, x_t, u_t, cut, generator)
-            x0, n_cut, n_resampled = self._replace_cut_on_device(x0, x1)
+            x0, n_cut, n_resampled = self._replace_cut_on_device(x0, x1, batches)
             x_t, u_t, cut = self.manifold.geodesic_and_cut(x0, x1, t)
             return PathSample(x_t, u_t, t, x0, x1, ~cut, n_cut, n_resampled, cut.sum())
 
-    def _sample_differentiable(self, x0, x1, t, generator, host_checks) -> PathSample:
+    def _sample_differentiable(self, x0, x1, t, generator, host_checks, batches: int = 1) -> PathSample:
         """The path through :meth:`Manifold.geodesic` (exact gradients, also at ``x0 = x1``)."""
         if host_checks or self.cut_locus == "raise" or math.isinf(self.manifold.injectivity_radius):
             x0, valid, n_cut, n_resampled = self._resolve_cut(x0, x1, generator)
             n_masked = int((~valid).sum()) if n_cut else 0
         else:
-            x0, valid, n_cut, n_resampled, n_masked = self._resolve_cut_on_device(x0, x1, generator)
+            x0, valid, n_cut, n_resampled, n_masked = self._resolve_cut_on_device(x0, x1, generator, batches)
         x_t, u_t = self.manifold.geodesic(x0, x1, t)
         return PathSample(x_t, u_t, t, x0, x1, valid, n_cut, n_resampled, n_masked)
 

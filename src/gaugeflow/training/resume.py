@@ -25,7 +25,7 @@ __all__ = ["check_fit_inputs", "restore_state", "TRAJECTORY_KEYS"]
 #: settings that change the sequence of updates; a resumed run must keep them
 TRAJECTORY_KEYS = ("seed", "batch_size", "lr", "optimizer", "weight_decay", "schedule", "warmup_steps",
                    "final_lr_fraction", "ema_decay", "grad_clip", "data", "n_data", "dtype",
-                   "coupling", "ot_batch", "ot_exact_max", "path")
+                   "coupling", "ot_batch", "ot_exact_max", "path", "path_chunk")
 MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed accepts [0, 2**64)
 
 

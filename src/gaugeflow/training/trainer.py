@@ -4,7 +4,8 @@ Determinism: one CPU ``torch.Generator`` seeded with ``config.seed`` draws, ever
 order, the global batch's data indices, base points ``x0`` and times ``t``. Every process draws the
 whole global batch and keeps its own slice, so a P-process run sees exactly the samples of a
 1-process run with the same global batch, and a resumed run (generator state restored from the
-checkpoint) continues the very same stream.
+checkpoint) continues the very same stream. The paths of ``config.path_chunk`` steps are built in one
+call (:mod:`gaugeflow.training.prefetch`); that changes neither the stream nor any step's pairs.
 
 Examples:
     >>> from gaugeflow.manifolds import Sphere
@@ -39,6 +40,7 @@ from .coupling import check_coupling, ot_pairing
 from .distributed import DistEnv
 from .loss import rcfm_loss
 from .premetric import default_path
+from .prefetch import PathQueue, chunk_size, step_loss
 from .tools import EMA, METRICS_NAME, TENSORBOARD_NAME, History, TensorBoardLog, lr_factor, require_tensorboard
 from .tools import write_metrics_csv
 from .window import CHECK_EVERY, StepWindow, next_stop
@@ -132,6 +134,7 @@ class Trainer:
         self.optimizer = opt(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.ema = EMA(self.model, cfg.ema_decay)
         self.generator = torch.Generator().manual_seed(cfg.seed)
+        self._paths = PathQueue(chunk_size(self.path, cfg.path_chunk))  # built paths of the next steps
         self.history, self.consecutive_nonfinite = History(), 0
         self._window = StepWindow()  # steps applied in fit whose losses are not read yet (see .window)
         self._saved_step: Optional[int] = None
@@ -159,6 +162,9 @@ class Trainer:
     def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """This process's slice of the next global batch: ``x0, x1 [b, D]`` and ``t [b]``.
 
+        Training calls it once per step, in bursts of ``config.path_chunk`` steps whose paths are then
+        built together (:class:`~gaugeflow.training.prefetch.PathQueue`).
+
         With ``config.coupling == "ot"`` every process re-pairs the whole global batch by
         :func:`~gaugeflow.training.coupling.ot_pairing` (after ``t`` is drawn; its Sinkhorn route draws
         its row uniforms from the same stream), so P processes and a resumed run see the same pairs.
@@ -177,23 +183,38 @@ class Trainer:
         return x0[part], x1[part], t[part].to(dev)
 
     def loss(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """RCFM loss ``mean ‖V(x_t, t) − u_t‖²_g`` of the (possibly DDP-wrapped) network."""
-        # Cut-locus resampling draws from a generator keyed by (seed, step, rank): deterministic,
-        # resumable without extra state, and it never advances the shared batch stream.
-        key = ((self.config.seed * 1_000_003 + self.step) * 4096 + self.env.rank) % (2**63)
+        """RCFM loss ``mean ‖V(x_t, t) − u_t‖²_g`` of the (possibly DDP-wrapped) network on these pairs, as a
+        training step computes it (which builds its path ahead, :mod:`gaugeflow.training.prefetch`)."""
         return rcfm_loss(self.net, x0, x1, t, manifold=self.manifold, path=self.path,
-                         generator=torch.Generator().manual_seed(key),
+                         generator=self.path_generator(),
                          host_checks=False)  # times are drawn here; cut pairs resolved on the device
+
+    def path_generator(self, step: Optional[int] = None) -> torch.Generator:
+        """The generator of a path's own draws (premetric resampling), keyed by (seed, step, rank) (``step``:
+        default the current one; a chunk's first step): deterministic, resumable without extra state, and it
+        never advances the shared batch stream."""
+        step = self.step if step is None else step
+        key = ((self.config.seed * 1_000_003 + step) * 4096 + self.env.rank) % (2**63)
+        return torch.Generator().manual_seed(key)
+
+    def stream_state(self) -> torch.Tensor:
+        """The batch stream's state before the next step's draw (steps built ahead not counted)."""
+        return self._paths.stream_state(self.generator)
+
+    def set_stream_state(self, state: torch.Tensor) -> None:
+        """Continue the batch stream from ``state`` (a :meth:`stream_state`); steps built ahead are dropped."""
+        self.generator.set_state(state)
+        self._paths.clear()
 
     def _gradients(self) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Draw a batch, set the step's lr, backpropagate and clip: ``(loss, grad_norm, lr)``, no host sync."""
         cfg = self.config
-        x0, x1, t = self.draw()
+        path = self._paths.pop(self)  # this step's x_t, u_t, t (built K steps at a time)
         lr = cfg.lr * lr_factor(self.step, cfg.steps, cfg.schedule, cfg.warmup_steps, cfg.final_lr_fraction)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(x0, x1, t)
+        loss = step_loss(self.net, self.manifold, path)
         loss.backward()
         clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
@@ -251,7 +272,7 @@ class Trainer:
     def state_meta(self) -> dict[str, Any]:
         return {"seed": self.config.seed, "skipped": self.history.skipped,
                 "consecutive_nonfinite": self.consecutive_nonfinite, "ema_updates": self.ema.updates,
-                "rng": {"stream": encode_bytes(self.generator.get_state()), "torch": encode_bytes(torch.get_rng_state())},
+                "rng": {"stream": encode_bytes(self.stream_state()), "torch": encode_bytes(torch.get_rng_state())},
                 "world_size": self.env.world, "path": repr(self.path),
                 "data": {"name": self.data.name, "sizes": [len(self.data.train), len(self.data.val), len(self.data.test)]}}
 
@@ -278,6 +299,7 @@ class Trainer:
         ckpt = load_checkpoint(path, self.model, optimizer=self.optimizer, config=self.config,
                                map_location=self.env.device)
         restore_state(self, ckpt)  # checks every metadata field first (one-line CheckpointError)
+        self._paths.clear()  # the stream restarts at the checkpoint's next step
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> History:

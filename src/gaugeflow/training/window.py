@@ -51,14 +51,14 @@ class _Snapshot:
         dev = tr.env.device
         return cls({k: v.detach().clone() for k, v in tr.model.state_dict().items()},
                    copy.deepcopy(tr.optimizer.state_dict()), {k: v.clone() for k, v in tr.ema.shadow.items()},
-                   tr.ema.updates, tr.generator.get_state(), torch.get_rng_state(),
+                   tr.ema.updates, tr.stream_state(), torch.get_rng_state(),
                    torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None)
 
     def restore(self, tr: "Trainer") -> None:
         tr.model.load_state_dict(self.model)
         tr.optimizer.load_state_dict(self.optimizer)
         tr.ema.load(self.ema, self.ema_updates)
-        tr.generator.set_state(self.stream)
+        tr.set_stream_state(self.stream)  # steps built ahead are dropped and rebuilt from here
         torch.set_rng_state(self.rng)
         if self.cuda_rng is not None:
             torch.cuda.set_rng_state(self.cuda_rng, tr.env.device)
