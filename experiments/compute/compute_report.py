@@ -161,7 +161,8 @@ def _read(path: Path) -> list[dict]:
         return []
     with open(path, newline="", encoding="utf-8") as fh:
         return [{k: (v if k in ("dataset", "model", "source", "candidate", "processor", "platform", "measured_utc",
-                                "settings_key", "git_commit", "torch", "python") else float(v)) for k, v in r.items()}
+                                "settings_key", "git_commit", "torch", "python") else float(v) if v != "" else math.nan)
+                 for k, v in r.items()}
                 for r in csv.DictReader(fh)]
 
 

@@ -133,13 +133,15 @@ def estimate(cfg: dict, calib: list[dict], runs: list[dict], curve: list[dict], 
         for size in cfg["sizes"]:
             for m in models_of(cfg, dname, size):
                 n_parts += len(cfg["seeds"])
-                if (dname, m) not in step or (dname, "gauge") not in step or (dname, m) not in cost:
+                # an OT variant evaluates the very same network as its model: same evaluation cost
+                ev_m = m if (dname, m) in cost or not m.endswith("-ot") else m[:-3]
+                if (dname, m) not in step or (dname, "gauge") not in step or (dname, ev_m) not in cost:
                     missing.add(m)
                     continue
                 t = step[(dname, m)]
                 s_time = min(spec["max_steps"], round(spec["steps_eq"] * step[(dname, "gauge")] / t))
                 first = max(spec["steps_eq"], s_time)
-                c = _scaled(cost[(dname, m)], cfg, dname)
+                c = _scaled(cost[(dname, ev_m)], cfg, dname)
                 ev = {**cfg["eval"], **spec.get("eval", {})}
                 first = min(spec["max_steps"], max(first, ev["plateau_min_evals"] * spec["eval_every"]))
                 for steps, acc in ((first, "lo"), (spec["max_steps"], "hi")):
