@@ -103,3 +103,51 @@ def solver_figure(solver: list[dict], folder: Path) -> list[Path]:
     fig.savefig(path, dpi=90, metadata={"Software": None})
     plt.close(fig)
     return [path]
+
+
+def _lonlat(rows: list[dict]) -> tuple[list[float], list[float]]:
+    """Longitude and latitude (degrees) of unit vectors ``x0, x1, x2`` (the loaders' convention)."""
+    lon = [math.degrees(math.atan2(r["x1"], r["x0"])) for r in rows]
+    lat = [math.degrees(math.asin(max(-1.0, min(1.0, r["x2"])))) for r in rows]
+    return lon, lat
+
+
+def _angles(rows: list[dict]) -> tuple[list[float], list[float]]:
+    """The two angles (degrees) of points ``(cos φ, sin φ, cos ψ, sin ψ)`` on the flat torus."""
+    return ([math.degrees(math.atan2(r["x1"], r["x0"])) for r in rows],
+            [math.degrees(math.atan2(r["x3"], r["x2"])) for r in rows])
+
+
+def sample_figures(samples: list[dict], tests: dict[str, list[dict]], best: dict[str, str], folder: Path) -> list[Path]:
+    """Per real data set on S² or T²: its test split beside the converged samples of the study's best model
+    (``best[data set]``) and of the papers' PlainFlow, all from fixed base points (solver seed, full size)."""
+    files = []
+    for dname, test in tests.items():
+        dim = len([k for k in test[0] if k.startswith("x")]) if test else 0
+        if dim not in (3, 4):
+            continue
+        proj, (xl, yl) = (_lonlat, ("longitude", "latitude")) if dim == 3 else (_angles, ("φ", "ψ"))
+        chosen = [m for m in dict.fromkeys([best.get(dname, ""), "plain"]) if m in LABELS]
+        panels = [("test split", test)] + [(LABELS[m] + (" — best at convergence" if m == best.get(dname) else ""),
+                                            [r for r in samples if r["dataset"] == dname and r["model"] == m])
+                                           for m in chosen]
+        panels = [(t, rows) for t, rows in panels if rows]
+        if len(panels) < 2:
+            continue
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 2.9), sharex=True, sharey=True)
+        for ax, (title, rows) in zip(axes, panels):
+            x, y = proj(rows[:1000])
+            ax.scatter(x, y, s=1.5, alpha=0.5, color="tab:blue" if title == "test split" else "tab:red", lw=0)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlim(-180, 180)
+            ax.set_ylim(-90, 90) if dim == 3 else ax.set_ylim(-180, 180)
+            ax.set_xlabel(xl)
+            ax.grid(alpha=0.3)
+        axes[0].set_ylabel(yl)
+        fig.suptitle(f"{dname}: test points and 1 000 samples of converged models (seed 0)", fontsize=10)
+        fig.tight_layout()
+        path = folder / f"compute_samples_{dname}.png"
+        fig.savefig(path, dpi=90, metadata={"Software": None})
+        plt.close(fig)
+        files.append(path)
+    return files

@@ -16,6 +16,9 @@ from compute_models import LABELS, build
 from compute_study import PairedTrainer, full_eval, load_data, nll, plateaued, sample_distances, samples
 
 BUDGETS = ("equal-steps", "equal-seconds", "converged")
+#: samples of the converged model kept for the report's sample figure (solver seed, full size, real data);
+#: drawn from fixed base points after every result is computed, so they change no number of the part
+FIGURE_SAMPLES = 1000
 
 
 def part_id(dname: str, size: str, model: str, seed: int) -> str:
@@ -143,7 +146,11 @@ def run_part(key: tuple, cfg: dict, calib: dict) -> dict[str, list[dict]]:
     solver = []
     if seed == cfg["solver_seed"] and size == "full" and spec.get("solver", True) and run["best"]["state"] is not None:
         solver = [{**head, "steps_trained": run["best"]["step"], **s} for s in solver_sweep(best, data, ev, euclid)]
+    kept = []  # the converged model's samples (solver seed, full size, real data): the report's sample figure
+    if seed == cfg["solver_seed"] and size == "full" and not euclid and run["best"]["state"] is not None:
+        xs, _ = samples(best, FIGURE_SAMPLES, ev["nll_steps"])
+        kept = [{**head, **{f"x{i}": round(float(v), 5) for i, v in enumerate(row)}} for row in xs.tolist()]
     part_s = time.perf_counter() - wall
     for r in rows:
         r["part_s"] = part_s
-    return {"runs": rows, "curve": curve, "solver": solver}
+    return {"runs": rows, "curve": curve, "solver": solver, "samples": kept}

@@ -149,5 +149,11 @@ def render(cfg, variant, planned, done, rows, comps, calib, solver, files, repor
     for f in files:
         if f.name.startswith("compute_curves_"):
             lines += [f"![{f.stem}]({os.path.relpath(f, report.parent)})", ""]
+    shots = [f for f in files if f.name.startswith("compute_samples_")]
+    if shots:
+        lines += ["## Samples at convergence", "", "The test split beside 1 000 samples (rk4, the NLL's steps, fixed "
+                  "base points) of the best model at convergence and of the papers' PlainFlow, seed 0, full training "
+                  "set.", ""]
+        lines += [x for f in shots for x in (f"![{f.stem}]({os.path.relpath(f, report.parent)})", "")]
     lines += _solver(solver) + _runtime(runs, timing, est)
     return "\n".join(lines) + "\n"

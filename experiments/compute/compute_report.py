@@ -166,6 +166,21 @@ def _read(path: Path) -> list[dict]:
                 for r in csv.DictReader(fh)]
 
 
+def _sample_inputs(samples: list[dict], rows: list[dict], cfg: dict) -> tuple[list[dict], dict, dict]:
+    """The sample figure's inputs: the kept samples, each data set's test split as rows ``x0, x1, …``,
+    and its best model at convergence (lowest mean test NLL, full size)."""
+    from compute_study import load_data
+
+    conv = [r for r in rows if r["budget"] == "converged" and r["size"] == "full" and math.isfinite(r["test_nll"])]
+    best = {d: min((r for r in conv if r["dataset"] == d), key=lambda r: r["test_nll"])["model"]
+            for d in dict.fromkeys(r["dataset"] for r in conv)}
+    tests = {}
+    for dname in dict.fromkeys(r["dataset"] for r in samples):
+        x = load_data(dname, cfg["datasets"][dname], 1.0).test
+        tests[dname] = [{f"x{i}": float(v) for i, v in enumerate(row)} for row in x[:1000].tolist()]
+    return samples, tests, best
+
+
 def write_report(out: Path, report: Path, cfg: dict, variant: str, planned: list[str], full_cfg: dict | None = None) -> Path:
     """Render ``report`` (and its figures beside it in ``figures/``) from the CSVs in ``out``."""
     from compute_render import render
@@ -180,6 +195,7 @@ def write_report(out: Path, report: Path, cfg: dict, variant: str, planned: list
     figs = report.parent / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     files = compute_figures.learning_curves(curve, figs) + compute_figures.solver_figure(solver, figs)
+    files += compute_figures.sample_figures(*_sample_inputs(pick(read_table(out, "samples")), rows, cfg), figs)
     probed = _read(out / "compute_timing.csv")
     # parts' evaluation costs carry over to the full study only when they ran with its settings
     timing = timing_rows(runs, curve, solver, probed) if variant == "full" else [dict(p, source="probe") for p in probed]

@@ -42,7 +42,7 @@ from compute_models import calibrate  # noqa: E402
 from compute_part import part_id, run_part  # noqa: E402
 from compute_study import load_data  # noqa: E402
 
-TABLES = ("curve", "solver", "runs")
+TABLES = ("curve", "solver", "samples", "runs")
 
 
 def plan(cfg: dict) -> list[tuple]:
