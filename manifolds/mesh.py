@@ -30,7 +30,7 @@ from gaugeflow.geometry.base import BaseDistribution
 from gaugeflow.geometry.manifold import Manifold, safe_norm
 
 from ._mesh_geometry import FaceTables, check_mesh_arrays, closest_points
-from ._mesh_tangent import edge_normals
+from ._mesh_tangent import corner_slopes
 from ._mesh_shapes import bumpy_arrays, icosphere_arrays, load_arrays, torus_arrays
 from ._spectral import KINDS, eigenpairs, mesh_digest, spectral_weights
 
@@ -217,62 +217,58 @@ class Mesh(Manifold):
         n = self._tables(x.dtype, x.device).normals[face].masked_fill(_nonfinite(x), math.nan)
         return u - (u * n).sum(-1, keepdim=True) * n
 
-    def _edge_normals(self, dtype, device) -> torch.Tensor:
-        """``[F, 3, 3]`` bisector normals of each face's edges (:mod:`._mesh_tangent`), cached per dtype/device."""
-        key = ("edge_normals", dtype, device)
+    def _slopes(self, dtype, device) -> torch.Tensor:
+        """``[F, 3, 3]`` corner vectors ``τ_c`` of every face (:mod:`._mesh_tangent`), cached per dtype/device."""
+        key = ("corner_slopes", dtype, device)
         if key not in self._cache:
-            N, self._fold = edge_normals(self._f, self._tables(torch.float64, None).normals.numpy())
-            self._cache[key] = torch.as_tensor(N, dtype=dtype, device=device)
+            tau, _ = corner_slopes(self._v, self._f, self._tables(torch.float64, None).normals.numpy())
+            self._tau_max = float(np.linalg.norm(tau, axis=-1).max())
+            self._cache[key] = torch.as_tensor(tau, dtype=dtype, device=device)
         return self._cache[key]
 
-    def _blend(self, x):
-        """``(n [..., 3], N [..., 3])``: the face normal of ``x`` and the blended edge normal ``N(x)`` (§11.3)."""
-        _, face, b = self._locate(x)
-        n = self._tables(x.dtype, x.device).normals[face].masked_fill(_nonfinite(x), math.nan)
-        w = torch.stack([b[..., 1] * b[..., 2], b[..., 2] * b[..., 0], b[..., 0] * b[..., 1]], -1)
-        N = (w.unsqueeze(-1) * self._edge_normals(x.dtype, x.device)[face]).sum(-2)
-        return n, N + torch.finfo(x.dtype).eps ** 2 * n  # at a vertex (all w = 0): N = n
-
     def to_tangent(self, x, u):
-        r"""Network output ``u`` → tangent vector, *continuous across edges*: ``u − (u·n)/(N·n) N`` (§11.3).
+        r"""Network output ``u`` → tangent vector with *edge-continuous flux*: ``u − (u·n)(n − τ(x))`` (§11.3).
 
-        The projection onto the plane of ``x``'s face (normal ``n``) *along* the blended edge normal
-        ``N(x) = Σ_k b_i b_j N_k`` (``b`` the barycentrics, ``N_k`` the bisector of the normals of the
-        two faces at edge ``k``). On an edge ``N`` is that edge's bisector from both sides, so for a
-        field ``u`` continuous in ``ℝ³`` the result is continuous across the edge once the two faces
-        are unfolded into one plane: its component along the edge and its in-surface component
-        across the edge (the flux) agree on both sides. The flow then creates no mass on edges and the
-        face-wise divergence of ``log_prob`` is the whole density change.
+        ``n`` is the unit normal of ``x``'s face and ``τ(x) = Σ_c b_c τ_c`` (``b`` the barycentrics)
+        blends per-corner vectors of the face plane, chosen so that across every edge ``E`` the flux
+        ``to_tangent(x, u)·m`` (``m`` the in-plane normal of ``E``) is one functional ``a_E·u`` seen
+        alike from both faces. For a field ``u`` continuous in ``ℝ³`` the flow then creates no mass on
+        edges, and since the map is affine in ``b`` its face-wise divergence stays bounded up to the
+        vertices: ``log_prob``'s face-wise divergence is the whole density change.
 
-        Guarantees: linear in ``u``; onto the face plane and the identity on it (``proju`` of a
-        tangent vector); ``‖to_tangent(x, u)‖ ≤ ‖u‖ / c`` with ``c = min cos(θ_e/2)`` over the
-        turning angles ``θ_e`` between neighbouring faces (``Mesh.tangent_bound``); smooth inside
-        faces. Not guaranteed: continuity at vertices (impossible at a vertex with an angle defect:
-        going once around it, the unfoldings compose to a rotation); the field stays bounded there,
-        so no mass is created at a vertex either, but its face-wise divergence grows like ``1/r`` near
-        a vertex, which finite ODE steps resolve poorly (math.md §11.3). ``proju`` stays the orthogonal face projection.
-        ``[..., 3]``.
+        Guarantees: linear in ``u``; onto the face plane and the identity on it (a projector along
+        ``n − τ``); ``‖to_tangent(x, u)‖ ≤ ‖u‖ · Mesh.tangent_bound`` (``√(1 + max_c ‖τ_c‖²)``);
+        smooth inside faces with derivatives bounded up to edges and vertices. Not guaranteed: the
+        component *along* an edge jumps across it (it cannot be continuous with bounded derivatives
+        at a vertex with an angle defect; a jump along the edge moves no mass). ``proju`` stays the
+        orthogonal face projection. ``[..., 3]``.
         """
         self._inputs(x=x, u=u)
-        n, N = self._blend(x)
-        return u - ((u * n).sum(-1, keepdim=True) / (N * n).sum(-1, keepdim=True)) * N
+        _, face, b = self._locate(x)
+        n = self._tables(x.dtype, x.device).normals[face].masked_fill(_nonfinite(x), math.nan)
+        tau = (b.unsqueeze(-1) * self._slopes(x.dtype, x.device)[face]).sum(-2)
+        return u - (u * n).sum(-1, keepdim=True) * (n - tau)
 
     def from_tangent(self, x, v):
-        r"""``v − (v·N)/(N·N) N``: the representative of ``v`` orthogonal to ``N(x)`` (§11.3). ``[..., 3]``.
-
-        ``to_tangent(x, from_tangent(x, v)) = v`` for tangent ``v``; norm ``≤ ‖v‖``; continuous
-        across edges for a ``v`` that is continuous there in the unfolded sense (so connections
-        contracted with it see no jump at edges).
-        """
+        """``v`` itself: :meth:`to_tangent` fixes the face plane, so this is its bounded inverse. ``[..., 3]``."""
         self._inputs(x=x, v=v)
-        _, N = self._blend(x)
-        return v - ((v * N).sum(-1, keepdim=True) / (N * N).sum(-1, keepdim=True)) * N
+        return v.masked_fill(_nonfinite(x), math.nan)
+
+    def connection_direction(self, x, u):
+        """``u`` itself (NaN where ``x`` is not finite): the direction the models contract connections with.
+
+        ``from_tangent(x, to_tangent(x, u))`` jumps across edges with the along-edge component of
+        :meth:`to_tangent`, which would make the gauge terms, and so the velocity's flux, jump too;
+        the raw network output is continuous and bounded (math.md §11.3). ``[..., 3]``.
+        """
+        self._inputs(x=x, u=u)
+        return u.masked_fill(_nonfinite(x), math.nan)
 
     @property
     def tangent_bound(self) -> float:
-        """``1/c``: the bound of :meth:`to_tangent` (``c = min cos(θ_e/2)`` over the interior edges)."""
-        self._edge_normals(torch.float64, None)
-        return 1.0 / self._fold
+        """``√(1 + max_c ‖τ_c‖²)``: the bound of :meth:`to_tangent` (``‖to_tangent(x, u)‖ ≤ bound · ‖u‖``)."""
+        self._slopes(torch.float64, None)
+        return math.sqrt(1.0 + self._tau_max ** 2)
 
     def exp(self, x, u):
         """Retraction ``projx(x + u)`` (not the exponential map; see module doc). ``[..., 3]``."""

@@ -292,6 +292,23 @@ class Manifold(ArgsValue, abc.ABC):
         """
         return v
 
+    def connection_direction(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The ambient vector the models contract connections with, read off a network output ``u``.
+
+        Default ``from_tangent(x, to_tangent(x, u))``: the tangent direction in the bounded
+        representation. It must be bounded (``≤ C ‖u‖``) and continuous in ``x`` wherever ``u`` is and
+        :meth:`to_tangent` is continuous; a manifold whose :meth:`to_tangent` is continuous only in
+        part overrides it (a mesh returns ``u``, docs/math.md §11.3).
+
+        Args:
+            x: ``[..., D]`` points.
+            u: ``[..., D]`` ambient vectors (the direction network's output).
+
+        Returns:
+            ``[..., D]`` ambient vectors.
+        """
+        return self.from_tangent(x, self.to_tangent(x, u))
+
     # ------------------------------------------------------------------ base distribution (composition)
     def with_base(self, base) -> "Manifold":
         """A copy of this manifold whose base distribution is ``base`` (this one is unchanged).

@@ -70,10 +70,10 @@ class FlowModel(nn.Module):
         ``from_tangent(x, to_tangent(x, direction(h)))``: the tangent direction at ``x`` in the
         manifold's bounded ambient representation (:meth:`Manifold.from_tangent`), so ``A[d]``
         stays bounded where ambient coordinates grow (the hyperboloid). For the ambient metric
-        (every other built-in manifold) it is ``proju(x, direction(h))``, a tangent vector.
+        (every other built-in manifold) it is ``proju(x, direction(h))``, a tangent vector; on a
+        mesh the raw output (:meth:`Manifold.connection_direction`, docs/math.md §11.3).
         """
-        M = self.manifold
-        return M.from_tangent(x, M.to_tangent(x, self.direction(h)))
+        return self.manifold.connection_direction(x, self.direction(h))
 
     def contract(self, x: torch.Tensor, *fields) -> Optional[torch.Tensor]:
         """The gauge term ``Π_x(G)`` ``[B, D]`` from :meth:`fields`; ``None`` if the model has none."""
