@@ -8,13 +8,16 @@ One command (also ``gaugeflow reproduce mesh [--quick]``)::
 For each seed: the data set ``mesh-eigen`` on ``Mesh.bumpy()`` (eigenfunctions 3, 8, 15 of the
 cotangent Laplacian thresholded at 0.6 of their maximum; drawn with that seed), a ``GaugeFlow``
 trained by ``fit`` with the premetric conditional path (biharmonic, chosen automatically because the
-mesh has no closed-form ``log``), and its test NLL (exact divergence). Baselines without training:
+mesh has no closed-form ``log``), its test NLL (exact divergence), and the checks that ``log_prob`` is
+the density of its samples (``mesh_checks``: log Z by one and by four quadrature points per face,
+``log_prob`` at 12 vs 48 RK4 steps at 2 000 area-uniform points). Baselines without training:
 the area-uniform density (``log area``) and the data's exact entropy (the best reachable NLL).
 ``report.py`` renders ``docs/results/mesh.md`` from the CSV alone.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import math
@@ -30,7 +33,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE))
 
-import mesh_report  # noqa: E402  (prefixed name: experiments/* folders share sys.path in one pytest run)
+import mesh_checks  # noqa: E402  (prefixed names: experiments/* folders share sys.path in one pytest run)
+import mesh_report  # noqa: E402
 
 from gaugeflow.data.mesh import named_set  # noqa: E402
 from gaugeflow.manifolds import Mesh  # noqa: E402
@@ -40,12 +44,14 @@ from gaugeflow.training.trainer import validation_nll  # noqa: E402
 
 SETTINGS = {
     "full": {"seeds": [0, 1, 2], "steps": 1000, "batch_size": 128, "hidden": 64, "lr": 3e-3, "n_test": 500,
-             "nll_steps": 12, "path_steps": 4, "path_corrections": 2},
+             "nll_steps": 12, "path_steps": 4, "path_corrections": 2, "gap_points": 2000, "gap_steps": 48},
     "quick": {"seeds": [0], "steps": 20, "batch_size": 32, "hidden": 16, "lr": 3e-3, "n_test": 40,
-              "nll_steps": 4, "path_steps": 2, "path_corrections": 2},
+              "nll_steps": 4, "path_steps": 2, "path_corrections": 2, "gap_points": 50, "gap_steps": 8},
 }
-FIELDS = ["seed", "model", "test_nll", "log_z", "test_nll_normalized", "uniform_nll", "entropy", "steps",
-          "train_seconds", "git_commit"]
+FIELDS = ["seed", "model", "test_nll", "log_z", "test_nll_normalized", "log_z_4pt", "gap_within", "gap_q99",
+          "gap_max", "uniform_nll", "entropy", "steps", "train_seconds", "git_commit"]
+#: the seed-0 EMA weights, for tangent_check.py (evaluates the same weights under other tangent maps)
+MODEL_PATH = ROOT / "runs" / "mesh" / "seed0_ema.pt"
 
 
 def _commit() -> str:
@@ -54,20 +60,6 @@ def _commit() -> str:
                               check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def total_mass(model, steps: int) -> float:
-    """``Z = ∫ p̂ dA`` of the model's ``log_prob`` density, by the midpoint rule over the faces (one exact
-    log-likelihood solve per face centroid). ``log_prob`` integrates the face-wise divergence, the whole
-    density change for fields continuous across edges (``Mesh.to_tangent``, math.md §11.3); ``Z`` still
-    departs from 1 (vertex terms and quadrature, docs/results/mesh.md), and ``NLL + log Z`` is the NLL of the normalised density ``p̂ / Z``."""
-    from gaugeflow.sampling import log_prob
-
-    M = model.manifold
-    p = next(model.parameters())
-    centroids = M.projx(M.vertices.double()[M.faces].mean(1)).to(p.dtype)
-    lp = torch.cat([log_prob(model, c, steps=steps, divergence="exact") for c in centroids.split(2048)])
-    return float((lp.double().exp() * M.face_areas.double()).sum())
 
 
 def run_seed(M: Mesh, seed: int, s: dict) -> tuple[dict, GaugeFlow, object]:
@@ -89,8 +81,12 @@ def run_seed(M: Mesh, seed: int, s: dict) -> tuple[dict, GaugeFlow, object]:
     seconds = time.perf_counter() - started
     ema = trainer.ema_model()
     nll = validation_nll(ema, data.test[: s["n_test"]], steps=s["nll_steps"], divergence="exact")
-    log_z = math.log(total_mass(ema, s["nll_steps"]))
+    ema64 = copy.deepcopy(ema).double()  # the likelihood checks in float64
+    log_z = math.log(mesh_checks.total_mass(ema64, s["nll_steps"]))
+    log_z4 = math.log(mesh_checks.total_mass(ema64, s["nll_steps"], m=2))
+    gap = mesh_checks.step_gap(ema64, s["gap_points"], (s["nll_steps"], s["gap_steps"]))
     row = {"seed": seed, "model": "gauge", "test_nll": nll, "log_z": log_z, "test_nll_normalized": nll + log_z,
+           "log_z_4pt": log_z4, "gap_within": gap["frac_within"], "gap_q99": gap["q99"], "gap_max": gap["max"],
            "uniform_nll": data.meta["uniform_nll"],
            "entropy": data.meta["entropy"], "steps": s["steps"], "train_seconds": seconds, "git_commit": _commit()}
     return row, ema, data
@@ -112,8 +108,9 @@ def main(argv=None) -> int:
         row, model, data = run_seed(M, seed, s)
         rows.append(row)
         first = first or (model, data)
-        print(f"seed {seed}: test NLL {row['test_nll']:.3f} nats, log Z {row['log_z']:.3f} "
-              f"(uniform {row['uniform_nll']:.3f}, "
+        print(f"seed {seed}: test NLL {row['test_nll']:.3f} nats, log Z {row['log_z']:.3f} / {row['log_z_4pt']:.3f} "
+              f"(1 / 4 points per face), {s['nll_steps']} vs {s['gap_steps']} steps within 0.05 at "
+              f"{100 * row['gap_within']:.1f} % (max {row['gap_max']:.3f}) (uniform {row['uniform_nll']:.3f}, "
               f"entropy {row['entropy']:.3f}), {row['train_seconds']:.0f} s", flush=True)
     with open(out / "mesh_results.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, FIELDS)
@@ -122,6 +119,9 @@ def main(argv=None) -> int:
     settings = {"variant": variant, **s, "mesh": str(M), "faces": len(M.faces), "data": "mesh-eigen",
                 "torch": torch.__version__, "python": platform.python_version()}
     (out / "mesh_settings.json").write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
+    if variant == "full":
+        MODEL_PATH.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(first[0].state_dict(), MODEL_PATH)
     mesh_report.figure(first[0], first[1], out / "figures" / "mesh.png", steps=s["nll_steps"])
     mesh_report.render(out)
     print(f"wrote {out / 'mesh_results.csv'}, {out / 'mesh.md'}, {out / 'figures' / 'mesh.png'}")
