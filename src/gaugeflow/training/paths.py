@@ -19,7 +19,9 @@ trusted (it draws them itself), and ``"resample"`` replaces every cut start poin
 is built, in one ``torch.where`` round by the start point of the previous pair in the batch
 (``x0.roll(1, 0)``: another draw of the base distribution, independent of this pair's ``x1``, so the
 pair keeps the distribution a fresh draw gives it; pairs still cut after the round are masked) —
-no device→host read and no second path in the step. The counts are then 0-dim tensors.
+no device→host read and no second path in the step. The counts are then 0-dim tensors. With
+``batches=K`` (the trainer's paths of ``K`` steps built in one call, :mod:`gaugeflow.training.prefetch`)
+"the batch" is each step's own rows.
 ``cut_locus="raise"`` always reads the count (it must decide to raise). The round runs on every
 device alike (one route: no shortcut that reads the count on one kind of device).
 
