@@ -7,8 +7,9 @@ r"""Triangle meshes as base manifolds: piecewise-flat surfaces in ℝ³ (math.md
   on an edge or a vertex, where several faces are equally near, the nearest after rounding and the
   smallest face index among exact ties). :meth:`Mesh.proju` projects onto that face's plane and
   :meth:`Mesh.tangent_frame` returns that face's frame. :meth:`Mesh.to_tangent` (what models use)
-  projects along a blended edge normal instead, so network fields are continuous across edges
-  (math.md §11.3).
+  projects obliquely instead, so network fields have a flux continuous across edges and a face-wise
+  divergence bounded up to the vertices; models contract connections with the raw direction
+  (:meth:`Mesh.connection_direction`) (math.md §11.3).
 * :meth:`Mesh.exp` is a *retraction*, not the exponential map: ``R_x(u) = projx(x + u)``. It
   satisfies ``R_x(0) = x`` and ``dR_x(0) = id`` on the face plane for ``x`` inside a face; it does
   not follow straightest geodesics across edges.

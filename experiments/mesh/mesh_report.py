@@ -1,5 +1,5 @@
-"""docs/results/mesh.md from mesh_results.csv, mesh_settings.json and the mesh_tangent_*.json files of
-``tangent_check.py`` (every number from them, except the earlier figures quoted from commit d94e385),
+"""docs/results/mesh.md from mesh_results.csv, mesh_settings.json and the mesh_tangent.json file of
+``tangent_check.py`` (every number from them, except the earlier figure quoted from commit d94e385),
 and the figure of the seed-0 model. ``python experiments/mesh/mesh_report.py [FOLDER]`` re-renders the page."""
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ the cotangent Laplacian), picked by the trainer because a mesh has no closed-for
 Reproduce (CPU, one torch thread; {minutes:.0f} min of training in all on the machine that wrote this page):
 
     python experiments/mesh/run.py             # -> docs/results/mesh_results.csv, mesh.md, figures/mesh.png
-    python experiments/mesh/mesh_report.py     # re-render this page from the CSV
+    python experiments/mesh/tangent_check.py   # -> docs/results/mesh_tangent.json (last section)
+    python experiments/mesh/mesh_report.py     # re-render this page from the CSV and JSON
 
 ## Setup
 
@@ -54,117 +55,108 @@ Reproduce (CPU, one torch thread; {minutes:.0f} min of training in all on the ma
 * Model: `GaugeFlow(M, hidden={hidden})`, {steps} steps of `fit` (batch {batch_size}, Adam, lr {lr:g},
   cosine schedule, EMA 0.99), premetric paths with {path_steps} midpoint steps and {path_corrections}
   Newton corrections per path.
-* Test NLL: exact divergence, {nll_steps} RK4 steps, first {n_test} test points; nats. **Normalised**:
-  the model's `log_prob` density `p̂` is integrated over the surface by the midpoint rule on every
-  face (`Z = Σ_f p̂(c_f) A_f`), and the table reports the NLL of `p̂ / Z`, i.e. raw NLL + log Z.
-  `log_prob` integrates the divergence face by face; that is the whole density change only if the
-  field's flux across every edge is continuous. The models turn network outputs into tangent
-  vectors with `Mesh.to_tangent`, the projection onto the face plane along the blended edge-bisector
-  normal, which makes it so (docs/math.md §11.3). What remains of log Z ({log_z}) does not come from
-  edge fluxes; what it does come from is not settled (see the last section).
+* Test NLL: exact divergence, {nll_steps} RK4 steps, first {n_test} test points; nats.
+* Is `log_prob` the density of the flow's samples? `log_prob` integrates the divergence face by
+  face; that is the whole density change when the field's flux across every edge is continuous and
+  the field is bounded (docs/math.md §11.3), which `Mesh.to_tangent` guarantees, and a fixed-step
+  solver resolves it when that divergence is bounded, which it also guarantees up to the vertices.
+  Checked on each trained model (float64, `experiments/mesh/mesh_checks.py`): the total mass
+  `Z = ∫ p̂ dA` of the `log_prob` density `p̂` by the midpoint rule with one point per face (the
+  centroid) and with four (the centroids of the four congruent sub-triangles), and `log_prob` at
+  {nll_steps} vs {gap_steps} RK4 steps at {gap_points} area-uniform points. **Normalised NLL** = raw NLL + log Z
+  (one point per face): the NLL of `p̂ / Z`.
 
 ## Result ({n_seeds} seeds, mean ± standard deviation)
 
 | density | test NLL (nats) |
 |---|---|
 | area-uniform (`log area`) | {uniform} |
-| GaugeFlow, normalised (raw NLL + log Z) | {model} |
 | GaugeFlow, raw `log_prob` | {raw} |
+| GaugeFlow, normalised (raw NLL + log Z) | {model} |
 | data entropy (best possible) | {entropy} |
 
-GaugeFlow (normalised) beats the uniform baseline by **{margin} nats** (uniform − model, per seed:
+GaugeFlow beats the uniform baseline by **{margin} nats** (uniform − raw `log_prob` NLL, per seed:
 {per_seed}).
 
-| seed | GaugeFlow normalised NLL | raw NLL | log Z | uniform | entropy | training (s) |
-|---|---|---|---|---|---|---|
+| seed | raw NLL | log Z (1 pt/face) | log Z (4 pts/face) | {nll_steps} vs {gap_steps} steps: within 0.05 nat | max gap (nat) | normalised NLL | uniform | entropy | training (s) |
+|---|---|---|---|---|---|---|---|---|---|
 {rows}
+
+log Z is {log_z} with one point per face and {log_z_4pt} with four; `log_prob` at {nll_steps} and
+{gap_steps} RK4 steps agrees within 0.05 nat at {within} of the points (largest gap over the seeds
+{gap_max} nat).
 
 ![data, model density and model samples on the bumpy mesh](figures/mesh.png)
 
-Left: test data; middle: the model's `log_prob` density `p̂` per face (not normalised; exact at
+Left: test data; middle: the model's `log_prob` density `p̂` per face (exact at
 {max_faces} face centroids spread over the surface, nearest centroid elsewhere); right: model samples;
 two opposite views.
 
 {tangent}"""
 
 
-TANGENT = """## Edge terms and the tangent map: one model, three maps
+TANGENT = """## The tangent map: one model, three maps
 
-The seed-0 model trained with one map from network output to tangent vector, then evaluated, with
-the *same weights*, under each of three maps (`experiments/mesh/tangent_check.py`; raw NLL on the
-first {n_test} test points, {nll_steps} RK4 steps):
+The seed-0 model above (trained with `Mesh.to_tangent`) evaluated, with the *same weights* in
+float64, under three maps from network output to tangent vector (`experiments/mesh/tangent_check.py`;
+raw NLL on the first {n_test} test points; {nll_steps} RK4 steps; the step gap at {gap_points} area-uniform points):
 
-| trained with | evaluated with | raw NLL | log Z | normalised NLL |
-|---|---|---|---|---|
+| map | raw NLL | log Z (1 pt/face) | log Z (4 pts/face) | {nll_steps} vs {gap_steps} steps: within 0.05 nat | max gap (nat) |
+|---|---|---|---|---|---|
 {rows}
 
-`face`: orthogonal projection onto the face plane, `proju` (the behaviour before `Mesh.to_tangent`:
-mass is created or destroyed on edges and `log_prob` does not see it); `vertex`: remove the
-component along the barycentric vertex normal, then project (continuous across edges only
-approximately); `bisector`: `Mesh.to_tangent` (flux continuous across edges). Before
-`to_tangent`, with `face` in training and evaluation, this page reported log Z 0.503 ± 0.130 and a
-normalised NLL of 2.210 ± 0.068 (3 seeds, commit d94e385).
+* `face`: the orthogonal projection onto the face plane, `proju`. Its flux jumps across edges, so
+  the flow creates and destroys mass on edges that `log_prob` does not see: `Z ≠ 1` by either
+  quadrature.
+* `bisector`: the previous `Mesh.to_tangent`, the projection along the blended edge-bisector normal
+  `Σ_k b_i b_j N_k`. Its flux is continuous across edges, but the direction of the blend depends
+  on the angle about each vertex, so its face-wise divergence grows like `1/r` at distance `r` from a
+  vertex. An RK4 stage landing close to a vertex adds a large, badly resolved term to `log_prob`:
+  the step counts disagree at many points and the four-point quadrature, which exponentiates
+  `log_prob` at four times as many points, is dominated by such outliers.
+* `corner`: `Mesh.to_tangent` now, one shared flux functional per edge blended affinely from the
+  corners (docs/math.md §11.3): flux continuous across edges and divergence bounded up to the
+  vertices. Both quadratures give `Z ≈ 1` and the step counts agree.
 
-{steps_line}
-
-What this does **not** settle. `bisector` removes the edge terms exactly, but its field is
-discontinuous at vertices (unavoidable, docs/math.md §11.3), and its face-wise divergence grows like
-`1/r` at distance `r` from a vertex (on this mesh, for a constant network output, the median |div|
-is about `0.01/r`, the largest about `0.14/r`). That is integrable, but an RK4 stage landing very
-close to a vertex adds a large, badly resolved term to `log_prob`: log Z does not fall below about
-0.06 with more steps, and the finer quadrature above, which exponentiates `log_prob` at 4× more points,
-is dominated by such outliers (attributed, not verified point by point). The `vertex` map has no
-vertex singularity but keeps part of the edge terms, over-correcting here (log Z < 0), and gives the
-lowest normalised NLL on these weights; a normalised `p̂ / Z` is a proper density whatever the map,
-but with `face` or `vertex` it is not the density of the flow's samples. The normalised NLLs on this
-page rest on one quadrature point per face, which the finer quadrature shows to be unreliable for
-this map: treat them as indicative, not as exact likelihoods.
+Before any of this (commit d94e385, `face` in training and evaluation), this page reported log Z
+0.503 ± 0.130 (one point per face).
 """
 
 
-def _tangent_section(folder: Path, nll_steps: int, n_test: int) -> str:
-    """The three-map tables from ``mesh_tangent_*.json`` (``tangent_check.py``), or ``""`` without them."""
-    rows, by_steps, sub = [], {}, None
-    for trained in ("face", "bisector"):
-        path = folder / f"mesh_tangent_{trained}.json"
-        if path.exists():
-            data = json.loads(path.read_text(encoding="utf-8"))
-            rows += [f"| {trained} | {name} | {r['test_nll']:.3f} | {r['log_z']:.3f} | {r['test_nll_normalized']:.3f} |"
-                     for name, r in data["results"].items()]
-            if trained == "bisector" and data.get("log_z_by_steps"):
-                by_steps = {int(k): v for k, v in data["log_z_by_steps"].items()}
-                by_steps[nll_steps] = data["results"]["bisector"]["log_z"]
-            if trained == "bisector" and data.get("log_z_sub"):
-                sub = data["log_z_sub"]
-    if not rows:
+def _tangent_section(folder: Path, s: dict) -> str:
+    """The three-map table from ``mesh_tangent.json`` (``tangent_check.py``), or ``""`` without it."""
+    path = folder / "mesh_tangent.json"
+    if not path.exists():
         return ""
-    steps_line = ""
-    if by_steps:
-        steps_line = ("For the model trained and evaluated with `bisector`, log Z by RK4 step count: "
-                      + ", ".join(f"{v:.3f} ({k} steps)" for k, v in sorted(by_steps.items())) + ".")
-    if sub:
-        steps_line += (f" With {sub['points_per_face']} quadrature points per face instead of one (sub-triangle "
-                       f"centroids, {nll_steps} steps), log Z is {sub['log_z']:.3f}.")
-    return TANGENT.format(rows="\n".join(rows), n_test=n_test, nll_steps=nll_steps, steps_line=steps_line)
+    data = json.loads(path.read_text(encoding="utf-8"))
+    rows = [f"| `{name}` | {r['test_nll']:.3f} | {r['log_z']:.3f} | {r['log_z_4pt']:.3f} | "
+            f"{100 * r['gap']['frac_within']:.1f} % | {r['gap']['max']:.3f} |" for name, r in data["results"].items()]
+    return TANGENT.format(rows="\n".join(rows), n_test=s["n_test"], nll_steps=s["nll_steps"],
+                          gap_steps=s["gap_steps"], gap_points=s["gap_points"])
 
 
 def render(folder: Path) -> Path:
-    """Write ``folder/mesh.md`` from ``folder/mesh_results.csv`` and ``folder/mesh_settings.json``."""
+    """Write ``folder/mesh.md`` from ``folder/mesh_results.csv``, ``mesh_settings.json`` and ``mesh_tangent.json``."""
     with open(folder / "mesh_results.csv", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     s = json.loads((folder / "mesh_settings.json").read_text(encoding="utf-8"))
     num = lambda key: [float(r[key]) for r in rows]  # noqa: E731
-    margins = [u - m for u, m in zip(num("uniform_nll"), num("test_nll_normalized"))]
-    table = "\n".join(f"| {r['seed']} | {float(r['test_nll_normalized']):.3f} | {float(r['test_nll']):.3f} | "
-                      f"{float(r['log_z']):.3f} | {float(r['uniform_nll']):.3f} | "
-                      f"{float(r['entropy']):.3f} | {float(r['train_seconds']):.0f} |" for r in rows)
-    text = PAGE.replace("{tangent}", _tangent_section(folder, s["nll_steps"], s["n_test"]).replace("{", "{{").replace("}", "}}")).format(faces=s["faces"], minutes=sum(num("train_seconds")) / 60, hidden=s["hidden"],
-                       steps=s["steps"], batch_size=s["batch_size"], lr=s["lr"], path_steps=s["path_steps"],
-                       path_corrections=s["path_corrections"], nll_steps=s["nll_steps"], n_test=s["n_test"],
-                       n_seeds=len(rows), uniform=_mean_std(num("uniform_nll")), model=_mean_std(num("test_nll_normalized")),
-                       entropy=_mean_std(num("entropy")), margin=_mean_std(margins), raw=_mean_std(num("test_nll")),
-                       log_z=_mean_std(num("log_z")),
-                       per_seed=", ".join(f"{m:.3f}" for m in margins), rows=table, max_faces=1200)
+    margins = [u - m for u, m in zip(num("uniform_nll"), num("test_nll"))]
+    table = "\n".join(
+        f"| {r['seed']} | {float(r['test_nll']):.3f} | {float(r['log_z']):.3f} | {float(r['log_z_4pt']):.3f} | "
+        f"{100 * float(r['gap_within']):.1f} % | {float(r['gap_max']):.3f} | {float(r['test_nll_normalized']):.3f} | "
+        f"{float(r['uniform_nll']):.3f} | {float(r['entropy']):.3f} | {float(r['train_seconds']):.0f} |" for r in rows)
+    within = min(num("gap_within"))
+    text = PAGE.replace("{tangent}", _tangent_section(folder, s).replace("{", "{{").replace("}", "}}")).format(
+        faces=s["faces"], minutes=sum(num("train_seconds")) / 60, hidden=s["hidden"], steps=s["steps"],
+        batch_size=s["batch_size"], lr=s["lr"], path_steps=s["path_steps"], path_corrections=s["path_corrections"],
+        nll_steps=s["nll_steps"], n_test=s["n_test"], gap_steps=s["gap_steps"], gap_points=s["gap_points"],
+        n_seeds=len(rows), uniform=_mean_std(num("uniform_nll")), model=_mean_std(num("test_nll_normalized")),
+        entropy=_mean_std(num("entropy")), margin=_mean_std(margins), raw=_mean_std(num("test_nll")),
+        log_z=_mean_std(num("log_z")), log_z_4pt=_mean_std(num("log_z_4pt")),
+        within=(f"{100 * within:.1f} %" if len(rows) == 1 else f"at least {100 * within:.1f} % (each seed)"),
+        gap_max=f"{max(num('gap_max')):.3f}", per_seed=", ".join(f"{m:.3f}" for m in margins), rows=table,
+        max_faces=1200)
     path = folder / "mesh.md"
     path.write_text(text, encoding="utf-8")
     return path

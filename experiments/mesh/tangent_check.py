@@ -1,16 +1,18 @@
-"""Edge terms of ``log_prob`` on a mesh: log Z and NLL of one trained model under three tangent maps.
+"""Which tangent map makes ``log_prob`` the density of a mesh flow? One trained model, three maps.
 
-``python experiments/mesh/tangent_check.py [--train-with face|bisector]`` trains the seed-0 model of
-``run.py`` (same settings) with one map, then evaluates the *same weights* with each map (math.md §11.3):
+``python experiments/mesh/tangent_check.py`` loads the seed-0 EMA model that ``run.py`` saved
+(``runs/mesh/seed0_ema.pt``; trained with ``Mesh.to_tangent``) and evaluates the *same weights*
+(float64) under each map from network output to tangent vector (math.md §11.3):
 
-* ``face``: ``proju``, the orthogonal projection onto the face plane (jumps across edges);
-* ``vertex``: remove the component along the barycentric vertex normal, then ``proju``;
-* ``bisector``: ``Mesh.to_tangent``, the projection along the blended edge bisector normal
-  (continuous across edges after unfolding).
+* ``face``: ``proju``, the orthogonal projection onto the face plane (flux jumps across edges);
+* ``bisector``: the previous ``Mesh.to_tangent``, projection along the blended edge-bisector normal
+  ``N(x) = Σ_k b_i b_j N_k`` (flux continuous across edges, divergence ``~ 1/r`` at vertices),
+  reimplemented here; connections contracted with ``from_tangent(to_tangent(d))`` as it did;
+* ``corner``: ``Mesh.to_tangent``, the shared edge flux functional with barycentric corner
+  blending (flux continuous across edges, divergence bounded up to the vertices).
 
-Prints raw test NLL, log Z (midpoint rule over every face) and the normalised NLL for each, and
-writes ``docs/results/mesh_tangent_<map>.json``; ``--z-steps 24 48`` adds log Z of the bisector map at
-other RK4 step counts, ``--z-sub 2`` log Z by a finer quadrature (4 points per face).
+For each: raw test NLL, log Z by 1 and by 4 quadrature points per face, and ``log_prob`` at 12 vs 48
+RK4 steps at 2 000 area-uniform points (``mesh_checks``). Writes ``docs/results/mesh_tangent.json``.
 """
 from __future__ import annotations
 
@@ -26,82 +28,89 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import mesh_checks  # noqa: E402
 import run as mesh_run  # noqa: E402
 
+from gaugeflow.data.mesh import named_set  # noqa: E402
 from gaugeflow.manifolds import Mesh  # noqa: E402
+from gaugeflow.manifolds._mesh_tangent import _twins  # noqa: E402
+from gaugeflow.models import GaugeFlow  # noqa: E402
 from gaugeflow.training.trainer import validation_nll  # noqa: E402
 
+MAPS = ("face", "bisector", "corner")
 
-def _vertex_normal_map(M: Mesh):
-    """``proju(x, u − (u·ν)ν)`` with ``ν`` the normalised barycentric blend of area-weighted vertex normals."""
-    fn = M._tables(torch.float64, None).normals * M.face_areas[:, None]
-    vn = torch.zeros(len(M.vertices), 3, dtype=torch.float64).index_add_(0, M.faces.reshape(-1), fn.repeat_interleave(3, 0))
-    vn = vn / vn.norm(dim=-1, keepdim=True)
+
+def bisector_normals(M: Mesh) -> torch.Tensor:
+    """``[F, 3, 3]`` float64: per face, the unit bisector of its normal and the neighbour's at each edge."""
+    f, n = M._f, M.face_normals.double()
+    start, end, twin = _twins(f)
+    face = torch.arange(len(f)).repeat_interleave(3)
+    out = n[face].clone()
+    h = torch.as_tensor((twin >= 0).nonzero()[0])
+    g = torch.as_tensor(twin)[h]
+    sign = torch.where(torch.as_tensor(start)[h] == torch.as_tensor(end)[g], 1.0, -1.0).double()[:, None]
+    bis = n[face[h]] + sign * n[face[g]]
+    out[h] = bis / bis.norm(dim=-1, keepdim=True)
+    return out.reshape(len(f), 3, 3)
+
+
+def _bisector_maps(M: Mesh):
+    table, normals = bisector_normals(M), M.face_normals.double()
+
+    def blend(self, x):
+        _, face, b = self._locate(x)
+        n = normals.to(x.dtype)[face]
+        w = torch.stack([b[..., 1] * b[..., 2], b[..., 2] * b[..., 0], b[..., 0] * b[..., 1]], -1)
+        return n, (w.unsqueeze(-1) * table.to(x.dtype)[face]).sum(-2) + torch.finfo(x.dtype).eps ** 2 * n
 
     def to_tangent(self, x, u):
-        _, face, b = self._locate(x)
-        nu = (b.unsqueeze(-1) * vn.to(x.dtype)[self.faces[face]]).sum(-2)
-        nu = nu / nu.norm(dim=-1, keepdim=True)
-        return self.proju(x, u - (u * nu).sum(-1, keepdim=True) * nu)
-    return to_tangent
+        n, N = blend(self, x)
+        return u - ((u * n).sum(-1, keepdim=True) / (N * n).sum(-1, keepdim=True)) * N
 
-
-def total_mass_sub(model, steps: int, m: int) -> float:
-    """``Z`` by the midpoint rule on the ``m²`` congruent sub-triangles of every face (``m = 1``: ``run.total_mass``)."""
-    from gaugeflow.sampling import log_prob
-
-    M, p = model.manifold, next(model.parameters())
-    i, j = torch.meshgrid(torch.arange(m), torch.arange(m), indexing="ij")
-    up, dn = i + j < m, i + j < m - 1
-    b1 = torch.cat([(i[up] + 1 / 3) / m, (i[dn] + 2 / 3) / m]).double()
-    b2 = torch.cat([(j[up] + 1 / 3) / m, (j[dn] + 2 / 3) / m]).double()
-    bary = torch.stack([1 - b1 - b2, b1, b2], -1)
-    pts = M.projx(torch.einsum("qk,fkd->fqd", bary, M.vertices.double()[M.faces]).reshape(-1, 3)).to(p.dtype)
-    lp = torch.cat([log_prob(model, c, steps=steps, divergence="exact") for c in pts.split(2048)])
-    return float((lp.double().exp().reshape(len(M.faces), -1).mean(1) * M.face_areas.double()).sum())
+    def from_tangent(self, x, v):
+        _, N = blend(self, x)
+        return v - ((v * N).sum(-1, keepdim=True) / (N * N).sum(-1, keepdim=True)) * N
+    return to_tangent, from_tangent
 
 
 def use_map(M: Mesh, name: str) -> None:
-    """Install tangent map ``name`` on the instance ``M`` (models call ``M.to_tangent`` / ``M.from_tangent``)."""
-    for attr in ("to_tangent", "from_tangent"):
+    """Install tangent map ``name`` on the instance ``M`` (models call ``to_tangent``, ``connection_direction``)."""
+    for attr in ("to_tangent", "from_tangent", "connection_direction"):
         M.__dict__.pop(attr, None)
     if name == "face":
-        M.to_tangent = M.proju
-        M.from_tangent = lambda x, v: v
-    elif name == "vertex":
-        M.to_tangent = types.MethodType(_vertex_normal_map(M), M)
-        M.from_tangent = lambda x, v: v
+        M.to_tangent, M.from_tangent = M.proju, (lambda x, v: v)
+    elif name == "bisector":
+        to_t, from_t = _bisector_maps(M)
+        M.to_tangent, M.from_tangent = types.MethodType(to_t, M), types.MethodType(from_t, M)
+    if name != "corner":  # the previous models contracted connections with from_tangent(to_tangent(d))
+        M.connection_direction = lambda x, u: M.from_tangent(x, M.to_tangent(x, u))
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-with", choices=("face", "bisector"), default="face")
-    parser.add_argument("--z-steps", type=int, nargs="*", default=[], help="extra RK4 step counts for log Z")
-    parser.add_argument("--z-sub", type=int, default=1, help="also log Z on m² sub-triangles per face")
+    parser.add_argument("--maps", nargs="*", default=list(MAPS), choices=MAPS)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     s = mesh_run.SETTINGS["full"]
+    if not mesh_run.MODEL_PATH.exists():
+        raise SystemExit(f"expected the seed-0 weights at {mesh_run.MODEL_PATH}; run experiments/mesh/run.py first")
     M = Mesh.bumpy()
-    use_map(M, args.train_with)
-    row, model, data = mesh_run.run_seed(M, 0, {**s})
-    out = {"trained_with": args.train_with, "seed": 0, "results": {}}
-    for name in ("face", "vertex", "bisector"):
-        use_map(model.manifold, name)  # the EMA model holds a deep copy of M
-        nll = validation_nll(model, data.test[: s["n_test"]], steps=s["nll_steps"], divergence="exact")
-        log_z = math.log(mesh_run.total_mass(model, s["nll_steps"]))
-        out["results"][name] = {"test_nll": nll, "log_z": log_z, "test_nll_normalized": nll + log_z}
-        print(f"trained with {args.train_with}, evaluated with {name}: raw NLL {nll:.3f}, log Z {log_z:.3f}, "
-              f"normalised {nll + log_z:.3f}", flush=True)
-    use_map(model.manifold, "bisector")
-    for steps in args.z_steps:  # how log Z of the bisector map moves with the ODE step count
-        log_z = math.log(mesh_run.total_mass(model, steps))
-        out.setdefault("log_z_by_steps", {})[str(steps)] = log_z
-        print(f"bisector, {steps} RK4 steps: log Z {log_z:.3f}", flush=True)
-    if args.z_sub > 1:  # how log Z of the bisector map moves with a finer quadrature
-        log_z = math.log(total_mass_sub(model, s["nll_steps"], args.z_sub))
-        out["log_z_sub"] = {"m": args.z_sub, "points_per_face": args.z_sub ** 2, "log_z": log_z}
-        print(f"bisector, midpoint rule on {args.z_sub ** 2} sub-triangles per face: log Z {log_z:.3f}", flush=True)
-    path = mesh_run.ROOT / "docs" / "results" / f"mesh_tangent_{args.train_with}.json"
+    model = GaugeFlow(M, hidden=s["hidden"])
+    model.load_state_dict(torch.load(mesh_run.MODEL_PATH))
+    model = model.double()
+    test = named_set("mesh-eigen", M, seed=0).test[: s["n_test"]].double()
+    out = {"seed": 0, "trained_with": "corner", "dtype": "float64", "results": {}}
+    for name in args.maps:
+        use_map(M, name)
+        r = {"test_nll": validation_nll(model, test, steps=s["nll_steps"], divergence="exact"),
+             "log_z": math.log(mesh_checks.total_mass(model, s["nll_steps"])),
+             "log_z_4pt": math.log(mesh_checks.total_mass(model, s["nll_steps"], m=2)),
+             "gap": mesh_checks.step_gap(model, s["gap_points"], (s["nll_steps"], s["gap_steps"]))}
+        out["results"][name] = r
+        print(f"{name}: raw NLL {r['test_nll']:.3f}, log Z {r['log_z']:.3f} / {r['log_z_4pt']:.3f} (1 / 4 points "
+              f"per face), within 0.05 at {100 * r['gap']['frac_within']:.1f} % (max {r['gap']['max']:.3f})",
+              flush=True)
+    path = mesh_run.ROOT / "docs" / "results" / "mesh_tangent.json"
     path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {path}")
     return 0
