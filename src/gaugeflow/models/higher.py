@@ -27,11 +27,12 @@ import torch
 from torch import nn
 
 from ..algebra import LInfinityAlgebra, SoCrossedModule, so_crossed_module
+from ..algebra.batched import contract
 from ..geometry.bundles import FibreProjection, GradedVectorBundle
 from ..geometry.manifold import Manifold
 from .crossed_module import crossed_module_features, crossed_module_projected, feature_form_pays
 from .flows import FlowModel
-from .gauge import contract_direction, folds
+from .gauge import folds
 from .networks import MLP, TimeWeight
 
 __all__ = ["HigherGaugeFlow", "higher_gauge_contraction", "read_every_degree"]
@@ -71,7 +72,7 @@ def higher_gauge_contraction(
     This is the generic path (any algebra, through ``algebra.bracket``); the model uses the fused
     :func:`crossed_module_projected` for ``so_crossed_module`` with a single field slot.
     """
-    B = contract_direction(A, d)
+    B = contract(A, d)
     G = None
     for m, cm in enumerate(c, start=1):
         term = cm * algebra.bracket(B, *fields[: m - 1])
@@ -168,7 +169,7 @@ class HigherGaugeFlow(FlowModel):
         (same value; a test compares it with the generic path).
         """
         if self._fused:
-            return self._crossed_module_term(x, contract_direction(A, d), slots[0])
+            return self._crossed_module_term(x, contract(A, d), slots[0])
         return self.projection(x, higher_gauge_contraction(self.algebra, self.c, A, d, slots))
 
     @property
