@@ -71,6 +71,8 @@ def test_each_step_gets_the_path_and_loss_it_gets_alone(M):
         torch.testing.assert_close(step.u_t, alone.u_t, rtol=1e-6, atol=1e-6)
         expected = rcfm_loss(model, x0[rows], x1[rows], t[rows], path=path, host_checks=False)
         torch.testing.assert_close(step_loss(model, M, step), expected, rtol=1e-6, atol=0)
+        one = build_paths(path, x0[rows], x1[rows], t[rows], 1)[0]  # path_chunk=1: the trainer's former step
+        assert torch.equal(step_loss(model, M, one), expected)
     if M.injectivity_radius < float("inf"):  # the cut pair took the start point of its own step's last pair
         ps = path.sample(x0, x1, t, host_checks=False, batches=K)
         assert int(ps.n_cut) >= 1 and torch.equal(ps.x0[2 * b], x0[3 * b - 1])

@@ -50,7 +50,8 @@ __all__ = ["StepPath", "PathQueue", "build_paths", "step_loss", "chunk_size"]
 @dataclass(frozen=True)
 class StepPath:
     """One step's rows of a chunk: ``x_t, u_t [b, D]``, ``t [b]``; ``valid [b, 1]`` (``None``: no pair can be
-    masked, the manifold has no cut locus) and ``n_used`` (0-dim count of valid pairs, at least 1, or ``b``)."""
+    masked, the manifold has no cut locus) and ``n_used`` (the number of valid pairs, at least 1, as a 0-dim
+    tensor of ``x_t``'s dtype; the int ``b`` with ``valid=None``)."""
 
     x_t: torch.Tensor
     u_t: torch.Tensor
@@ -78,7 +79,7 @@ def build_paths(path, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, steps
     if not isinstance(ps.n_masked, torch.Tensor):  # no cut locus: nothing masked, the loss is a plain mean
         return [StepPath(*row, None, b) for row in zip(x_t, u_t, ts)]
     valid = ps.valid.view(steps, b, 1)
-    n_used = (b - (~valid).view(steps, b).sum(1)).clamp_min(1)
+    n_used = (b - (~valid).view(steps, b).sum(1)).clamp_min(1).to(ps.x_t.dtype)  # exact: counts < 2^24
     return [StepPath(*row) for row in zip(x_t, u_t, ts, valid.unbind(0), n_used.unbind(0))]
 
 
