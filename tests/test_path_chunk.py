@@ -27,6 +27,7 @@ class _Recording(Trainer):
     def draw(self):
         out = super().draw()
         self.__dict__.setdefault("draws", []).append(out)
+        self.__dict__.setdefault("drawn_at", []).append(self.step)  # the step whose batch this is
         return out
 
 
@@ -46,6 +47,7 @@ def test_any_chunk_size_trains_on_the_same_stream_and_pairs_to_rounding():
         got = _trainer(_Recording, path_chunk=k)
         h = got.fit()
         assert len(got.draws) == k * -(-10 // k)  # whole chunks: the spare draws change nothing before them
+        assert got.drawn_at == list(range(len(got.draws))) and ref.drawn_at == list(range(10))
         assert all(torch.equal(a, b) for da, db in zip(ref.draws, got.draws) for a, b in zip(da, db))
         torch.testing.assert_close(torch.tensor(h.loss), torch.tensor(hist.loss), rtol=1e-5, atol=0)
         torch.testing.assert_close(_params(got), _params(ref), rtol=1e-4, atol=1e-6)

@@ -67,7 +67,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         "(OBJ/PLY/OFF/STL)")
     add("--path", help="conditional path: auto | geodesic | biharmonic | diffusion (default auto: geodesic where the "
         "manifold has a closed-form log, the biharmonic premetric path on a mesh)")
-    add("--path-chunk", type=int, help="build the geodesic paths of this many steps in one call (default 8; "
+    add("--path-chunk", type=int, help="build the geodesic paths of this many steps in one call (default 16; "
         "1: step by step; changes only rounding)")
     add("--data", help=_choices(DATASETS, "wrapped-mixture"))
     add("--n-data", type=int, help="number of (training) points for generated data sets")

@@ -72,7 +72,7 @@ class TrainConfig:
         path_chunk: build the geodesic paths of this many steps in one vectorised call (the same few
             dozen small operations for ``path_chunk`` steps; :mod:`gaugeflow.training.prefetch`). It
             changes neither the random stream nor any step's pairs, only rounding in the last bit, and
-            a run resumes with its own value; ``1`` builds each step's path alone. Default 8: measured
+            a run resumes with its own value; ``1`` builds each step's path alone. Default 16: measured
             in docs/performance.md ("Paths at the floor"). Premetric paths are built step by step.
     """
 
@@ -110,7 +110,7 @@ class TrainConfig:
     ot_exact_max: int = 1024
     mesh: Optional[str] = None
     path: str = "auto"
-    path_chunk: int = 8
+    path_chunk: int = 16
 
     def __post_init__(self):
         for f in fields(self):

@@ -140,9 +140,13 @@ class PathQueue:
         """Draw steps ``step … (j+1)K − 1`` and build their paths as chunk ``j = step // K``."""
         skip = step % self.size
         states, draws = [], []
-        for _ in range(self.size - skip):
-            states.append(trainer.generator.get_state())
-            draws.append(trainer.draw())
+        try:
+            for ahead in range(self.size - skip):
+                trainer._ahead = ahead  # ``trainer.step`` is the step whose batch is drawn (as with K = 1)
+                states.append(trainer.generator.get_state())
+                draws.append(trainer.draw())
+        finally:
+            trainer._ahead = 0
         draws = [draws[0]] * skip + draws  # placeholders where the chunk's consumed steps were
         x0, x1, t = (torch.cat(parts) if len(parts) > 1 else parts[0] for parts in zip(*draws))
         built = build_paths(trainer.path, x0, x1, t, self.size, trainer.path_generator(step - skip))

@@ -102,6 +102,7 @@ class Trainer:
     """
 
     check_every: int = CHECK_EVERY
+    _ahead: int = 0  # set by PathQueue while it draws the batches of later steps (see ``step``)
     validation_figure: Optional[Callable[[torch.nn.Module], Any]] = None
 
     def __init__(self, model: torch.nn.Module, data: ManifoldData, config: Optional[TrainConfig] = None,
@@ -156,7 +157,8 @@ class Trainer:
 
     @property
     def step(self) -> int:
-        return self.history.steps + self._window.pending
+        """Steps done; while the paths of later steps are drawn ahead, the step whose batch :meth:`draw` draws."""
+        return self.history.steps + self._window.pending + self._ahead
 
     # ------------------------------------------------------------------ one step
     def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
