@@ -7,7 +7,7 @@ for a field that is bounded; the property that lets a fixed-step solver resolve 
 divergence. Checked on points approaching interior edges from both faces and vertices along rays,
 for a constant ambient field, a network-like smooth field and a GaugeFlow; the plain face
 projection ``proju`` fails the flux check (so the check can fail). End to end: the model density
-integrates to 1 by two quadratures and ``log_prob`` does not move between 12 and 48 RK4 steps.
+integrates to 1 by two quadratures and ``log_prob`` moves little between 12 and 48 RK4 steps.
 """
 from __future__ import annotations
 
