@@ -90,6 +90,12 @@ class Product(Manifold):
         self._inputs(x=x, v=v)
         return self._cat("from_tangent", x, v)
 
+    def connection_direction(self, x, u):
+        """Each factor's :meth:`~gaugeflow.geometry.Manifold.connection_direction` on its block (a mesh
+        factor keeps its raw direction, continuous across edges). ``[..., D]``."""
+        self._inputs(x=x, u=u)
+        return self._cat("connection_direction", x, u)
+
     def inner(self, x, u, v):
         """Sum of the factors' inner products. ``[..., D] -> [...]``."""
         self._inputs(x=x, u=u, v=v)
