@@ -67,15 +67,18 @@ def chunk_size(path: object, path_chunk: int) -> int:
 
 def build_paths(path, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, steps: int,
                 generator: Optional[torch.Generator] = None) -> list[StepPath]:
-    """The paths of ``steps`` consecutive batches of pairs in one call: ``[steps·b, D]`` rows -> ``steps`` :class:`StepPath`.
+    """The paths of ``steps`` consecutive batches of pairs in one call: ``[steps·b, D]`` rows -> a list
+    of ``steps`` :class:`StepPath`.
 
-    The path is sampled as the trainer samples it (``host_checks=False``: cut pairs resolved on the
-    device, one per batch's own rows), then cut into per-step views (no copies).
+    ``path`` is sampled as the trainer samples it (``host_checks=False``: cut pairs resolved on the
+    device, each from its own batch's rows), then cut into per-step views (no copies). ``generator``:
+    the path's own draws (premetric resampling; unused by :class:`GeodesicPath` here).
     """
     kw = {"batches": steps} if steps > 1 else {}
     ps = path.sample(x0, x1, t, generator=generator, host_checks=False, **kw)
     b = x0.shape[0] // steps
-    x_t, u_t, ts = ps.x_t.unflatten(0, (steps, b)).unbind(0), ps.u_t.unflatten(0, (steps, b)).unbind(0), ps.t.view(steps, b).unbind(0)
+    x_t, u_t = (v.unflatten(0, (steps, b)).unbind(0) for v in (ps.x_t, ps.u_t))
+    ts = ps.t.view(steps, b).unbind(0)
     if not isinstance(ps.n_masked, torch.Tensor):  # no cut locus: nothing masked, the loss is a plain mean
         return [StepPath(*row, None, b) for row in zip(x_t, u_t, ts)]
     valid = ps.valid.view(steps, b, 1)
