@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..algebra.batched import outer
+
 __all__ = ["MLP", "TimeWeight", "time_column", "count_parameters"]
 
 TimeLike = Union[float, int, torch.Tensor]
@@ -95,8 +97,9 @@ class MLP(nn.Module):
 
 
 def _outer(d: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """``d ⊗ z`` as ``[B, D · H]`` (``u[b, μ H + h] = d[b, μ] z[b, h]``), the input of a folded output layer."""
-    return (d.unsqueeze(-1) * z.unsqueeze(-2)).reshape(d.shape[0], d.shape[1] * z.shape[1])
+    """``d ⊗ z`` as ``[B, D · H]`` (``u[b, μ H + h] = d[b, μ] z[b, h]``), the input of a folded output layer
+    (:func:`gaugeflow.algebra.batched.outer`: its backward forms no ``[B, D, H]`` temporary)."""
+    return outer(d, z)
 
 
 class TimeWeight(nn.Module):
