@@ -42,6 +42,17 @@ def _cref(c: dict) -> str:
     return f"{c['dataset']} ({c['id']}: ΔNLL {c['mean']:+.3f} ± {c['std']:.3f}, t-test p {_p(c['t_p'])}, n = {c['n']})"
 
 
+def _grouped(cs: list[dict]) -> str:
+    """Comparisons grouped by verdict: ``better on …; … — worse on …``, each with its row and spread."""
+    parts = []
+    for word, key in (("better on", "better"), ("worse on", "worse"), ("no clear difference on", "no clear difference"),
+                      ("identical on", "identical")):
+        hit = [c for c in cs if c["verdict"] == key]
+        if hit:
+            parts.append(f"{word} " + "; ".join(_cref(c) for c in hit))
+    return " — ".join(parts)
+
+
 def verdict(comps: list[dict], rows: list[dict], runs: list[dict], today: float | None) -> list[str]:
     """Plain-words verdict; each claim cites a comparison (C…) or summary (R…) row with its spread."""
     lines = []
@@ -52,13 +63,7 @@ def verdict(comps: list[dict], rows: list[dict], runs: list[dict], today: float 
             cs = [c for c in comps if c["a"] == m and c["b"] == b and c["budget"] == budget and c["size"] == size]
             if not cs:
                 continue
-            parts = []
-            for word, key in (("better on", "better"), ("worse on", "worse"), ("no clear difference on", "no clear difference"),
-                              ("identical on", "identical")):
-                hit = [c for c in cs if c["verdict"] == key]
-                if hit:
-                    parts.append(f"{word} " + "; ".join(_cref(c) for c in hit))
-            out.append(f"  - {LABELS[m]} vs {LABELS[b]}: " + " — ".join(parts) + ".")
+            out.append(f"  - {LABELS[m]} vs {LABELS[b]}: " + _grouped(cs) + ".")
         if out:
             lines += [f"- **{title}.**"] + out
     lines += _ot_verdict(comps)
@@ -103,14 +108,8 @@ def _ot_verdict(comps: list[dict]) -> list[str]:
     for budget in ("equal-seconds", "converged"):
         for a, b in (("plain-ot", "plain"), ("gauge-ot", "gauge")):
             cs = [c for c in comps if c["a"] == a and c["b"] == b and c["budget"] == budget and c["size"] == "full"]
-            parts = []
-            for word, key in (("better on", "better"), ("worse on", "worse"), ("no clear difference on", "no clear difference"),
-                              ("identical on", "identical")):
-                hit = [c for c in cs if c["verdict"] == key]
-                if hit:
-                    parts.append(f"{word} " + "; ".join(_cref(c) for c in hit))
-            if parts:
-                out.append(f"  - {LABELS[a]} vs {LABELS[b]}, {budget}: " + " — ".join(parts) + ".")
+            if cs:
+                out.append(f"  - {LABELS[a]} vs {LABELS[b]}, {budget}: " + _grouped(cs) + ".")
     return (["- **Does OT coupling help? Each model with minibatch-OT pairs (blocks of 32) against itself with "
              "independent pairs (its own step time: equal seconds counts OT's cost).**"] + out) if out else []
 
