@@ -67,17 +67,21 @@ def _row(v: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
     return torch.bmm(v.unsqueeze(-2), M).squeeze(-2)
 
 
-class _Contract(torch.autograd.Function):
-    generate_vmap_rule = True
+class _Bilinear(torch.autograd.Function):
+    """Shared set-up of the two bilinear Functions: both inputs saved for the backward and the ``jvp``."""
 
-    @staticmethod
-    def forward(A: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        return _row(d, A)
+    generate_vmap_rule = True
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         ctx.save_for_backward(*inputs)
         ctx.save_for_forward(*inputs)
+
+
+class _Contract(_Bilinear):
+    @staticmethod
+    def forward(A: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        return _row(d, A)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
@@ -95,17 +99,10 @@ class _Contract(torch.autograd.Function):
         return out
 
 
-class _Outer(torch.autograd.Function):
-    generate_vmap_rule = True
-
+class _Outer(_Bilinear):
     @staticmethod
     def forward(d: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return (d.unsqueeze(-1) * z.unsqueeze(-2)).flatten(-2)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        ctx.save_for_backward(*inputs)
-        ctx.save_for_forward(*inputs)
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):
