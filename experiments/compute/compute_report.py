@@ -98,8 +98,19 @@ def verdict(comps: list[dict], rows: list[dict], runs: list[dict], today: float 
                 extra = (f"; the acceptance target is ≤ {today - 0.3:.3f} (today's best {today:.3f} on the real-data "
                          f"page's 600-point test subset, minus 0.3): " + ("met" if best["test_nll"] <= today - 0.3 else "not met"))
             lines.append(f"- Best at convergence on {dname}: {best['label']} ({best['id']}: test NLL "
-                         f"{_f(best['test_nll'])} ± {_f(best['test_nll_std'])}, {best['n_seeds']} seeds){extra}.")
+                         f"{_f(best['test_nll'])} ± {_f(best['test_nll_std'])}, {best['n_seeds']} seeds; "
+                         f"{_plateau(best)}){extra}.")
     return lines
+
+
+def _plateau(row: dict) -> str:
+    """Whether a converged summary row's validation NLL met the plateau criterion, in words."""
+    n, p = row["n_seeds"], row["plateaued"]
+    if p == n:
+        return "plateaued in every seed"
+    which = "no seed" if p == 0 else f"{p} of {n} seeds"
+    return (f"plateaued in {which}: the other runs stopped at `max_steps` with the validation NLL still falling by "
+            "more than the criterion's tolerance, so their NLL is an upper bound on what longer training reaches")
 
 
 def _ot_verdict(comps: list[dict]) -> list[str]:
@@ -186,7 +197,12 @@ def write_report(out: Path, report: Path, cfg: dict, variant: str, planned: list
     from run import settings_key  # the one definition of a part's settings
 
     keys = {(d, m): settings_key(cfg, d, m) for d in cfg["datasets"] for m in cfg["models"]}
-    pick = lambda rows: [r for r in rows if keys.get((r["dataset"], r["model"])) == r.get("settings_key")]  # noqa: E731
+    wanted = set(planned)  # parts of another plan left in the folder (same settings key) are not this report's
+
+    def pick(rows: list[dict]) -> list[dict]:
+        return [r for r in rows if keys.get((r["dataset"], r["model"])) == r.get("settings_key")
+                and f"{r['dataset']}__{r['size']}__{r['model']}__s{int(r['seed'])}" in wanted]
+
     runs, curve, solver = (pick(read_table(out, t)) for t in ("runs", "curve", "solver"))
     calib = [c for c in _read(out / "compute_calibration.csv") if c["candidate"] == "False"]
     rows, comps = summary(runs), comparisons(runs)
