@@ -78,6 +78,21 @@ def _settings(cfg: dict, calib: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def _plateau_counts(runs: list[dict]) -> list[str]:
+    """How many `converged` runs met the plateau criterion, per data set and size (the rest hit `max_steps`)."""
+    cells = {}
+    for r in runs:
+        if r["budget"] == "converged":
+            c = cells.setdefault((r["dataset"], r["size"]), [0, 0])
+            c[0] += r["stopped"] == "plateau"
+            c[1] += 1
+    if not cells:
+        return []
+    return ["", "`converged` runs that met the plateau criterion (the others stopped at `max_steps`, their validation "
+            "NLL still falling by more than the tolerance): " + "; ".join(
+                f"{d}/{size} {p} of {n}" for (d, size), (p, n) in cells.items()) + ".", ""]
+
+
 def _steps_needed(solver: list[dict], tol: float = 0.01) -> list[str]:
     """Per data set and model: the fewest rk4 steps whose NLL is within ``tol`` nats of dopri5's."""
     lines = [f"Fewest rk4 steps whose test NLL is within {tol} nats of dopri5's (the reference), and dopri5's "
@@ -149,7 +164,7 @@ def render(cfg, variant, planned, done, rows, comps, calib, solver, files, repor
     lines += ["## Verdict", "", "Generated from the tables below; each claim names its row (C… paired comparison, R… "
               "summary row) and its spread (mean ± std over seeds).", ""]
     lines += verdict(comps, rows, runs, today_best()) + [""]
-    lines += _settings(cfg, calib)
+    lines += _settings(cfg, calib)[:-1] + _plateau_counts(runs) + [""]
     lines += ["## Results", "", "ΔNLL < 0: model A has the lower (better) test NLL. Steps, seconds and metrics are "
               "means ± std over seeds.", ""] + tables(rows, comps)
     lines += ["## Learning curves", ""]
