@@ -164,7 +164,7 @@ def test_fused_crossed_module_path_matches_the_generic_brackets(k, c):
     assert torch.allclose(crossed_module_projected(model.algebra, model.c, B, V, W), ref, atol=1e-12)
 
 
-@pytest.mark.parametrize("k, D", [(2, 3), (3, 3), (4, 2), (6, 5)])
+@pytest.mark.parametrize("k, D", [(2, 3), (3, 3), (4, 2), (6, 5), (3, 9)])  # (3, 9): more outputs than samples
 def test_crossed_module_brackets_match_the_algebra_brackets_in_value_and_gradient(k, D):
     # the brackets route must equal W(c1 l1(B) + c2 l2(B, V)) with its gradients of every kind
     L = so_crossed_module(k)

@@ -3,11 +3,13 @@
 ``W (c_1 l1(B) + c_2 l2(B, V))`` — the crossed-module brackets of the contracted connection
 ``B = A[d]`` and the graded field ``V``, read by ``Π``'s linear map ``W`` — computed without a
 ``[dim so(k), k, k]`` basis. Two routes, equal in value and gradient (tests hold them to the
-generic brackets of :mod:`gaugeflow.algebra`), both plain differentiable PyTorch (``torch.func``
-and ``torch.compile`` see ordinary operations) and the same on every device:
+generic brackets of :mod:`gaugeflow.algebra`), both plain differentiable PyTorch (public operations
+and a public-API ``torch.autograd.Function``; ``torch.func`` and ``torch.compile`` work) and the same
+on every device:
 
 * :func:`crossed_module_projected` — the brackets on ``(B, V)`` as two batched matrix products
-  (the dual-number form, ``3k³`` multiply-adds per sample) read out by one GEMM.
+  (the dual-number form, ``3k³`` multiply-adds per sample) read out by two GEMMs, in one
+  autograd Function with hand-written adjoints (public API: ``setup_context``, ``jvp``, vmap).
 * :func:`crossed_module_features` — the feature form: the connection's and the field's output
   layers absorbed into one batch-independent bilinear form on their hidden features.
 
@@ -40,11 +42,17 @@ def crossed_module_projected(
         W l2(B, V) = ⟨H0, X0 Y0⟩_F + ⟨H1, X0 Y1 + X1 Y0⟩_F,     W l1(B) = W0 B1.
 
     ``X0 Y0`` and ``X0 Y1 + X1 Y0`` are the two parts of the dual-number product
-    ``(X0 + εX1)(Y0 + εY1)``: two batched products, ``X0 Y0`` and ``[X0 | X1] [Y1 ; Y0]``, with
+    ``(X0 + εX1)(Y0 + εY1)``: two batched products, ``X0 Y0`` and ``[X1 | X0] [Y0 ; Y1]``, with
     ``3k³`` multiply-adds per sample (the three brackets computed separately would need six ``k×k``
-    products). ``[X0 | X1]`` and ``[Y1 ; Y0]`` are built by one index gather each; the read-out
-    against ``H`` is one GEMM ``[N, 2k²] @ [2k², D]``. No ``[dim so(k), k, k]`` basis and no bracket
-    coordinates are formed.
+    products), read out against ``H`` by two GEMMs ``[N, k²] @ [k², D]``. No ``[dim so(k), k, k]``
+    basis and no bracket coordinates are formed. The products are one
+    :class:`torch.autograd.Function` (``_DualProducts``) whose adjoints are four more batched
+    products on the matrices kept from the forward pass (with ``Xᵀ = −X``: ``∂X0 = −(G0 Y0 + G1 Y1)``,
+    ``∂X1 = −G1 Y0``, ``∂Y0 = −[X1 | X0][G1 ; G0]``, ``∂Y1 = −X0 G1``, ``G_i = Σ_r g_r H_i,r``) read
+    back to coordinates by column gathers (``∂ξ_(i,j) = ∂X_ij − ∂X_ji``): no sign, slice or ``cat``
+    adjoints and no ``index_add``, so far fewer fresh temporaries than autograd's chain
+    (docs/performance.md). Second derivatives recompute the matrices differentiably; ``jvp``
+    (the term is trilinear in ``(B, V, W)``) and ``vmap`` are supported.
 
     Args:
         algebra: ``so_crossed_module(k)``.
@@ -55,15 +63,7 @@ def crossed_module_projected(
     Returns:
         ``[N, D]`` ambient vectors (``manifold.to_tangent`` is applied by the caller).
     """
-    g = algebra.g
-    k, n = g.k, g.dim
-    N = B.shape[0]
-    idx_x, sign_x, idx_y, sign_y = _dual_layout(g, B.device, B.dtype)
-    Xh = (B.index_select(-1, idx_x) * sign_x).view(N, k, 2 * k)  # [X0 | X1]
-    Yv = (V.index_select(-1, idx_y) * sign_y).view(N, 2 * k, k)  # [Y1 ; Y0]
-    T = torch.cat([torch.bmm(Xh[:, :, :k], Yv[:, k:]), torch.bmm(Xh, Yv)], 1).view(N, 2 * k * k)  # X0Y0 ; X0Y1 + X1Y0
-    H = _hat_weights(g, W).reshape(W.shape[0], 2 * k * k)  # [D, 2k²]: hat(W0), hat(W1)
-    return _with_l1(c, B, W, n, T @ H.T)
+    return _with_l1(c, B, W, algebra.g.dim, _DualProducts.apply(B, V, W, algebra.g)[0])
 
 
 def crossed_module_features(
@@ -170,20 +170,106 @@ def _with_l1(c, B: torch.Tensor, W: torch.Tensor, n: int, l2_read: torch.Tensor)
     return c[0] * (B[:, n : 2 * n] @ W[:, :n].T) + c[1] * l2_read
 
 
+class _DualProducts(torch.autograd.Function):
+    """``W l2(B, V)`` as the dual-number products; outputs ``(value [N, D], *saved matrices)`` (the latter non-differentiable)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(B, V, W, g):
+        return _dual_parts(g, B, V, W)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        B, V, W, ctx.g = inputs
+        ctx.save_for_backward(B, V, W, *output[1:])
+        ctx.save_for_forward(B, V, W)
+        ctx.mark_non_differentiable(*output[1:])
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, grad, *_):
+        B, V, W, *parts = ctx.saved_tensors
+        if grad is None:
+            return None, None, None, None
+        if torch.is_grad_enabled():  # create_graph: the matrices again, differentiably, for higher derivatives
+            parts = _dual_parts(ctx.g, B, V, W)[1:]
+        return (*_dual_adjoints(ctx.g, grad, *parts, B.shape[-1], ctx.needs_input_grad[2]), None)
+
+    @staticmethod
+    def jvp(ctx, dB, dV, dW, _):
+        B, V, W = ctx.saved_tensors
+        terms = [_dual_parts(ctx.g, *args)[0] for args, t in (((dB, V, W), dB), ((B, dV, W), dV), ((B, V, dW), dW))
+                 if t is not None]
+        return (sum(terms[1:], terms[0]) if terms else None), None, None, None, None, None
+
+
+def _dual_parts(g, B: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """``(W l2(B, V) [N, D], Xr = [X1 | X0] [N, k, 2k], Ys = [Y0 ; Y1] [N, 2k, k], X0 Y0, X1 Y0 + X0 Y1 [N, k, k], Hs [D, 2k²])``.
+
+    ``Hs`` holds ``[hat(W1_r) ; hat(W0_r)]`` flattened per output row ``r``.
+    """
+    k = g.k
+    N, kk = B.shape[0], k * k
+    side, side_sign, stacked, stacked_sign, _, _, swapped = _dual_layout(g, B.device, B.dtype)
+    Xr = B.index_select(-1, side).mul_(side_sign).view(N, k, 2 * k)
+    Ys = V.index_select(-1, stacked).mul_(stacked_sign).view(N, 2 * k, k)
+    Hs = W.index_select(-1, swapped).mul_(stacked_sign)
+    T0 = torch.bmm(Xr[:, :, k:], Ys[:, :k])
+    T1 = torch.bmm(Xr, Ys)
+    out = torch.addmm(T0.view(N, kk) @ Hs[:, kk:].T, T1.view(N, kk), Hs[:, :kk].T)
+    return out, Xr, Ys, T0, T1, Hs
+
+
+def _dual_adjoints(g, grad, Xr, Ys, T0, T1, Hs, dim_l: int, want_w: bool) -> tuple:
+    """``(∂B, ∂V, ∂W)`` of :func:`_dual_parts`'s value for the cotangent ``grad [N, D]`` (differentiable expressions).
+
+    With ``[G1 ; G0] = grad Hs`` and ``Xᵀ = −X``: ``−∂X0 = G0 Y0 + G1 Y1``, ``−∂X1 = G1 Y0``,
+    ``−∂Y0 = [X1 | X0] [G1 ; G0]``, ``−∂Y1 = X0 G1``; coordinates ``∂ξ_(i,j) = ∂X_ij − ∂X_ji`` by
+    two column gathers per matrix.
+    """
+    k, n = g.k, g.dim
+    N, kk = Xr.shape[0], k * k
+    up, lo = _dual_layout(g, Xr.device, Xr.dtype)[4:6]
+    Gs = (grad @ Hs).view(N, 2 * k, k)
+    G1, Y0, X0 = Gs[:, :k], Ys[:, :k], Xr[:, :, k:]
+    GY0 = torch.bmm(Gs, Y0)  # [G1 Y0 ; G0 Y0]
+    minus = (torch.baddbmm(GY0[:, k:], G1, Ys[:, k:]), GY0[:, :k], torch.bmm(Xr, Gs), torch.bmm(X0, G1))
+
+    def pairs(M, a, b):  # M[:, a] − M[:, b] on the flattened k × k matrix
+        M = M.reshape(M.shape[0], kk)
+        return M.index_select(-1, a) - M.index_select(-1, b)
+
+    zeros = grad.new_zeros(N, dim_l - 2 * n)
+    dB = torch.cat([pairs(minus[0], lo, up), pairs(minus[1], lo, up), zeros], -1)
+    dV = torch.cat([pairs(minus[2], lo, up), pairs(minus[3], lo, up), zeros], -1)
+    if not want_w:
+        return dB, dV, None
+    gT = grad.T  # ∂H_r = Σ_samples grad_r T, read as ∂w = ∂H[up] − ∂H[lo]
+    return dB, dV, torch.cat([pairs(gT @ T0.view(N, kk), up, lo), pairs(gT @ T1.view(N, kk), up, lo),
+                              grad.new_zeros(grad.shape[-1], dim_l - 2 * n)], -1)
+
+
 _LAYOUTS: dict = {}
 
 
 def _dual_layout(g, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-    """Gather indices and signs of ``[X0 | X1]`` (``[k, 2k]``) and ``[Y1 ; Y0]`` (``[2k, k]``) from ``so(k) ⊕ so(k)`` coordinates."""
+    """Gathers and signs, from ``so(k) ⊕ so(k)`` coordinates, of ``[X1 | X0]`` (``[k, 2k]``) and ``[Y0 ; Y1]`` (``[2k, k]``),
+    flat; ``(up, lo)``: the flat positions of ``(i, j)`` and ``(j, i)``, ``i < j``, in a ``k × k`` matrix; the gather
+    of ``[H1 ; H0]`` (same signs as ``[Y0 ; Y1]``)."""
     key = (g.k, str(device), dtype)
     hit = _LAYOUTS.get(key)
     if hit is None:
         k, n = g.k, g.dim
         gather, sign = g._gather.view(k, k), g._sign.view(k, k)
+        rows, cols = torch.triu_indices(k, k, offset=1)
         hit = _LAYOUTS[key] = (
-            torch.cat([gather, gather + n], 1).reshape(-1).to(device),
+            torch.cat([gather + n, gather], 1).reshape(-1).to(device),
             torch.cat([sign, sign], 1).reshape(-1).to(device=device, dtype=dtype),
-            torch.cat([gather + n, gather], 0).reshape(-1).to(device),
+            torch.cat([gather, gather + n], 0).reshape(-1).to(device),
             torch.cat([sign, sign], 0).reshape(-1).to(device=device, dtype=dtype),
+            (rows * k + cols).to(device),
+            (cols * k + rows).to(device),
+            torch.cat([gather + n, gather], 0).reshape(-1).to(device),
         )
     return hit
