@@ -36,7 +36,7 @@ from gaugeflow.geometry._generic import nan_unless_finite
 from gaugeflow.geometry.base import BaseDistribution
 from gaugeflow.geometry.manifold import Manifold, safe_norm, safe_sqrt
 
-from ._series import cos_sq, row_dot, sin_over
+from ._series import cos_sq, sin_over
 
 __all__ = ["SpecialOrthogonal", "SO3", "HaarSO3", "hat", "vee", "rotation_exp", "rotation_log",
            "quaternion_to_matrix", "LOG_VOLUME_SO3"]
@@ -122,6 +122,21 @@ def _horn(M: torch.Tensor) -> torch.Tensor:
 
 def _mat(x: torch.Tensor) -> torch.Tensor:
     return x.unflatten(-1, (3, 3))
+
+
+def _add_hat(E: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """``E += hat(v)`` in place for entry-major matrices ``E [3, 3, N]`` and vectors ``v [3, N]``."""
+    for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):  # hat(v)_ij = −v_k, hat(v)_ji = v_k (cyclic i, j, k)
+        E[i, j].sub_(v[k])
+        E[j, i].add_(v[k])
+    return E
+
+
+def _times(X: torch.Tensor, Y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """The ``N`` products ``X Y`` of entry-major ``3 × 3`` matrices (``[3, 3, N]``) written into ``out`` as
+    three broadcast multiply-adds, ``Σ_i X[:, i] ⊗ Y[i]``. ``out`` must not share memory with ``X`` or ``Y``."""
+    torch.mul(X[:, 0:1], Y[0:1], out=out)
+    return out.addcmul_(X[:, 1:2], Y[1:2]).addcmul_(X[:, 2:3], Y[2:3])
 
 
 class HaarSO3(BaseDistribution):
@@ -251,54 +266,70 @@ class SpecialOrthogonal(Manifold):
         return xt.flatten(-2), (xt @ hat(w)).flatten(-2)
 
     def geodesic_and_cut(self, x0, x1, t):
-        """:meth:`geodesic` and :meth:`cut_locus_mask` in one pass, for data (no gradient; no ``bmm``).
+        """:meth:`geodesic` and :meth:`cut_locus_mask` in one pass, for data (no graph; no ``bmm``).
 
-        With ``D = R1 − R0`` (rows ``d_k``; ``r_k`` the rows of ``R0``) and ``A = R0ᵀD`` (so
-        ``R0ᵀR1 = I + A``): ``w = vee(A) = ½ Σ_k d_k × r_k = sin θ · n``, ``cos θ = 1 + tr(A)/2 =
-        1 + ⟨R0, D⟩/2``, ``s = |w|``, ``θ = atan2(s, cos θ)``. With ``P = R0 hat(w)`` (rows
-        ``r_k × w``) and ``Q = P hat(w) = (R0 w) wᵀ − s² R0`` (Rodrigues in ``hat(w)``,
-        ``hat(w)³ = −s² hat(w)``):
+        With ``D = R1 − R0`` and ``A = R0ᵀD`` (``R0ᵀR1 = I + A``): ``w = vee(A) = sin θ · n``,
+        ``cos θ = 1 + tr(A)/2``, ``s = |w|``, ``θ = atan2(s, cos θ)`` (:meth:`_angle`). With Rodrigues in
+        ``hat(w)`` (``hat(w)² = wwᵀ − s² I``):
 
-            x_t = R0 + (sin(tθ)/s) P + ((1 − cos(tθ))/s²) Q,   u_t = (θ/s)(cos(tθ) P + (sin(tθ)/s) Q).
+            x_t = R0 E,  E = I + (sin(tθ)/s) hat(w) + ((1 − cos(tθ))/s²)(wwᵀ − s² I),   u_t = x_t hat((θ/s) w).
 
-        On CPU a batched ``3 × 3`` ``bmm`` costs about two cross products. No Taylor branch is needed
-        for the values (``sin(tθ)/s → t``, ``θ/s → 1`` in floating point as ``s → 0``; ``s²`` clamped
-        to the smallest normal number). Near ``θ = π`` the axis comes from ``w``, accurate to
-        ``~eps/s`` (where :meth:`log` reads it off the symmetric part); cut: ``θ > π − tol("cut")``,
-        where the result is finite but unspecified. Gradients are those of these formulas (use
-        :meth:`geodesic` to differentiate).
+        Layout (issue 19, docs/performance.md): the batch is copied entry-major (:meth:`_entries`,
+        ``[3, 3, N]``: each entry of the ``N`` matrices contiguous), so every operation is one long loop
+        and a ``3 × 3`` product per matrix is three broadcast multiply-adds (on CPU, ``[N, 9]`` rows with
+        a per-row factor, a cross product or a batched ``bmm`` run 3- to 9-long inner loops, 4–25×
+        slower); the work is done in place in three ``[3, 3, N]`` buffers (``R0``, ``D`` then ``E``, ``A``
+        then ``x_t``; ``u_t`` in ``R0``'s), since on a chunk of many steps fresh large buffers cost more
+        than the arithmetic. No Taylor branch is needed for the values (``sin(tθ)/s → t``, ``θ/s → 1`` in
+        floating point as ``s → 0``; ``s²`` clamped to the smallest normal number, so every factor stays
+        finite, also at ``θ = π``). Near ``θ = π`` the axis comes from ``w``, accurate to ``~eps/s``
+        (where :meth:`log` reads it off the symmetric part); cut: ``θ > π − tol("cut")``, where the result
+        is finite but unspecified. The results carry no graph (the inputs are read detached; use
+        :meth:`geodesic` to differentiate). ``x0, x1 [..., 9]``, ``t [...]`` (broadcast).
         """
         self._inputs(x0=x0, x1=x1)
-        R0 = _mat(x0)
-        w, s2, inv, theta = self._axis_angle(x0, x1)
-        phi = t[..., None] * theta
-        sin, cos = torch.sin(phi), torch.cos(phi)
-        beta = sin * inv
-        w_row = w.unsqueeze(-2)
-        P = torch.linalg.cross(R0, w_row, dim=-1)
-        Q = torch.linalg.cross(P, w_row, dim=-1).flatten(-2)
-        P = P.flatten(-2)
-        x_t = torch.addcmul(torch.addcmul(x0, beta, P), (1 - cos) * inv * inv, Q)
-        u_t = torch.addcmul(cos * P, beta, Q) * (theta * inv)
-        return x_t, u_t, (theta > math.pi - tol("cut", x0.dtype)).squeeze(-1)
+        lead = broadcast_shapes(x0.shape[:-1], x1.shape[:-1], t.shape)
+        R0, D = self._entries(x0.detach().expand(*lead, 9), x1.detach().expand(*lead, 9))
+        A = torch.empty_like(D)
+        w, s2, inv, theta = self._angle(R0, D, A)
+        phi = t.detach().expand(lead).reshape(-1) * theta
+        beta, gamma = torch.sin(phi).mul_(inv), (1 - torch.cos(phi)).mul_(inv).mul_(inv)
+        E = torch.mul((w * gamma).unsqueeze(1), w.unsqueeze(0), out=D)  # γ wwᵀ, in D's buffer
+        E.diagonal(0, 0, 1).add_((1 - gamma * s2).unsqueeze(-1))  # + (1 − γ s²) I
+        _add_hat(E, w * beta)  # + β hat(w)
+        x_t = _times(R0, E, out=A)
+        omega, u_t = w.mul_(theta * inv), R0  # ω = (θ/s) w; u_t = x_t hat(ω) in R0's buffer: rows x_k × ω
+        for j, (j1, j2) in enumerate(((1, 2), (2, 0), (0, 1))):
+            torch.mul(x_t[:, j1], omega[j2], out=u_t[:, j]).addcmul_(x_t[:, j2], omega[j1], value=-1)
+        cut = (theta > math.pi - tol("cut", x0.dtype)).view(lead)
+        return x_t.permute(2, 0, 1).reshape(*lead, 9), u_t.permute(2, 0, 1).reshape(*lead, 9), cut
 
     @staticmethod
-    def _axis_angle(x0, x1):
-        """``(w = sin θ · n, s² = |w|², 1/s, θ)`` of ``x0ᵀx1`` without a matrix product (see
-        :meth:`geodesic_and_cut`): ``w = ½ Σ_k d_k × r_k``, ``θ = atan2(s, 1 + ⟨R0, D⟩/2)``, ``D = x1 − x0``.
-        Shapes ``[..., 3]``, ``[..., 1]``, ``[..., 1]``, ``[..., 1]``."""
-        D = x1 - x0
-        wk = torch.linalg.cross(_mat(D), _mat(x0), dim=-1)  # rows d_k × r_k
-        w = (wk[..., 0, :] + wk[..., 1, :]).add_(wk[..., 2, :]).mul_(0.5)
-        s2 = row_dot(w, w)
-        inv = torch.rsqrt(s2.clamp_min(torch.finfo(x0.dtype).tiny))
-        return w, s2, inv, torch.atan2(s2 * inv, row_dot(x0, D).mul_(0.5).add_(1))
+    def _entries(x0, x1):
+        """Entry-major copies ``R0`` of ``x0`` and ``D = x1 − x0``: ``[..., 9] -> [3, 3, N]`` (``N`` the flattened
+        batch), ``R0[i, j]`` the ``(i, j)`` entries of all ``N`` matrices, contiguous. New buffers, always."""
+        R0 = x0.reshape(-1, 3, 3).permute(1, 2, 0).contiguous()
+        return R0, x1.reshape(-1, 3, 3).permute(1, 2, 0).contiguous().sub_(R0)
+
+    @staticmethod
+    def _angle(R0, D, A):
+        """``(w = sin θ · n [3, N], s² = |w|², 1/s, θ)`` (each ``[N]``) of ``R0ᵀR1`` from the entry-major
+        ``R0`` and ``D = R1 − R0`` (:meth:`_entries`) without a matrix product (see
+        :meth:`geodesic_and_cut`): ``A = R0ᵀD`` (written into ``A``), ``w = vee(A)``, ``θ = atan2(s, 1 + tr(A)/2)``."""
+        A = _times(R0.transpose(0, 1), D, out=A)  # A[i, j] = Σ_k R0[k, i] D[k, j]
+        w = torch.stack((A[2, 1] - A[1, 2], A[0, 2] - A[2, 0], A[1, 0] - A[0, 1])).mul_(0.5)
+        c = A.diagonal(0, 0, 1).sum(-1).mul_(0.5).add_(1)
+        s2 = (w * w).sum(0)
+        inv = torch.rsqrt(s2.clamp_min(torch.finfo(R0.dtype).tiny))
+        return w, s2, inv, torch.atan2(s2 * inv, c)
 
     def cut_locus_mask(self, x, y):
-        """``dist(x, y) > π − tol("cut")``, the angle from :meth:`_axis_angle` (cross products, no ``bmm``)."""
+        """``dist(x, y) > π − tol("cut")``, the angle of :meth:`_angle` (the fused pass's, no ``bmm``)."""
         self._inputs(x=x, y=y)
-        x, y = torch.broadcast_tensors(x, y)
-        return (self._axis_angle(x, y)[3] > math.pi - tol("cut", x.dtype)).squeeze(-1)
+        lead = broadcast_shapes(x.shape[:-1], y.shape[:-1])
+        R0, D = self._entries(x.detach().expand(*lead, 9), y.detach().expand(*lead, 9))
+        theta = self._angle(R0, D, torch.empty_like(D))[3]
+        return (theta > math.pi - tol("cut", x.dtype)).view(lead)
 
     def tangent_frame(self, x):
         """Columns ``R hat(e_i)`` (orthonormal for ``½ tr(UᵀV)``). ``[..., 9] -> [..., 9, 3]``."""

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gaugeflow.data import wrapped_mixture
-from gaugeflow.manifolds import FlatTorus, Hyperbolic, Sphere
+from gaugeflow.manifolds import SO3, FlatTorus, Hyperbolic, Sphere
 from gaugeflow.models import PlainFlow
 from gaugeflow.training import (CheckpointError, GeodesicPath, PremetricPath, TrainConfig, Trainer, rcfm_loss)
 from gaugeflow.training.prefetch import build_paths, chunk_size, step_loss
@@ -54,14 +54,23 @@ def test_any_chunk_size_trains_on_the_same_stream_and_pairs_to_rounding():
         assert h.loss != [] and got.stream_state().equal(ref.generator.get_state())  # 10 steps drawn, not more
 
 
-@pytest.mark.parametrize("M", [Sphere(2), FlatTorus(2), Hyperbolic(2)], ids=str)
+def _cut_end(M, x0):
+    """An end point at the cut locus of ``x0`` (antipode, half-way round the torus, a half-turn)."""
+    if isinstance(M, Sphere):
+        return -x0
+    if isinstance(M, SO3):
+        return (x0.view(-1, 3, 3) * torch.tensor([-1.0, -1.0, 1.0])).reshape(x0.shape)  # R diag(−1, −1, 1)
+    return x0 + torch.pi
+
+
+@pytest.mark.parametrize("M", [Sphere(2), FlatTorus(2), Hyperbolic(2), SO3()], ids=str)
 def test_each_step_gets_the_path_and_loss_it_gets_alone(M):
     K, b = 4, 64
     g = torch.Generator().manual_seed(5)
     x0, x1 = M.random_base(K * b, generator=g), M.random_base(K * b, generator=g)
     t = torch.rand(K * b, generator=g)
     if M.injectivity_radius < float("inf"):
-        x1[2 * b] = -x0[2 * b] if isinstance(M, Sphere) else x0[2 * b] + torch.pi  # at the cut locus
+        x1[2 * b] = _cut_end(M, x0[2 * b])  # at the cut locus
     path = GeodesicPath(M)
     steps = build_paths(path, x0, x1, t, K)
     torch.manual_seed(1)
@@ -79,6 +88,24 @@ def test_each_step_gets_the_path_and_loss_it_gets_alone(M):
         ps = path.sample(x0, x1, t, host_checks=False, batches=K)
         assert int(ps.n_cut) >= 1 and torch.equal(ps.x0[2 * b], x0[3 * b - 1])
         assert not torch.equal(ps.x0[2 * b], x0[2 * b - 1])  # not the previous step's (what a plain roll gives)
+
+
+@pytest.mark.parametrize("M", [Sphere(2), SO3()], ids=str)
+@pytest.mark.parametrize("batches", [1, 3])
+def test_the_device_round_is_a_roll_within_each_batch(M, batches):
+    """The on-device round gives each cut pair the start point of the previous pair of its own batch
+    (the first pair: the batch's last), bit for bit what a roll per batch and a row mask give."""
+    b = 6
+    g = torch.Generator().manual_seed(8)
+    x0, x1 = M.random_base(batches * b, generator=g), M.random_base(batches * b, generator=g)
+    hit = [0, 4, b * (batches - 1) + 1]
+    x1[hit] = _cut_end(M, x0[hit])
+    x0_new, n_cut, n_resampled = GeodesicPath(M)._replace_cut_on_device(x0, x1, batches)
+    cut = M.cut_locus_mask(x0, x1)
+    rolled = x0.unflatten(0, (batches, b)).roll(1, 1).flatten(0, 1)
+    assert int(n_cut) == int(n_resampled) == len(set(hit)) == int(cut.sum())
+    assert torch.equal(x0_new, torch.where(cut.unsqueeze(-1), rolled, x0))
+    assert torch.equal(x0_new[0], x0[b - 1]) and not bool(M.cut_locus_mask(x0_new, x1)[hit].any())
 
 
 def test_masked_pairs_count_per_step_and_carry_no_gradient():

@@ -106,6 +106,26 @@ def test_float32_fused_path_matches_the_exact_one(M):
     assert float((u_ref - u_t)[far].abs().max()) < 5e-5 * max(1.0, float(u_ref.abs().max()))
 
 
+@pytest.mark.parametrize("M", FUSED, ids=repr)
+def test_fused_pass_leaves_its_inputs_alone_and_broadcasts(M):
+    """The passes work in place on their own buffers (SO(3): entry-major copies); the endpoints, times
+    and a gradient-tracking input are untouched, one point against a batch broadcasts, and an empty
+    batch gives empty results."""
+    x0, x1, t = _pairs(M, n=8, seed=7)
+    kept = [v.clone() for v in (x0, x1, t)]
+    a = x0.clone().requires_grad_(True)
+    x_t, u_t, cut = M.geodesic_and_cut(a, x1, t)
+    M.cut_locus_mask(a, x1)
+    assert all(torch.equal(v, k) for v, k in zip((x0, x1, t), kept)) and torch.equal(a.detach(), x0)
+    one = M.geodesic_and_cut(x0[3], x1, t)
+    x_ref, u_ref = M.geodesic(x0[3].expand_as(x1), x1, t)
+    assert one[0].shape == x1.shape and bool(torch.equal(one[2], M.cut_locus_mask(x0[3], x1)))
+    torch.testing.assert_close(one[0], x_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(one[1], u_ref, rtol=0, atol=1e-12)
+    empty = M.geodesic_and_cut(x0[:0], x1[:0], t[:0])
+    assert [v.shape[0] for v in empty] == [0, 0, 0] and M.cut_locus_mask(x0[:0], x1[:0]).shape == (0,)
+
+
 def test_the_default_hook_is_geodesic_and_cut_locus_mask():
     M = Product(Sphere(2), FlatTorus(1))
     assert type(M).geodesic_and_cut is Manifold.geodesic_and_cut

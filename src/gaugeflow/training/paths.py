@@ -162,15 +162,18 @@ class GeodesicPath:
         """The cut-locus round without a host read, before the path is built.
 
         Cut start points take the start point of the previous pair of the same batch (``x0.roll(1, 0)``
-        within each of the ``batches`` consecutive batches, see the module docstring). Returns
-        ``(x0, n_cut, n_resampled)``, the counts as 0-dim tensors; the caller masks the pairs still cut.
+        within each of the ``batches`` consecutive batches, see the module docstring), gathered as rows.
+        Returns ``(x0, n_cut, n_resampled)``, the counts as 0-dim tensors; the caller masks the pairs still cut.
         """
         cut = self.manifold.cut_locus_mask(x0, x1)
         n_cut = cut.sum()
         if self.cut_locus != "resample" or self.max_resample == 0:
             return x0, n_cut, torch.zeros_like(n_cut)
-        prev = x0.roll(1, 0) if batches == 1 else x0.unflatten(0, (batches, -1)).roll(1, 1).flatten(0, 1)
-        return torch.where(cut.unsqueeze(-1), prev, x0), n_cut, n_cut
+        rows = torch.arange(x0.shape[0], device=x0.device)
+        prev = rows.view(batches, -1).roll(1, 1).view(-1)  # the previous row of the same batch
+        # one row gather instead of a roll and a [B, D] torch.where on a [B, 1] mask (whose D-long inner
+        # loop costs twice the gather on CPU); the same rows, bit for bit
+        return x0.index_select(0, torch.where(cut, prev, rows)), n_cut, n_cut
 
     def _resolve_cut_on_device(self, x0: torch.Tensor, x1: torch.Tensor, generator: Optional[torch.Generator],
                                batches: int = 1):
