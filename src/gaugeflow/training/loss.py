@@ -58,6 +58,17 @@ def _squared_error(manifold: Manifold, x_t: torch.Tensor, v: torch.Tensor, u_t: 
     return sq.sum() if reduction == "sum" else sq.mean()
 
 
+def _masked_mean(manifold: Manifold, x_t: torch.Tensor, v: torch.Tensor, u_t: torch.Tensor, valid: torch.Tensor,
+                 n_used: Union[int, torch.Tensor]) -> torch.Tensor:
+    """``Σ_{valid} ‖v_i − u_i‖²_{g(x_i)} / n_used`` with the mask on the device (no host read).
+
+    Masked rows regress onto the network's own detached output: zero error, zero gradient, whatever
+    ``u_t`` holds there. ``valid``: ``[B, 1]`` bool; ``n_used``: the divisor (at least 1).
+    """
+    target = torch.where(valid, u_t, v.detach())
+    return _squared_error(manifold, x_t, v, target, "sum") / n_used
+
+
 def rcfm_loss(
     model: nn.Module,
     x0: torch.Tensor,
@@ -110,9 +121,7 @@ def rcfm_loss(
     v = model(ps.x_t, ps.t)
     n_used = ps.x_t.shape[0] - ps.n_masked
     if isinstance(ps.n_masked, torch.Tensor):  # masks kept on the device: no host read
-        # masked rows regress onto the network's own (detached) output: zero error, zero gradient
-        target = torch.where(ps.valid.unsqueeze(-1), ps.u_t, v.detach())
-        loss = _squared_error(manifold, ps.x_t, v, target, "sum") / n_used.clamp_min(1)
+        loss = _masked_mean(manifold, ps.x_t, v, ps.u_t, ps.valid.unsqueeze(-1), n_used.clamp_min(1))
         return (loss, LossInfo(n_used, ps.n_cut, ps.n_resampled, ps.n_masked)) if return_info else loss
     if n_used == 0:
         raise ValueError("rcfm_loss: every pair of the batch lies at the cut locus; nothing to train on")

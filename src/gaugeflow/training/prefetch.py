@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Optional, Union
 import torch
 
 from ..geometry.manifold import Manifold
-from .loss import _squared_error
+from .loss import _masked_mean, _squared_error
 from .paths import GeodesicPath
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -96,8 +96,7 @@ def step_loss(model: torch.nn.Module, manifold: Manifold, step: StepPath) -> tor
     v = model(step.x_t, step.t)
     if step.valid is None:
         return _squared_error(manifold, step.x_t, v, step.u_t, "mean")
-    target = torch.where(step.valid, step.u_t, v.detach())
-    return _squared_error(manifold, step.x_t, v, target, "sum") / step.n_used
+    return _masked_mean(manifold, step.x_t, v, step.u_t, step.valid, step.n_used)
 
 
 class PathQueue:
