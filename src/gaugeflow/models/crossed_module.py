@@ -171,7 +171,10 @@ def _with_l1(c, B: torch.Tensor, W: torch.Tensor, n: int, l2_read: torch.Tensor)
 
 
 class _DualProducts(torch.autograd.Function):
-    """``W l2(B, V)`` as the dual-number products; outputs ``(value [N, D], *saved matrices)`` (the latter non-differentiable)."""
+    """``W l2(B, V)`` as the dual-number products.
+
+    Outputs ``(value [N, D], *matrices)``; the matrices are kept for the adjoints and non-differentiable.
+    """
 
     generate_vmap_rule = True
 
@@ -205,9 +208,10 @@ class _DualProducts(torch.autograd.Function):
 
 
 def _dual_parts(g, B: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """``(W l2(B, V) [N, D], Xr = [X1 | X0] [N, k, 2k], Ys = [Y0 ; Y1] [N, 2k, k], X0 Y0, X1 Y0 + X0 Y1 [N, k, k], Hs [D, 2k²])``.
+    """``(W l2(B, V) [N, D], Xr, Ys, T0, T1, Hs)``.
 
-    ``Hs`` holds ``[hat(W1_r) ; hat(W0_r)]`` flattened per output row ``r``.
+    ``Xr = [X1 | X0] [N, k, 2k]``, ``Ys = [Y0 ; Y1] [N, 2k, k]``, ``T0 = X0 Y0``, ``T1 = X1 Y0 + X0 Y1``
+    (``[N, k, k]``); ``Hs [D, 2k²]`` holds ``[hat(W1_r) ; hat(W0_r)]`` flattened per output row ``r``.
     """
     k = g.k
     N, kk = B.shape[0], k * k
@@ -222,7 +226,9 @@ def _dual_parts(g, B: torch.Tensor, V: torch.Tensor, W: torch.Tensor) -> tuple[t
 
 
 def _dual_adjoints(g, grad, Xr, Ys, T0, T1, Hs, dim_l: int, want_w: bool) -> tuple:
-    """``(∂B, ∂V, ∂W)`` of :func:`_dual_parts`'s value for the cotangent ``grad [N, D]`` (differentiable expressions).
+    """``(∂B, ∂V, ∂W)`` of :func:`_dual_parts`'s value for the cotangent ``grad [N, D]``.
+
+    Differentiable expressions of their arguments (the backward of a backward is autograd's).
 
     With ``[G1 ; G0] = grad Hs`` and ``Xᵀ = −X``: ``−∂X0 = G0 Y0 + G1 Y1``, ``−∂X1 = G1 Y0``,
     ``−∂Y0 = [X1 | X0] [G1 ; G0]``, ``−∂Y1 = X0 G1``; coordinates ``∂ξ_(i,j) = ∂X_ij − ∂X_ji`` by
@@ -254,9 +260,12 @@ _LAYOUTS: dict = {}
 
 
 def _dual_layout(g, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
-    """Gathers and signs, from ``so(k) ⊕ so(k)`` coordinates, of ``[X1 | X0]`` (``[k, 2k]``) and ``[Y0 ; Y1]`` (``[2k, k]``),
-    flat; ``(up, lo)``: the flat positions of ``(i, j)`` and ``(j, i)``, ``i < j``, in a ``k × k`` matrix; the gather
-    of ``[H1 ; H0]`` (same signs as ``[Y0 ; Y1]``)."""
+    """Index tensors of the dual form, cached per ``(k, device, dtype)``.
+
+    Gathers and signs, from ``so(k) ⊕ so(k)`` coordinates, of ``[X1 | X0]`` (``[k, 2k]``) and
+    ``[Y0 ; Y1]`` (``[2k, k]``), flat; ``(up, lo)``: the flat positions of ``(i, j)`` and ``(j, i)``,
+    ``i < j``, in a ``k × k`` matrix; the gather of ``[H1 ; H0]`` (same signs as ``[Y0 ; Y1]``).
+    """
     key = (g.k, str(device), dtype)
     hit = _LAYOUTS.get(key)
     if hit is None:
