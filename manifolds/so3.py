@@ -309,7 +309,8 @@ class SpecialOrthogonal(Manifold):
         """Entry-major copies ``R0`` of ``x0`` and ``D = x1 − x0``: ``[..., 9] -> [3, 3, N]`` (``N`` the flattened
         batch), ``R0[i, j]`` the ``(i, j)`` entries of all ``N`` matrices, contiguous. New buffers, always."""
         R0 = x0.reshape(-1, 3, 3).permute(1, 2, 0).contiguous()
-        return R0, x1.reshape(-1, 3, 3).permute(1, 2, 0).contiguous().sub_(R0)
+        D = torch.sub(x1.reshape(-1, 3, 3).permute(1, 2, 0), R0, out=torch.empty_like(R0))  # x1 read in place
+        return R0, D
 
     @staticmethod
     def _angle(R0, D, A):
@@ -317,9 +318,12 @@ class SpecialOrthogonal(Manifold):
         ``R0`` and ``D = R1 − R0`` (:meth:`_entries`) without a matrix product (see
         :meth:`geodesic_and_cut`): ``A = R0ᵀD`` (written into ``A``), ``w = vee(A)``, ``θ = atan2(s, 1 + tr(A)/2)``."""
         A = _times(R0.transpose(0, 1), D, out=A)  # A[i, j] = Σ_k R0[k, i] D[k, j]
-        w = torch.stack((A[2, 1] - A[1, 2], A[0, 2] - A[2, 0], A[1, 0] - A[0, 1])).mul_(0.5)
-        c = A.diagonal(0, 0, 1).sum(-1).mul_(0.5).add_(1)
-        s2 = (w * w).sum(0)
+        w = A.new_empty(3, A.shape[-1])
+        for a, (i, j) in enumerate(((2, 1), (0, 2), (1, 0))):
+            torch.sub(A[i, j], A[j, i], out=w[a])
+        w.mul_(0.5)
+        c = (A[0, 0] + A[1, 1]).add_(A[2, 2]).mul_(0.5).add_(1)
+        s2 = (w[0] * w[0]).addcmul_(w[1], w[1]).addcmul_(w[2], w[2])
         inv = torch.rsqrt(s2.clamp_min(torch.finfo(R0.dtype).tiny))
         return w, s2, inv, torch.atan2(s2 * inv, c)
 
