@@ -54,9 +54,41 @@ def _grouped(cs: list[dict]) -> str:
     return " — ".join(parts)
 
 
+#: the at-a-glance table's columns: (heading, budget, partner of each gauge model)
+GLANCE = (("vs own α ≡ 0, equal steps", "equal-steps", "{m}-a0"),
+          ("vs param-matched, equal steps", "equal-steps", "plain-params"),
+          ("vs time-matched, equal seconds", "equal-seconds", "plain-time"),
+          ("vs param-matched, longest", "converged", "plain-params"),
+          ("vs time-matched, longest", "converged", "plain-time"))
+_MARK = {"better": "better", "worse": "worse", "no clear difference": "tie", "identical": "identical"}
+
+
+def glance(comps: list[dict], rows: list[dict]) -> list[str]:
+    """One row per data set (full training set): how the three gauge models (GFM, HGFM, TGFM, in that order)
+    fare in each of the verdict's main comparisons, and the best model at the longest budget."""
+    head = "| data | " + " | ".join(g[0] for g in GLANCE) + " | best at the longest budget |"
+    lines = ["At a glance (full training sets; each cell: GFM / HGFM / TGFM against the named partner, paired t-test "
+             f"over seeds at p < 0.05, *tie* = no clear difference; the rows behind each cell are cited below):", "",
+             head, "|---|" + "---|" * (len(GLANCE) + 1)]
+    conv = [r for r in rows if r["budget"] == "converged" and r["size"] == "full" and math.isfinite(r["test_nll"])]
+    for d in dict.fromkeys(c["dataset"] for c in comps if c["size"] == "full"):
+        cells = []
+        for _, budget, partner in GLANCE:
+            marks = []
+            for m in GAUGE:
+                hit = [c for c in comps if (c["dataset"], c["size"], c["budget"], c["a"], c["b"])
+                       == (d, "full", budget, m, partner.format(m=m))]
+                marks.append(_MARK[hit[0]["verdict"]] if hit else "–")
+            cells.append(" / ".join(marks))
+        best = min((r for r in conv if r["dataset"] == d), key=lambda r: r["test_nll"], default=None)
+        cells.append(f"{best['label']} ({best['id']})" if best else "–")
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def verdict(comps: list[dict], rows: list[dict], runs: list[dict], today: float | None) -> list[str]:
     """Plain-words verdict; each claim cites a comparison (C…) or summary (R…) row with its spread."""
-    lines = []
+    lines = glance(comps, rows)
     for title, budget, size, partner in QUESTIONS:
         out = []
         for m in GAUGE:
