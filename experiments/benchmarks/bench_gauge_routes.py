@@ -9,8 +9,10 @@ version is imported in its own process, so both can be called ``gaugeflow``. Bot
 the same model (same seed, same data) for a case; then the parent asks them in turn, order
 alternating, to time ``--steps`` steps, ``--reps`` times. A burst of load from other processes
 thus hits both alike. Reported per case: the median CPU time per step of each side
-(``time.process_time``: on a shared machine it does not count waiting for a core) and the median
-of the per-repetition ratios new / old.
+(``time.process_time``: on a shared machine it does not count waiting for a core), the median
+of the per-repetition ratios new / old, and each side's median minor page faults per step (a
+diagnosis: on a VM where a fault costs microseconds, which allocations reach the kernel depends on
+the allocator's history in that process and moves a step by several per cent between runs).
 
 Acceptance (issue 15): new / old ≤ ``--target`` (1.20) at every k in {3, 8, 16, 32} for both
 models on S² and ℝ^k. The exit status is 1 when a case exceeds it.
@@ -79,6 +81,15 @@ def _build(case: dict):
     return step
 
 
+def _minor_faults() -> int:
+    """Minor page faults of this process so far (0 where ``resource`` is unavailable)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 0
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 def worker(root: str, threads: int) -> None:
     """Serve ``{"case": …}`` (build and warm up) and ``{"time": n}`` (CPU seconds per step) requests on stdin."""
     _import_library(Path(root))
@@ -94,11 +105,12 @@ def worker(root: str, threads: int) -> None:
                 step()
             reply = {"ok": True}
         else:
-            c0, w0 = time.process_time(), time.perf_counter()
+            f0, c0, w0 = _minor_faults(), time.process_time(), time.perf_counter()
             for _ in range(request["time"]):
                 step()
             n = request["time"]
-            reply = {"cpu": (time.process_time() - c0) / n, "wall": (time.perf_counter() - w0) / n}
+            reply = {"cpu": (time.process_time() - c0) / n, "wall": (time.perf_counter() - w0) / n,
+                     "faults": (_minor_faults() - f0) / n}
         print(json.dumps(reply), flush=True)
 
 
@@ -142,11 +154,14 @@ def run(args) -> list[dict]:
                     case = {"model": model, "base": base, "k": k, "width": args.width, "batch": args.batch}
                     for w in sides.values():
                         w.ask({"case": case})
-                    times = {name: [] for name in sides}
+                    times, faults = {name: [] for name in sides}, {name: [] for name in sides}
                     for r in range(args.reps):
                         for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
-                            times[name].append(sides[name].ask({"time": args.steps})["cpu"])
-                    row = dict(case, **{f"{n}_ms": 1e3 * statistics.median(t) for n, t in times.items()})
+                            reply = sides[name].ask({"time": args.steps})
+                            times[name].append(reply["cpu"])
+                            faults[name].append(reply["faults"])
+                    row = dict(case, **{f"{n}_ms": 1e3 * statistics.median(t) for n, t in times.items()},
+                               **{f"{n}_faults": statistics.median(f) for n, f in faults.items()})
                     if "old" in sides:
                         row["ratio"] = statistics.median(a / b for a, b in zip(times["new"], times["old"]))
                     rows.append(row)
@@ -162,7 +177,8 @@ def _format(row: dict, target: float) -> str:
     if "ratio" in row:
         verdict = "ok" if row["ratio"] <= target else "OVER"
         text += f"  old {row['old_ms']:8.2f} ms  new/old {row['ratio']:.2f} ({verdict})"
-    return text
+    faults = " / ".join(f"{row[f'{n}_faults']:.0f}" for n in ("new", "old") if f"{n}_faults" in row)
+    return text + f"  page faults per step {faults}"
 
 
 def main(argv=None) -> int:
