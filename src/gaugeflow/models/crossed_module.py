@@ -239,16 +239,21 @@ def _dual_adjoints(g, grad, Xr, Ys, T0, T1, Hs, dim_l: int, want_w: bool) -> tup
     up, lo = _dual_layout(g, Xr.device, Xr.dtype)[4:6]
     Gs = (grad @ Hs).view(N, 2 * k, k)
     G1, Y0, X0 = Gs[:, :k], Ys[:, :k], Xr[:, :, k:]
-    GY0 = torch.bmm(Gs, Y0)  # [G1 Y0 ; G0 Y0]
-    minus = (torch.baddbmm(GY0[:, k:], G1, Ys[:, k:]), GY0[:, :k], torch.bmm(Xr, Gs), torch.bmm(X0, G1))
 
     def pairs(M, a, b):  # M[:, a] − M[:, b] on the flattened k × k matrix
         M = M.reshape(M.shape[0], kk)
         return M.index_select(-1, a) - M.index_select(-1, b)
 
+    # each product is read back to coordinates as soon as it is formed, so few [N, k, k] temporaries live at once
+    GY0 = torch.bmm(Gs, Y0)  # [G1 Y0 ; G0 Y0]
+    dX1 = pairs(GY0[:, :k], lo, up)
+    dX0 = pairs(torch.baddbmm(GY0[:, k:], G1, Ys[:, k:]), lo, up)
+    del GY0
     zeros = grad.new_zeros(N, dim_l - 2 * n)
-    dB = torch.cat([pairs(minus[0], lo, up), pairs(minus[1], lo, up), zeros], -1)
-    dV = torch.cat([pairs(minus[2], lo, up), pairs(minus[3], lo, up), zeros], -1)
+    dB = torch.cat([dX0, dX1, zeros], -1)
+    del dX0, dX1
+    dY0 = pairs(torch.bmm(Xr, Gs), lo, up)
+    dV = torch.cat([dY0, pairs(torch.bmm(X0, G1), lo, up), zeros], -1)
     if not want_w:
         return dB, dV, None
     gT = grad.T  # ∂H_r = Σ_samples grad_r T, read as ∂w = ∂H[up] − ∂H[lo]
