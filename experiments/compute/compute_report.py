@@ -247,7 +247,7 @@ def write_report(out: Path, report: Path, cfg: dict, variant: str, planned: list
     # parts' evaluation costs carry over to the full study only when they ran with its settings
     timing = timing_rows(runs, curve, solver, probed) if variant == "full" else [dict(p, source="probe") for p in probed]
     est = estimate(full_cfg or cfg, calib, runs, curve, timing)
-    text = render(cfg, variant, planned, done, rows, comps, calib, solver, files, report, est, timing, runs)
+    text = render(cfg, variant, planned, done, rows, comps, calib, solver, files, report, est, timing, runs, curve)
     report.write_text(text, encoding="utf-8")
     (out / "compute_estimate.json").write_text(json.dumps(est, indent=2), encoding="utf-8")
     return report
