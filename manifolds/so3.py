@@ -36,7 +36,7 @@ from gaugeflow.geometry._generic import nan_unless_finite
 from gaugeflow.geometry.base import BaseDistribution
 from gaugeflow.geometry.manifold import Manifold, safe_norm, safe_sqrt
 
-from ._series import cos_sq, sin_over
+from ._series import column, cos_sq, sin_over
 
 __all__ = ["SpecialOrthogonal", "SO3", "HaarSO3", "hat", "vee", "rotation_exp", "rotation_log",
            "quaternion_to_matrix", "LOG_VOLUME_SO3"]
@@ -124,19 +124,29 @@ def _mat(x: torch.Tensor) -> torch.Tensor:
     return x.unflatten(-1, (3, 3))
 
 
+#: ``hat(v)`` in entry-major form: entry ``3i + j`` gets ``sign · v_k`` (``(0, 1) = −v₂``, ``(1, 0) = v₂``, ...)
+_HAT_AT, _HAT_FROM, _HAT_SIGN = (1, 3, 5, 7, 6, 2), (2, 2, 0, 0, 1, 1), (-1.0, 1.0, -1.0, 1.0, -1.0, 1.0)
+#: ``vee`` of the skew part in entry-major form: ``w_a = A[3i + j] − A[3j + i]`` for ``(i, j) = (2, 1), (0, 2), (1, 0)``
+_VEE_PLUS, _VEE_MINUS = (7, 2, 3), (5, 6, 1)
+
+
+def _rows_of(values: tuple, like: torch.Tensor) -> torch.Tensor:
+    """A cached constant index vector (``like``'s device)."""
+    return column(values, torch.int64, like.device).view(-1)
+
+
 def _add_hat(E: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``E += hat(v)`` in place for entry-major matrices ``E [3, 3, N]`` and vectors ``v [3, N]``."""
-    for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):  # hat(v)_ij = −v_k, hat(v)_ji = v_k (cyclic i, j, k)
-        E[i, j].sub_(v[k])
-        E[j, i].add_(v[k])
+    """``E += hat(v)`` in place for entry-major matrices ``E [3, 3, N]`` and vectors ``v [3, N]`` (one ``index_add_``)."""
+    src = v.index_select(0, _rows_of(_HAT_FROM, v)) * column(_HAT_SIGN, v.dtype, v.device)
+    E.view(9, -1).index_add_(0, _rows_of(_HAT_AT, v), src)
     return E
 
 
 def _times(X: torch.Tensor, Y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """The ``N`` products ``X Y`` of entry-major ``3 × 3`` matrices (``[3, 3, N]``) written into ``out`` as
     three broadcast multiply-adds, ``Σ_i X[:, i] ⊗ Y[i]``. ``out`` must not share memory with ``X`` or ``Y``."""
-    torch.mul(X[:, 0:1], Y[0:1], out=out)
-    return out.addcmul_(X[:, 1:2], Y[1:2]).addcmul_(X[:, 2:3], Y[2:3])
+    x, y = X.unsqueeze(2).unbind(1), Y.unbind(0)  # X[:, i] as [3, 1, N], Y[i] as [3, N] (broadcasts as [1, 3, N])
+    return torch.mul(x[0], y[0], out=out).addcmul_(x[1], y[1]).addcmul_(x[2], y[2])
 
 
 class HaarSO3(BaseDistribution):
@@ -299,8 +309,9 @@ class SpecialOrthogonal(Manifold):
         _add_hat(E, w * beta)  # + β hat(w)
         x_t = _times(R0, E, out=A)
         omega, u_t = w.mul_(theta * inv), R0  # ω = (θ/s) w; u_t = x_t hat(ω) in R0's buffer: rows x_k × ω
+        x, u, o = x_t.unbind(1), u_t.unbind(1), omega.unbind(0)  # columns [3, N]; ω_j [N]
         for j, (j1, j2) in enumerate(((1, 2), (2, 0), (0, 1))):
-            torch.mul(x_t[:, j1], omega[j2], out=u_t[:, j]).addcmul_(x_t[:, j2], omega[j1], value=-1)
+            torch.mul(x[j1], o[j2], out=u[j]).addcmul_(x[j2], o[j1], value=-1)
         cut = (theta > math.pi - tol("cut", x0.dtype)).view(lead)
         return x_t.permute(2, 0, 1).reshape(*lead, 9), u_t.permute(2, 0, 1).reshape(*lead, 9), cut
 
@@ -318,12 +329,10 @@ class SpecialOrthogonal(Manifold):
         ``R0`` and ``D = R1 − R0`` (:meth:`_entries`) without a matrix product (see
         :meth:`geodesic_and_cut`): ``A = R0ᵀD`` (written into ``A``), ``w = vee(A)``, ``θ = atan2(s, 1 + tr(A)/2)``."""
         A = _times(R0.transpose(0, 1), D, out=A)  # A[i, j] = Σ_k R0[k, i] D[k, j]
-        w = A.new_empty(3, A.shape[-1])
-        for a, (i, j) in enumerate(((2, 1), (0, 2), (1, 0))):
-            torch.sub(A[i, j], A[j, i], out=w[a])
-        w.mul_(0.5)
-        c = (A[0, 0] + A[1, 1]).add_(A[2, 2]).mul_(0.5).add_(1)
-        s2 = (w[0] * w[0]).addcmul_(w[1], w[1]).addcmul_(w[2], w[2])
+        A9 = A.view(9, -1)
+        w = (A9.index_select(0, _rows_of(_VEE_PLUS, A)) - A9.index_select(0, _rows_of(_VEE_MINUS, A))).mul_(0.5)
+        c = A9[::4].sum(0).mul_(0.5).add_(1)  # 1 + tr(A)/2
+        s2 = (w * w).sum(0)
         inv = torch.rsqrt(s2.clamp_min(torch.finfo(R0.dtype).tiny))
         return w, s2, inv, torch.atan2(s2 * inv, c)
 
