@@ -123,7 +123,14 @@ def run(bench: Bench, widths=(64, 256)) -> list[Row]:
 
 
 if __name__ == "__main__":
+    import argparse
+
     from _harness import format_table
 
-    b = Bench(torch.device("cpu"), reps=20)
-    print(format_table(run(b)))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=20, help="timed repetitions per side (medians reported)")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(format_table(run(Bench(torch.device("cpu"), reps=args.reps))))
