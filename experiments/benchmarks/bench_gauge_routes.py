@@ -189,7 +189,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=["GaugeFlow", "HigherGaugeFlow"], choices=["GaugeFlow", "HigherGaugeFlow"])
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--batch", type=int, default=1024)
-    parser.add_argument("--reps", type=int, default=11, help="timed repetitions per side and case (medians reported)")
+    parser.add_argument("--reps", type=int, default=21,
+                        help="timed repetitions per side and case (medians reported; with fewer, one slow stretch of a shared machine can decide a cell)")
     parser.add_argument("--steps", type=int, default=5, help="training steps per repetition")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads in each worker")
     parser.add_argument("--target", type=float, default=TARGET)
