@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 from pathlib import Path
 
 from compute_models import LABELS
@@ -109,10 +110,7 @@ def _late_slopes(rows: list[dict], curve) -> list[str]:
         xs = sorted(s for s in pts if s >= max(pts, default=0) / 2)
         if len(xs) < 2:
             continue
-        lx = [math.log2(s) for s in xs]
-        ly = [sum(pts[s]) / len(pts[s]) for s in xs]
-        mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
-        b = sum((a - mx) * (c - my) for a, c in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+        b = statistics.linear_regression([math.log2(s) for s in xs], [statistics.fmean(pts[s]) for s in xs]).slope
         out.append(f"{d}/{size} {best['label']} {b:+.3f}")
     if not out:
         return []

@@ -225,6 +225,7 @@ def _sample_inputs(samples: list[dict], rows: list[dict], cfg: dict) -> tuple[li
 
 def write_report(out: Path, report: Path, cfg: dict, variant: str, planned: list[str], full_cfg: dict | None = None) -> Path:
     """Render ``report`` (and its figures beside it in ``figures/``) from the CSVs in ``out``."""
+    from compute_part import part_id
     from compute_render import render
     from run import settings_key  # the one definition of a part's settings
 
@@ -233,12 +234,12 @@ def write_report(out: Path, report: Path, cfg: dict, variant: str, planned: list
 
     def pick(rows: list[dict]) -> list[dict]:
         return [r for r in rows if keys.get((r["dataset"], r["model"])) == r.get("settings_key")
-                and f"{r['dataset']}__{r['size']}__{r['model']}__s{int(r['seed'])}" in wanted]
+                and part_id(r["dataset"], r["size"], r["model"], int(r["seed"])) in wanted]
 
     runs, curve, solver = (pick(read_table(out, t)) for t in ("runs", "curve", "solver"))
     calib = [c for c in _read(out / "compute_calibration.csv") if c["candidate"] == "False"]
     rows, comps = summary(runs), comparisons(runs)
-    done = sorted({f"{r['dataset']}__{r['size']}__{r['model']}__s{int(r['seed'])}" for r in runs})
+    done = sorted({part_id(r["dataset"], r["size"], r["model"], int(r["seed"])) for r in runs})
     figs = report.parent / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     files = compute_figures.learning_curves(curve, figs) + compute_figures.solver_figure(solver, figs)
