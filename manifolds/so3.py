@@ -36,7 +36,8 @@ from gaugeflow.geometry._generic import nan_unless_finite
 from gaugeflow.geometry.base import BaseDistribution
 from gaugeflow.geometry.manifold import Manifold, safe_norm, safe_sqrt
 
-from ._series import column, cos_sq, sin_over
+from . import _so3_entries as _em
+from ._series import cos_sq, sin_over
 
 __all__ = ["SpecialOrthogonal", "SO3", "HaarSO3", "hat", "vee", "rotation_exp", "rotation_log",
            "quaternion_to_matrix", "LOG_VOLUME_SO3"]
@@ -122,31 +123,6 @@ def _horn(M: torch.Tensor) -> torch.Tensor:
 
 def _mat(x: torch.Tensor) -> torch.Tensor:
     return x.unflatten(-1, (3, 3))
-
-
-#: ``hat(v)`` in entry-major form: entry ``3i + j`` gets ``sign · v_k`` (``(0, 1) = −v₂``, ``(1, 0) = v₂``, ...)
-_HAT_AT, _HAT_FROM, _HAT_SIGN = (1, 3, 5, 7, 6, 2), (2, 2, 0, 0, 1, 1), (-1.0, 1.0, -1.0, 1.0, -1.0, 1.0)
-#: ``vee`` of the skew part in entry-major form: ``w_a = A[3i + j] − A[3j + i]`` for ``(i, j) = (2, 1), (0, 2), (1, 0)``
-_VEE_PLUS, _VEE_MINUS = (7, 2, 3), (5, 6, 1)
-
-
-def _rows_of(values: tuple, like: torch.Tensor) -> torch.Tensor:
-    """A cached constant index vector (``like``'s device)."""
-    return column(values, torch.int64, like.device).view(-1)
-
-
-def _add_hat(E: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """``E += hat(v)`` in place for entry-major matrices ``E [3, 3, N]`` and vectors ``v [3, N]`` (one ``index_add_``)."""
-    src = v.index_select(0, _rows_of(_HAT_FROM, v)) * column(_HAT_SIGN, v.dtype, v.device)
-    E.view(9, -1).index_add_(0, _rows_of(_HAT_AT, v), src)
-    return E
-
-
-def _times(X: torch.Tensor, Y: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """The ``N`` products ``X Y`` of entry-major ``3 × 3`` matrices (``[3, 3, N]``) written into ``out`` as
-    three broadcast multiply-adds, ``Σ_i X[:, i] ⊗ Y[i]``. ``out`` must not share memory with ``X`` or ``Y``."""
-    x, y = X.unsqueeze(2).unbind(1), Y.unbind(0)  # X[:, i] as [3, 1, N], Y[i] as [3, N] (broadcasts as [1, 3, N])
-    return torch.mul(x[0], y[0], out=out).addcmul_(x[1], y[1]).addcmul_(x[2], y[2])
 
 
 class HaarSO3(BaseDistribution):
@@ -278,71 +254,36 @@ class SpecialOrthogonal(Manifold):
     def geodesic_and_cut(self, x0, x1, t):
         """:meth:`geodesic` and :meth:`cut_locus_mask` in one pass, for data (no graph; no ``bmm``).
 
-        With ``D = R1 − R0`` and ``A = R0ᵀD`` (``R0ᵀR1 = I + A``): ``w = vee(A) = sin θ · n``,
-        ``cos θ = 1 + tr(A)/2``, ``s = |w|``, ``θ = atan2(s, cos θ)`` (:meth:`_angle`). With Rodrigues in
-        ``hat(w)`` (``hat(w)² = wwᵀ − s² I``):
+        With ``D = R1 − R0`` and ``A = R0ᵀD`` (``R0ᵀR1 = I + A``): ``v = 2 vee(A) = 2 sin θ · n``,
+        ``c₂ = 2 cos θ = 2 + tr(A)``, ``θ = atan2(|v|, c₂)``, ``φ = tθ``, and Rodrigues in ``n = v/|v|``:
 
-            x_t = R0 E,  E = I + (sin(tθ)/s) hat(w) + ((1 − cos(tθ))/s²)(wwᵀ − s² I),   u_t = x_t hat((θ/s) w).
+            x_t = R0 E,  E = cos φ I + sin φ hat(n) + (1 − cos φ) nnᵀ,   u_t = x_t hat(θ n).
 
-        Layout (issue 19, docs/performance.md): the batch is copied entry-major (:meth:`_entries`,
-        ``[3, 3, N]``: each entry of the ``N`` matrices contiguous), so every operation is one long loop
-        and a ``3 × 3`` product per matrix is three broadcast multiply-adds (on CPU, ``[N, 9]`` rows with
-        a per-row factor, a cross product or a batched ``bmm`` run 3- to 9-long inner loops, 4–25×
-        slower); the work is done in place in three ``[3, 3, N]`` buffers (``R0``, ``D`` then ``E``, ``A``
-        then ``x_t``; ``u_t`` in ``R0``'s), since on a chunk of many steps fresh large buffers cost more
-        than the arithmetic. No Taylor branch is needed for the values (``sin(tθ)/s → t``, ``θ/s → 1`` in
-        floating point as ``s → 0``; ``s²`` clamped to the smallest normal number, so every factor stays
-        finite, also at ``θ = π``). Near ``θ = π`` the axis comes from ``w``, accurate to ``~eps/s``
-        (where :meth:`log` reads it off the symmetric part); cut: ``θ > π − tol("cut")``, where the result
-        is finite but unspecified. The results carry no graph (the inputs are read detached; use
-        :meth:`geodesic` to differentiate). ``x0, x1 [..., 9]``, ``t [...]`` (broadcast).
+        Layout (issue 19, docs/performance.md): the batch is copied entry-major (``[3, 3, N]``: each entry
+        of the ``N`` matrices contiguous; :mod:`._so3_entries`), so every operation is one long loop and a
+        ``3 × 3`` product per matrix is three broadcast multiply-adds; the work is done in place in three
+        ``[3, 3, N]`` buffers and the results are copied back to contiguous rows. No Taylor branch is
+        needed for the values (``sin φ/|v| → t/2``, ``θ/|v| → 1/2`` in floating point as ``|v| → 0``; ``1/|v|``
+        taken of ``max(|v|, √tiny)``, so every factor stays finite, also at ``θ = π``). Near ``θ = π`` the
+        axis comes from ``v``, accurate to ``~eps/|v|`` (where :meth:`log` reads it off the symmetric part);
+        cut: ``θ > π − tol("cut")``, tested as ``|v| < −tan(tol) c₂`` (the same inequality, no ``atan2``),
+        where the result is finite but unspecified. The results carry no graph (the inputs are read
+        detached; use :meth:`geodesic` to differentiate). ``x0, x1 [..., 9]``, ``t [...]`` (broadcast).
         """
         self._inputs(x0=x0, x1=x1)
         lead = broadcast_shapes(x0.shape[:-1], x1.shape[:-1], t.shape)
-        R0, D = self._entries(x0.detach().expand(*lead, 9), x1.detach().expand(*lead, 9))
-        A = torch.empty_like(D)
-        w, s2, inv, theta = self._angle(R0, D, A)
-        phi = t.detach().expand(lead).reshape(-1) * theta
-        beta, gamma = torch.sin(phi).mul_(inv), (1 - torch.cos(phi)).mul_(inv).mul_(inv)
-        E = torch.mul((w * gamma).unsqueeze(1), w.unsqueeze(0), out=D)  # γ wwᵀ, in D's buffer
-        E.diagonal(0, 0, 1).add_((1 - gamma * s2).unsqueeze(-1))  # + (1 − γ s²) I
-        _add_hat(E, w * beta)  # + β hat(w)
-        x_t = _times(R0, E, out=A)
-        omega, u_t = w.mul_(theta * inv), R0  # ω = (θ/s) w; u_t = x_t hat(ω) in R0's buffer: rows x_k × ω
-        x, u, o = x_t.unbind(1), u_t.unbind(1), omega.unbind(0)  # columns [3, N]; ω_j [N]
-        for j, (j1, j2) in enumerate(((1, 2), (2, 0), (0, 1))):
-            torch.mul(x[j1], o[j2], out=u[j]).addcmul_(x[j2], o[j1], value=-1)
-        cut = (theta > math.pi - tol("cut", x0.dtype)).view(lead)
-        return x_t.permute(2, 0, 1).reshape(*lead, 9), u_t.permute(2, 0, 1).reshape(*lead, 9), cut
-
-    @staticmethod
-    def _entries(x0, x1):
-        """Entry-major copies ``R0`` of ``x0`` and ``D = x1 − x0``: ``[..., 9] -> [3, 3, N]`` (``N`` the flattened
-        batch), ``R0[i, j]`` the ``(i, j)`` entries of all ``N`` matrices, contiguous. New buffers, always."""
-        R0 = x0.reshape(-1, 3, 3).permute(1, 2, 0).contiguous()
-        D = torch.sub(x1.reshape(-1, 3, 3).permute(1, 2, 0), R0, out=torch.empty_like(R0))  # x1 read in place
-        return R0, D
-
-    @staticmethod
-    def _angle(R0, D, A):
-        """``(w = sin θ · n [3, N], s² = |w|², 1/s, θ)`` (each ``[N]``) of ``R0ᵀR1`` from the entry-major
-        ``R0`` and ``D = R1 − R0`` (:meth:`_entries`) without a matrix product (see
-        :meth:`geodesic_and_cut`): ``A = R0ᵀD`` (written into ``A``), ``w = vee(A)``, ``θ = atan2(s, 1 + tr(A)/2)``."""
-        A = _times(R0.transpose(0, 1), D, out=A)  # A[i, j] = Σ_k R0[k, i] D[k, j]
-        A9 = A.view(9, -1)
-        w = (A9.index_select(0, _rows_of(_VEE_PLUS, A)) - A9.index_select(0, _rows_of(_VEE_MINUS, A))).mul_(0.5)
-        c = A9[::4].sum(0).mul_(0.5).add_(1)  # 1 + tr(A)/2
-        s2 = (w * w).sum(0)
-        inv = torch.rsqrt(s2.clamp_min(torch.finfo(R0.dtype).tiny))
-        return w, s2, inv, torch.atan2(s2 * inv, c)
+        R0, D = _em.entries(x0.detach().expand(*lead, 9), x1.detach().expand(*lead, 9))
+        t = t.detach().expand(lead).reshape(-1)
+        x_t, u_t, cut = _em.path(R0, D, torch.empty_like(D), t, tol("cut", x0.dtype))
+        return x_t.view(*lead, 9), u_t.view(*lead, 9), cut.view(lead)
 
     def cut_locus_mask(self, x, y):
-        """``dist(x, y) > π − tol("cut")``, the angle of :meth:`_angle` (the fused pass's, no ``bmm``)."""
+        """``dist(x, y) > π − tol("cut")``: the test of the fused pass (:meth:`geodesic_and_cut`, no ``bmm``)."""
         self._inputs(x=x, y=y)
         lead = broadcast_shapes(x.shape[:-1], y.shape[:-1])
-        R0, D = self._entries(x.detach().expand(*lead, 9), y.detach().expand(*lead, 9))
-        theta = self._angle(R0, D, torch.empty_like(D))[3]
-        return (theta > math.pi - tol("cut", x.dtype)).view(lead)
+        R0, D = _em.entries(x.detach().expand(*lead, 9), y.detach().expand(*lead, 9))
+        _, sv, c2 = _em.relative(R0, D, torch.empty_like(D))
+        return _em.cut_test(sv, c2, tol("cut", x.dtype)).view(lead)
 
     def tangent_frame(self, x):
         """Columns ``R hat(e_i)`` (orthonormal for ``½ tr(UᵀV)``). ``[..., 9] -> [..., 9, 3]``."""
