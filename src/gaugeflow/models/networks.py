@@ -57,18 +57,17 @@ class MLP(nn.Module):
         return self.net[-1]
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        if torch.is_grad_enabled():
-            return self.net(h)
-        return self.out_layer(self.features(h))
+        """``net(h)``, each layer through :func:`linear` (the same values as ``self.net(h)``, up to rounding)."""
+        return linear(self.features(h), self.out_layer)
 
     def features(self, h: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations ``[..., hidden]`` (the input of :attr:`out_layer`)."""
         first, _, middle, _, _ = self.net
         if torch.is_grad_enabled():
-            return F.silu(middle(F.silu(first(h))))
+            return F.silu(linear(F.silu(linear(h, first)), middle))
         # no autograd graph (sampling): SiLU in place on the fresh Linear outputs, which saves
         # allocating and writing two [B, hidden] buffers per call; same values
-        return F.silu(middle(F.silu(first(h), inplace=True)), inplace=True)
+        return F.silu(linear(F.silu(linear(h, first), inplace=True), middle), inplace=True)
 
     def contracted(self, h: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         """``Σ_μ d^μ y_μ`` for the output ``y = self(h)`` read as ``[B, D, n]``, without forming ``y``.
@@ -94,6 +93,34 @@ class MLP(nn.Module):
         n, H = last.out_features // D, last.in_features
         weight = last.weight.view(D, n, H).transpose(1, 2).reshape(D * H, n)
         return torch.addmm(d @ last.bias.view(D, n), _outer(d, z), weight)
+
+
+def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """``layer(x)`` with the weight's gradient formed with its longer side contiguous.
+
+    The weight's gradient is the batch contraction ``gᵀ x`` (``[out, in]``) or, equally, ``(xᵀ g)ᵀ``
+    (``[in, out]``). Autograd's rule for ``addmm`` forms it in the layout of the matrix it was given,
+    so ``nn.Linear`` (which passes the transposed view ``Wᵀ``) always forms ``[out, in]``. When
+    ``out > in`` (a first layer on a few coordinates, ``9 → 64``) that puts the short side along
+    the rows that GEMM kernels vectorise over: on this project's CPU the ``[64, 1024] @ [1024, 9]``
+    product costs about 5× the ``[9, 1024] @ [1024, 64]`` one (docs/performance.md). Handing
+    ``addmm`` the contiguous ``[in, out]`` copy of ``Wᵀ`` (``in · out`` numbers, copied per call)
+    makes it form the gradient with the long side contiguous. A rule on the layer's shape only; the
+    same values (up to the order of floating-point summation in the weight's gradient), the same
+    route on every device, and autograd's own rules for every derivative (higher orders,
+    ``torch.func``).
+
+    Args:
+        x: ``[B, in]`` (other shapes go through :func:`torch.nn.functional.linear`).
+        layer: the ``nn.Linear``.
+
+    Returns:
+        ``[B, out]``, equal to ``layer(x)``.
+    """
+    weight = layer.weight
+    if x.dim() == 2 and layer.bias is not None and weight.shape[0] > weight.shape[1]:
+        return torch.addmm(layer.bias, x, weight.t().contiguous())
+    return F.linear(x, weight, layer.bias)
 
 
 def _outer(d: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
