@@ -82,7 +82,7 @@ def build_paths(path, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, steps
     if not isinstance(ps.n_masked, torch.Tensor):  # no cut locus: nothing masked, the loss is a plain mean
         return [StepPath(*row, None, b) for row in zip(x_t, u_t, ts)]
     valid = ps.valid.view(steps, b, 1)
-    n_used = (b - (~valid).view(steps, b).sum(1)).clamp_min(1).to(ps.x_t.dtype)  # exact: counts < 2^24
+    n_used = valid.view(steps, b).sum(1).clamp_min_(1).to(ps.x_t.dtype)  # exact: counts < 2^24
     return [StepPath(*row) for row in zip(x_t, u_t, ts, valid.unbind(0), n_used.unbind(0))]
 
 
