@@ -5,9 +5,13 @@ Times one RCFM training step (``zero_grad``, ``rcfm_loss``, ``backward``, ``Adam
 width 64, batch 1024, float32, one torch thread by default — in two worker processes, one per
 library version: this checkout (``new``) and the one given by ``--against`` (``old``; a
 repository root or its ``src`` folder, e.g. a ``git worktree add /tmp/base <commit>``). Each
-version is imported in its own process, so both can be called ``gaugeflow``. Both workers build
-the same model (same seed, same data) for a case; then the parent asks them in turn, order
-alternating, to time ``--steps`` steps, ``--reps`` times. A burst of load from other processes
+version is imported in its own process, so both can be called ``gaugeflow``. Each case gets a
+fresh pair of processes (a user trains one model per process; a process that has already run
+other cases carries glibc's heap thresholds and trimmed heap from them, which decided whether a
+later case page-faults every step — up to ~1 700 faults, ~3 ms, per step at ℝ¹⁶ in one side only;
+``--shared-workers`` keeps one pair for all cases). Both workers build the same model (same seed,
+same data) for a case; then the parent asks them in turn, order alternating, to time ``--steps``
+steps, ``--reps`` times. A burst of load from other processes
 thus hits both alike. Reported per case: the median CPU time per step of each side
 (``time.process_time``: on a shared machine it does not count waiting for a core), the median
 of the per-repetition ratios new / old, and each side's median minor page faults per step (a
@@ -143,33 +147,47 @@ def _checkout(path: str) -> Path:
 
 
 def run(args) -> list[dict]:
-    sides = {"new": _Worker(ROOT, args.threads)}
-    if args.against:
-        sides["old"] = _Worker(_checkout(args.against), args.threads)
+    old_root = _checkout(args.against) if args.against else None
+    sides: dict = {}
     rows = []
     try:
         for k in args.ks:
             for base in args.bases:
                 for model in args.models:
+                    if args.fresh or not sides:  # a new pair of processes per case, as a user trains one model per process
+                        _close(sides)
+                        sides = {"new": _Worker(ROOT, args.threads)}
+                        if old_root is not None:
+                            sides["old"] = _Worker(old_root, args.threads)
                     case = {"model": model, "base": base, "k": k, "width": args.width, "batch": args.batch}
-                    for w in sides.values():
-                        w.ask({"case": case})
-                    times, faults = {name: [] for name in sides}, {name: [] for name in sides}
-                    for r in range(args.reps):
-                        for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
-                            reply = sides[name].ask({"time": args.steps})
-                            times[name].append(reply["cpu"])
-                            faults[name].append(reply["faults"])
-                    row = dict(case, **{f"{n}_ms": 1e3 * statistics.median(t) for n, t in times.items()},
-                               **{f"{n}_faults": statistics.median(f) for n, f in faults.items()})
-                    if "old" in sides:
-                        row["ratio"] = statistics.median(a / b for a, b in zip(times["new"], times["old"]))
-                    rows.append(row)
-                    print(_format(row, args.target), flush=True)
+                    rows.append(_time_case(sides, case, args))
+                    print(_format(rows[-1], args.target), flush=True)
     finally:
-        for w in sides.values():
-            w.close()
+        _close(sides)
     return rows
+
+
+def _time_case(sides: dict, case: dict, args) -> dict:
+    """Build ``case`` in every worker, then time it ``args.reps`` times per side, the order alternating."""
+    for w in sides.values():
+        w.ask({"case": case})
+    times, faults = {name: [] for name in sides}, {name: [] for name in sides}
+    for r in range(args.reps):
+        for name in (list(sides) if r % 2 == 0 else list(sides)[::-1]):
+            reply = sides[name].ask({"time": args.steps})
+            times[name].append(reply["cpu"])
+            faults[name].append(reply["faults"])
+    row = dict(case, **{f"{n}_ms": 1e3 * statistics.median(t) for n, t in times.items()},
+               **{f"{n}_faults": statistics.median(f) for n, f in faults.items()})
+    if "old" in sides:
+        row["ratio"] = statistics.median(a / b for a, b in zip(times["new"], times["old"]))
+    return row
+
+
+def _close(sides: dict) -> None:
+    for w in sides.values():
+        w.close()
+    sides.clear()
 
 
 def _format(row: dict, target: float) -> str:
@@ -194,6 +212,9 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="training steps per repetition")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads in each worker")
     parser.add_argument("--target", type=float, default=TARGET)
+    parser.add_argument("--shared-workers", dest="fresh", action="store_false",
+                        help="time every case in the same two worker processes (default: a fresh pair per case; a "
+                             "process that has run other cases carries their allocator state, see the module docstring)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
