@@ -101,11 +101,11 @@ def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     The weight's gradient is the batch contraction ``gᵀ x`` (``[out, in]``) or, equally, ``(xᵀ g)ᵀ``
     (``[in, out]``). Autograd's rule for ``addmm`` forms it in the layout of the matrix it was given,
     so ``nn.Linear`` (which passes the transposed view ``Wᵀ``) always forms ``[out, in]``. When
-    ``out > in`` (a first layer on a few coordinates, ``9 → 64``) that puts the short side along
-    the rows that GEMM kernels vectorise over: on this project's CPU the ``[64, 1024] @ [1024, 9]``
-    product costs about 5× the ``[9, 1024] @ [1024, 64]`` one (docs/performance.md). Handing
-    ``addmm`` the contiguous ``[in, out]`` copy of ``Wᵀ`` (``in · out`` numbers, copied per call)
-    makes it form the gradient with the long side contiguous. A rule on the layer's shape only; the
+    ``out > in`` (a first layer on a few coordinates, ``9 → 64``) that makes the short side the
+    contiguous one, the side GEMM kernels vectorise along, and the product runs several times
+    slower than in the other layout (figures: docs/performance.md, "One route per operation").
+    Handing ``addmm`` the contiguous ``[in, out]`` copy of ``Wᵀ`` (``in · out`` numbers, copied per
+    call) makes it form the gradient with the long side contiguous. A rule on the layer's shape only; the
     same values (up to the order of floating-point summation in the weight's gradient), the same
     route on every device, and autograd's own rules for every derivative (higher orders,
     ``torch.func``).
