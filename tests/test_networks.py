@@ -1,4 +1,4 @@
-"""networks.linear and MLP: the layer route that forms a weight's gradient with its longer side contiguous."""
+"""networks._linear and MLP: the layer route that forms a weight's gradient with its longer side contiguous."""
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from gaugeflow.models.networks import MLP, linear
+from gaugeflow.models.networks import MLP, _linear as linear
 
 
 @pytest.mark.parametrize("n_in, n_out", [(9, 64), (64, 64), (64, 8), (64, 456), (3, 1)])
@@ -30,10 +30,10 @@ def test_linear_has_second_derivatives(n_in, n_out):
     layer = nn.Linear(n_in, n_out).double()
     params = (torch.randn(4, n_in, generator=gen, dtype=torch.float64, requires_grad=True),
               layer.weight.detach().clone().requires_grad_(), layer.bias.detach().clone().requires_grad_())
-    assert torch.autograd.gradgradcheck(lambda x, w, b: linear(x, _with(layer, w, b)), params)
+    assert torch.autograd.gradgradcheck(lambda x, w, b: linear(x, _with(w, b)), params)
 
 
-def _with(layer: nn.Linear, weight: torch.Tensor, bias: torch.Tensor) -> SimpleNamespace:
+def _with(weight: torch.Tensor, bias: torch.Tensor) -> SimpleNamespace:
     return SimpleNamespace(weight=weight, bias=bias)  # plain tensors (gradcheck's inputs); linear reads only these
 
 
