@@ -57,17 +57,17 @@ class MLP(nn.Module):
         return self.net[-1]
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """``net(h)``, each layer through :func:`linear` (the same values as ``self.net(h)``, up to rounding)."""
-        return linear(self.features(h), self.out_layer)
+        """``net(h)``, each layer through :func:`_linear` (the same values as ``self.net(h)``, up to rounding)."""
+        return _linear(self.features(h), self.out_layer)
 
     def features(self, h: torch.Tensor) -> torch.Tensor:
         """The last hidden layer's activations ``[..., hidden]`` (the input of :attr:`out_layer`)."""
         first, _, middle, _, _ = self.net
         if torch.is_grad_enabled():
-            return F.silu(linear(F.silu(linear(h, first)), middle))
+            return F.silu(_linear(F.silu(_linear(h, first)), middle))
         # no autograd graph (sampling): SiLU in place on the fresh Linear outputs, which saves
         # allocating and writing two [B, hidden] buffers per call; same values
-        return F.silu(linear(F.silu(linear(h, first), inplace=True), middle), inplace=True)
+        return F.silu(_linear(F.silu(_linear(h, first), inplace=True), middle), inplace=True)
 
     def contracted(self, h: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         """``Σ_μ d^μ y_μ`` for the output ``y = self(h)`` read as ``[B, D, n]``, without forming ``y``.
@@ -95,7 +95,7 @@ class MLP(nn.Module):
         return torch.addmm(d @ last.bias.view(D, n), _outer(d, z), weight)
 
 
-def linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+def _linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     """``layer(x)`` with the weight's gradient formed with its longer side contiguous.
 
     The weight's gradient is the batch contraction ``gᵀ x`` (``[out, in]``) or, equally, ``(xᵀ g)ᵀ``
