@@ -215,3 +215,24 @@ def test_cut_pairs_without_host_checks_are_resampled_or_masked_on_the_device(no_
     torch.testing.assert_close(loss, masked_ref, rtol=1e-13, atol=0)  # the weighted mean drops the 5 cut pairs
     loss.backward()  # masked pairs contribute nothing, the rest a finite gradient
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_masked_pairs_on_the_differentiable_route_carry_finite_placeholders(no_host_reads):
+    # inputs that require a gradient take Manifold.geodesic, which is ill-defined at exact antipodes;
+    # the device-side mask must still leave finite values, so that a zero weight drops the pair
+    M, x0, x1 = _antipodal_batch()
+    x0 = x0.clone().requires_grad_(True)
+    t = torch.rand(16, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    with no_host_reads():
+        ps = GeodesicPath(M, cut_locus="mask").sample(x0, x1, t, host_checks=False)
+    assert ps.valid.tolist() == [False] * 5 + [True] * 11
+    assert torch.equal(ps.x_t[:5], x1[:5]) and torch.equal(ps.u_t[:5], torch.zeros(5, 3, dtype=torch.float64))
+    ref_x, ref_u = M.geodesic(x0[5:], x1[5:], t[5:])
+    torch.testing.assert_close(ps.x_t[5:], ref_x, rtol=0, atol=0)
+    torch.testing.assert_close(ps.u_t[5:], ref_u, rtol=0, atol=0)
+    model = PlainFlow(M, hidden=8).double()
+    checked = rcfm_loss(model, x0.detach(), x1, t, path=GeodesicPath(M, cut_locus="mask"))
+    loss, _ = _loss_without_reads(model, x0, x1, t, GeodesicPath(M, cut_locus="mask"), no_host_reads)
+    torch.testing.assert_close(loss, checked, rtol=1e-13, atol=0)
+    loss.backward()
+    assert torch.isfinite(x0.grad[5:]).all() and bool(x0.grad[5:].abs().sum() > 0)

@@ -29,13 +29,13 @@ import statistics
 import time
 
 import torch
-import torch.nn.functional as F
 
 from _harness import Bench, Row, interleaved
 from gaugeflow.geometry import Manifold
 from gaugeflow.manifolds import SO3, FlatTorus, Hyperbolic, Sphere
 from gaugeflow.models import PlainFlow
 from gaugeflow.training import GeodesicPath, TrainConfig, rcfm_loss
+from gaugeflow.training.loss import _squared_error  # the loss's own plain mean: the floor's loss
 from gaugeflow.training.prefetch import build_paths, step_loss
 
 __all__ = ["run", "MANIFOLDS", "TARGET"]
@@ -75,14 +75,6 @@ def data_pairs(M: Manifold, n: int, bench: Bench) -> tuple[torch.Tensor, torch.T
     v = M.proju(centres, torch.randn(n, M.ambient_dim, generator=gen, dtype=bench.dtype))
     x1 = M.exp(centres, 0.3 * v / M.norm(centres, v).clamp_min(1e-6)[:, None] * torch.rand(n, 1, generator=gen, dtype=bench.dtype))
     return x0.to(bench.device), x1.to(bench.device)
-
-
-def _squared_norm(M: Manifold, x_t: torch.Tensor, v: torch.Tensor, u_t: torch.Tensor) -> torch.Tensor:
-    """The RCFM regression term as ``rcfm_loss`` computes it on an all-valid batch."""
-    if type(M).inner is Manifold.inner:
-        return F.mse_loss(v, u_t) * v.shape[-1]
-    err = v - u_t
-    return M.inner(x_t, err, err).mean()
 
 
 def _chunked(M: Manifold, model, opt, x0: torch.Tensor, x1: torch.Tensor, k: int):
@@ -132,7 +124,7 @@ def _steps(M: Manifold, width: int, x0: torch.Tensor, x1: torch.Tensor, bench: B
     return {
         "ours": make("ours", lambda m: rcfm_loss(m, x0, x1)),
         "trainer": make("trainer", lambda m: rcfm_loss(m, x0, x1, host_checks=False)),
-        "ref": make("ref", lambda m: _squared_norm(M, x_t, m(x_t, t_fixed), u_t)),
+        "ref": make("ref", lambda m: _squared_error(M, x_t, m(x_t, t_fixed), u_t, "mean")),
         **chunked,
     }
 

@@ -30,8 +30,9 @@ Two routes, the same values (issue 19): when no input requires a gradient (the R
 ``torch.no_grad()`` — on S^n, T^n, H^n and SO(3) one fused pass of 10–30 operations that also gives the
 cut test, without the Taylor branches only gradients need; when any input requires a gradient it
 comes from the exact :meth:`Manifold.geodesic` (finite, exact gradients at ``x0 = x1``). Both agree
-to rounding (``tests/test_paths_fused.py``); on pairs left masked at the cut locus the fused route's
-``x_t, u_t`` are finite but not a path (the loss drops them).
+to rounding (``tests/test_paths_fused.py``). Pairs left masked at the cut locus by the device-side round
+carry finite ``x_t, u_t`` that are not a path (the fused route's values there; ``x1`` and ``0`` on the
+differentiable route), so the loss can weight them by zero.
 """
 from __future__ import annotations
 
@@ -236,6 +237,10 @@ class GeodesicPath:
             n_masked = int((~valid).sum()) if n_cut else 0
         else:
             x0, valid, n_cut, n_resampled, n_masked = self._resolve_cut_on_device(x0, x1, generator, batches)
+            x_t, u_t = self.manifold.geodesic(x0, x1, t)
+            keep = valid.unsqueeze(-1)  # masked pairs carry finite placeholders (x_t = x1, u_t = 0): weight 0 in the loss
+            return PathSample(torch.where(keep, x_t, x1), torch.where(keep, u_t, 0), t, x0, x1, valid, n_cut,
+                              n_resampled, n_masked)
         x_t, u_t = self.manifold.geodesic(x0, x1, t)
         return PathSample(x_t, u_t, t, x0, x1, valid, n_cut, n_resampled, n_masked)
 

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Optional, Union
 import torch
 
 from ..geometry.manifold import Manifold
-from .loss import _masked_mean, _squared_error
+from .loss import _squared_error, _weighted_sum, mask_weights
 from .paths import GeodesicPath
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,15 +49,17 @@ __all__ = ["StepPath", "PathQueue", "build_paths", "step_loss", "chunk_size"]
 
 @dataclass(frozen=True)
 class StepPath:
-    """One step's rows of a chunk: ``x_t, u_t [b, D]``, ``t [b]``; ``valid [b, 1]`` (``None``: no pair can be
-    masked, the manifold has no cut locus) and ``n_used`` (the number of valid pairs, at least 1, as a 0-dim
-    tensor of ``x_t``'s dtype; the int ``b`` with ``valid=None``)."""
+    """One step's rows of a chunk: ``x_t, u_t [b, D]``, ``t [b]``; ``valid [b]`` bool (``None``: no pair can be
+    masked, the manifold has no cut locus), ``n_used`` (the number of valid pairs, at least 1, as a 0-dim
+    tensor of ``x_t``'s dtype; the int ``b`` with ``valid=None``) and ``weight [b] = valid / n_used``, the
+    loss's weights (``None`` with ``valid=None``)."""
 
     x_t: torch.Tensor
     u_t: torch.Tensor
     t: torch.Tensor
     valid: Optional[torch.Tensor]
     n_used: Union[int, torch.Tensor]
+    weight: Optional[torch.Tensor]
 
 
 def chunk_size(path: object, path_chunk: int) -> int:
@@ -80,23 +82,23 @@ def build_paths(path, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, steps
     x_t, u_t = (v.unflatten(0, (steps, b)).unbind(0) for v in (ps.x_t, ps.u_t))
     ts = ps.t.view(steps, b).unbind(0)
     if not isinstance(ps.n_masked, torch.Tensor):  # no cut locus: nothing masked, the loss is a plain mean
-        return [StepPath(*row, None, b) for row in zip(x_t, u_t, ts)]
-    valid = ps.valid.view(steps, b, 1)
-    n_used = valid.view(steps, b).sum(1).clamp_min_(1).to(ps.x_t.dtype)  # exact: counts < 2^24
-    return [StepPath(*row) for row in zip(x_t, u_t, ts, valid.unbind(0), n_used.unbind(0))]
+        return [StepPath(*row, None, b, None) for row in zip(x_t, u_t, ts)]
+    valid = ps.valid.view(steps, b)
+    weight, n_used = mask_weights(valid, ps.x_t.dtype)  # every step's weights in one call
+    return [StepPath(*row) for row in zip(x_t, u_t, ts, valid.unbind(0), n_used.unbind(0), weight.unbind(0))]
 
 
 def step_loss(model: torch.nn.Module, manifold: Manifold, step: StepPath) -> torch.Tensor:
     """The RCFM loss on one step's precomputed path: ``Σ_valid ‖V(x_t, t) − u_t‖²_g / n_used``.
 
     The same operations as :func:`~gaugeflow.training.rcfm_loss` with ``host_checks=False`` after its
-    path (bit for bit): masked rows regress onto the network's own detached output (zero error, zero
-    gradient); with no cut locus, the mean of the squared norms.
+    path (bit for bit): the squared norms weighted by ``step.weight`` (a masked pair weighs 0: zero
+    contribution, zero gradient); with no cut locus, the mean of the squared norms.
     """
     v = model(step.x_t, step.t)
-    if step.valid is None:
+    if step.weight is None:
         return _squared_error(manifold, step.x_t, v, step.u_t, "mean")
-    return _masked_mean(manifold, step.x_t, v, step.u_t, step.valid, step.n_used)
+    return _weighted_sum(manifold, step.x_t, v, step.u_t, step.weight)
 
 
 class PathQueue:
