@@ -37,7 +37,7 @@ from gaugeflow.geometry.base import BaseDistribution
 from gaugeflow.geometry.manifold import Manifold, safe_norm, safe_sqrt
 
 from . import _so3_entries as _em
-from ._series import cos_sq, sin_over
+from ._series import cos_sq, row_dot, sin_over
 
 __all__ = ["SpecialOrthogonal", "SO3", "HaarSO3", "hat", "vee", "rotation_exp", "rotation_log",
            "quaternion_to_matrix", "LOG_VOLUME_SO3"]
@@ -284,6 +284,20 @@ class SpecialOrthogonal(Manifold):
         R0, D = _em.entries(x.detach().expand(*lead, 9), y.detach().expand(*lead, 9))
         _, sv, c2 = _em.relative(R0, D, torch.empty_like(D))
         return _em.cut_test(sv, c2, tol("cut", x.dtype)).view(lead)
+
+    def cut_locus_screen(self, x, y):
+        """``tr(xᵀy) < 1 − 2 cos(2 tol("cut"))``: rotation angle above ``π − 2 tol``, one multiply–sum per pair.
+
+        A superset of :meth:`cut_locus_mask` (``θ > π − tol``) in float32 and float64: near ``θ = π``,
+        ``1 + tr(xᵀy) = 2(1 − cos δ) ≈ δ²`` with ``δ = π − θ``, and the rounding of the 9-term sum
+        (≤ ``9 · 3 · eps/2``, 1.6e-6 in float32) stays below the gap ``≈ 3 tol²`` (3e-6) between the two
+        thresholds. Pairs with ``δ`` in ``[tol, 2 tol)`` are flagged as well (``P ≈ 2·tol/π`` per Haar
+        pair). Other dtypes: :meth:`cut_locus_mask`. ``[..., 9] -> [...]``.
+        """
+        self._inputs(x=x, y=y)
+        if x.dtype not in (torch.float32, torch.float64) or y.dtype != x.dtype:
+            return self.cut_locus_mask(x, y)
+        return row_dot(x.detach(), y.detach()).squeeze(-1) < 1 - 2 * math.cos(2 * tol("cut", x.dtype))
 
     def tangent_frame(self, x):
         """Columns ``R hat(e_i)`` (orthonormal for ``½ tr(UᵀV)``). ``[..., 9] -> [..., 9, 3]``."""

@@ -231,3 +231,25 @@ def test_flows_train_on_protein_frames_and_beat_haar(frames, cls_name):
         opt.step()
     nll = -float(log_prob(model, frames.test[::8], steps=10).mean())
     assert math.isfinite(nll) and nll < math.log(8 * math.pi ** 2) - 0.1, nll
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cut_locus_screen_is_a_superset_of_the_exact_test_within_twice_the_tolerance(dtype):
+    # pairs at angle θ = π − δ, δ from 0.2·tol to 3·tol, random axes and base points; the screen (one
+    # trace per pair) must flag every pair the exact test flags, all with δ < 1.9 tol, none with δ > 2.1 tol
+    from gaugeflow._numerics import tol
+    M, cut_tol, n = SO3(), tol("cut", dtype), 4000
+    g = torch.Generator().manual_seed(11)
+    delta = cut_tol * torch.linspace(0.2, 3.0, n, dtype=F64)
+    axis = torch.nn.functional.normalize(torch.randn(n, 3, generator=g, dtype=F64), dim=-1)
+    x = _haar(n, 12)
+    y = (x.view(n, 3, 3) @ _matrix((math.pi - delta)[:, None] * axis).view(n, 3, 3)).reshape(n, 9)
+    x, y = x.to(dtype), y.to(dtype)
+    exact, screen = M.cut_locus_mask(x, y), M.cut_locus_screen(x, y)
+    assert bool(exact.any()) and not bool((exact & ~screen).any())
+    assert bool(screen[delta < 1.9 * cut_tol].all()) and not bool(screen[delta > 2.1 * cut_tol].any())
+    far = _haar(n, 13).to(dtype)  # Haar pairs: the screen agrees with δ < 2 tol computed in float64
+    ref = (math.pi - M.dist(x.double(), far.double())) < 2 * cut_tol
+    assert torch.equal(M.cut_locus_screen(x, far), ref)
+    half = M.cut_locus_screen(x.half(), y.half())  # other dtypes: the exact test itself
+    assert torch.equal(half, M.cut_locus_mask(x.half(), y.half()))

@@ -206,6 +206,17 @@ class Manifold(ArgsValue, abc.ABC):
             return torch.zeros(broadcast_shapes(x.shape, y.shape)[:-1], dtype=torch.bool, device=x.device)
         return self.dist(x, y) >= self.injectivity_radius - tol("cut", x.dtype)
 
+    def cut_locus_screen(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """A superset of :meth:`cut_locus_mask` that may be cheaper to compute. ``[...]``.
+
+        ``True`` wherever :meth:`cut_locus_mask` is, and possibly at a few pairs slightly farther from
+        the cut locus. The device-side cut-locus round of :class:`~gaugeflow.training.GeodesicPath`
+        (the trainer's) replaces the start points it flags before building the path, whose own exact
+        test then masks what is still cut. Default: :meth:`cut_locus_mask` itself; a manifold overrides
+        it only where a cheaper test with a stated margin exists (SO(3): a trace).
+        """
+        return self.cut_locus_mask(x, y)
+
     def cut_vector(self, x: torch.Tensor, u: torch.Tensor) -> Optional[torch.Tensor]:
         """Tangent vector ``v`` along ``u`` such that ``exp(x, v)`` is the first cut point of that geodesic.
 

@@ -19,6 +19,8 @@ trusted (it draws them itself), and ``"resample"`` replaces every cut start poin
 is built, in one ``torch.where`` round by the start point of the previous pair in the batch
 (``x0.roll(1, 0)``: another draw of the base distribution, independent of this pair's ``x1``, so the
 pair keeps the distribution a fresh draw gives it; pairs still cut after the round are masked) —
+the round's test is :meth:`Manifold.cut_locus_screen`, a superset of the exact test that may be
+cheaper (on SO(3) one trace per pair, flagging ``θ > π − 2 tol``), and the path's own exact test masks —
 no device→host read and no second path in the step. The counts are then 0-dim tensors. With
 ``batches=K`` (the trainer's paths of ``K`` steps built in one call, :mod:`gaugeflow.training.prefetch`)
 "the batch" is each step's own rows.
@@ -59,7 +61,8 @@ class PathSample:
         x0: ``[B, D]`` start points actually used (after any cut-locus resampling).
         x1: ``[B, D]`` end points.
         valid: ``[B]`` bool, ``False`` for pairs left at the cut locus (masked).
-        n_cut: number of pairs found at the cut locus on the first check.
+        n_cut: number of pairs found at the cut locus on the first check (the device-side round of
+            ``"resample"`` counts the pairs its :meth:`Manifold.cut_locus_screen` flags: a superset).
         n_resampled: number of start points redrawn.
         n_masked: number of pairs masked (``(~valid).sum()``).
 
@@ -166,15 +169,26 @@ class GeodesicPath:
         within each of the ``batches`` consecutive batches, see the module docstring), gathered as rows.
         Returns ``(x0, n_cut, n_resampled)``, the counts as 0-dim tensors; the caller masks the pairs still cut.
         """
-        cut = self.manifold.cut_locus_mask(x0, x1)
-        n_cut = cut.sum()
         if self.cut_locus != "resample" or self.max_resample == 0:
+            n_cut = self.manifold.cut_locus_mask(x0, x1).sum()
             return x0, n_cut, torch.zeros_like(n_cut)
-        rows = torch.arange(x0.shape[0], device=x0.device)
-        prev = rows.view(batches, -1).roll(1, 1).view(-1)  # the previous row of the same batch
+        cut = self.manifold.cut_locus_screen(x0, x1)  # a superset of cut_locus_mask, maybe cheaper
+        n_cut = cut.sum()
+        rows, prev = self._round_rows(x0.shape[0], batches, x0.device)
         # one row gather instead of a roll and a [B, D] torch.where on a [B, 1] mask (whose D-long inner
         # loop costs twice the gather on CPU); the same rows, bit for bit
         return x0.index_select(0, torch.where(cut, prev, rows)), n_cut, n_cut
+
+    def _round_rows(self, n: int, batches: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(rows, prev)``: ``arange(n)`` and the previous row of the same batch (``[n]`` each), kept for the
+        last ``(n, batches, device)`` asked (the trainer asks the same every step)."""
+        key = (n, batches, torch.device(device))
+        if getattr(self, "_rows_key", None) != key:
+            with torch.inference_mode(False):
+                rows = torch.arange(n, device=device)
+                self._rows = rows, rows.view(batches, -1).roll(1, 1).view(-1)
+            self._rows_key = key
+        return self._rows
 
     def _resolve_cut_on_device(self, x0: torch.Tensor, x1: torch.Tensor, generator: Optional[torch.Generator],
                                batches: int = 1):
