@@ -47,7 +47,7 @@ from gaugeflow.geometry._generic import nan_unless_finite
 from gaugeflow.geometry.base import WrappedNormal
 from gaugeflow.geometry.manifold import Manifold, check_dimension, default_dtype, safe_sqrt
 
-from ._series import cosh_sq, row_dot, sinh_over
+from ._series import column, cosh_sq, row_dot, sinh_over
 
 __all__ = ["Hyperbolic", "minkowski"]
 
@@ -240,22 +240,36 @@ class Hyperbolic(Manifold):
 
         ``sinh(tr)/sinh r → t`` and ``r/sinh r → 1`` in floating point as ``r → 0``, so the values
         need no Taylor branch; ``sinh r`` is clamped to the smallest normal number (``x0 = x1``).
+
+        Layout (issue 19, docs/performance.md): the ``N`` pairs are copied *coordinate-major* in float64
+        (``[2, D, N]``: each coordinate of the ``N`` points contiguous; the conversion and the transpose
+        in one copy per input), so a per-point factor is a ``[N]`` row broadcast over ``D`` rows — one
+        long loop per operation, where ``[N, D]`` rows with an ``[N, 1]`` factor run ``D``-long inner
+        loops — and ``x_t, u_t`` come back as rows in the input dtype by one copy. The inputs are read
+        detached (no graph; use :meth:`geodesic` to differentiate). ``x0, x1 [..., D]``, ``t [...]``.
         """
         self._inputs(x0=x0, x1=x1)
-        X = _hi(torch.stack([x0, x1] if x0.shape == x1.shape else torch.broadcast_tensors(x0, x1)))  # lifted in one pass
-        D = X.shape[-1]
-        tau = row_dot(X, X, (0.0,) + (1.0,) * (D - 1)).add_(1).sqrt_()
-        X0, X1 = torch.cat([tau, X[..., 1:]], dim=-1).unbind(0)
-        J = (-1.0,) + (1.0,) * (D - 1)  # (u * v) @ J = ⟨u, v⟩_L
+        lead = broadcast_shapes(x0.shape[:-1], x1.shape[:-1], t.shape)
+        D = x0.shape[-1]
+        X = torch.empty((2, D, math.prod(lead)), dtype=torch.float64, device=x0.device)
+        for i, x in enumerate((x0, x1)):
+            X[i].copy_(x.detach().expand(*lead, D).reshape(-1, D).t())
+        S = X[:, 1:]  # spatial rows [2, D − 1, N]; the time row is lifted from them
+        X[:, 0] = S.mul(S).sum(1).add_(1).sqrt_()
+        X0, X1 = X.unbind(0)
         d = X1 - X0
-        w = torch.addcmul(d, row_dot(X0, d, J), X0)  # d + ⟨X0, d⟩_L X0
-        r = torch.asinh(row_dot(d, d, J).clamp_min_(0).sqrt_().mul_(0.5)).mul_(2)
+        J = column((-1.0,) + (1.0,) * (D - 1), torch.float64, X.device)  # [D, 1]: ⟨u, v⟩_L = Σ_i J_i u_i v_i
+        r = torch.asinh((d * d * J).sum(0).clamp_min_(0).sqrt_().mul_(0.5)).mul_(2)
+        w = d.addcmul_(X0, (X0 * d * J).sum(0))  # d + ⟨X0, d⟩_L X0, in d's buffer
         inv = torch.sinh(r).clamp_min_(torch.finfo(r.dtype).tiny).reciprocal_()
-        phi = _hi(t)[..., None] * r
+        phi = _hi(t.detach()).expand(lead).reshape(-1) * r
         ch, sh = torch.cosh(phi), torch.sinh(phi)
-        # (x_t, u_t) as one [2, ..., D] tensor: coefficients of X0 and of w, one conversion back
-        out = torch.addcmul(torch.stack([ch, r * sh]) * X0, torch.stack([sh, r * ch]).mul_(inv), w).to(x0.dtype)
-        return out[0], out[1], torch.zeros(out.shape[1:-1], dtype=torch.bool, device=out.device)
+        # u_t into X1's rows (spent), then x_t into X0's: no further [D, N] buffer (fresh ones page-fault)
+        torch.mul(X0, r * sh, out=X1).addcmul_(w, ch.mul(r).mul_(inv))
+        X0.mul_(ch).addcmul_(w, sh.mul_(inv))
+        rows = torch.empty((2, X.shape[-1], D), dtype=x0.dtype, device=x0.device)
+        rows.copy_(X.transpose(1, 2))
+        return rows[0].view(*lead, D), rows[1].view(*lead, D), torch.zeros(lead, dtype=torch.bool, device=x0.device)
 
     def stable_radius(self, dtype: torch.dtype) -> float:
         return _STABLE_RADIUS.get(dtype, _STABLE_RADIUS[torch.float32])
