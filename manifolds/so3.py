@@ -292,7 +292,10 @@ class SpecialOrthogonal(Manifold):
         ``1 + tr(xᵀy) = 2(1 − cos δ) ≈ δ²`` with ``δ = π − θ``, and the rounding of the 9-term sum
         (≤ ``9 · 3 · eps/2``, 1.6e-6 in float32) stays below the gap ``≈ 3 tol²`` (3e-6) between the two
         thresholds. Pairs with ``δ`` in ``[tol, 2 tol)`` are flagged as well (``P ≈ 2·tol/π`` per Haar
-        pair). Other dtypes: :meth:`cut_locus_mask`. ``[..., 9] -> [...]``.
+        pair). The trace is second order in ``δ``: points off SO(3) by ``ε`` (orthogonality residual;
+        ``check_point`` admits 1e-4 in float32) move its threshold by ``~ε/tol`` in ``δ``, so on such
+        points it can miss a cut pair, which the path's exact test then masks (weight 0 in the loss)
+        instead of the round replacing it. Other dtypes: :meth:`cut_locus_mask`. ``[..., 9] -> [...]``.
         """
         self._inputs(x=x, y=y)
         if x.dtype not in (torch.float32, torch.float64) or y.dtype != x.dtype:

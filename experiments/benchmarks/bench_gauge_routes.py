@@ -9,7 +9,8 @@ version is imported in its own process, so both can be called ``gaugeflow``. Eac
 fresh pair of processes (a user trains one model per process; a process that has already run
 other cases carries glibc's heap thresholds and trimmed heap from them, which decided whether a
 later case page-faults every step — up to ~1 700 faults, ~3 ms, per step at ℝ¹⁶ in one side only;
-``--shared-workers`` keeps one pair for all cases). Both workers build the same model (same seed,
+``--shared-workers`` keeps one pair for all cases; ``--heap pinned`` fixes glibc's mmap and trim
+thresholds in both workers alike, which takes the page faults out of both sides). Both workers build the same model (same seed,
 same data) for a case; then the parent asks them in turn, order alternating, to time ``--steps``
 steps, ``--reps`` times. A burst of load from other processes
 thus hits both alike. Reported per case: the median CPU time per step of each side
@@ -119,9 +120,16 @@ def worker(root: str, threads: int) -> None:
 
 
 # ------------------------------------------------------------------ parent side
+#: ``--heap pinned``: glibc's thresholds fixed (no dynamic mmap threshold, trimming only past 256 MiB),
+#: the same in both workers, so neither side's steps page-fault by the accident of its heap history
+PINNED_HEAP = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
+
+
 class _Worker:
-    def __init__(self, root: Path, threads: int):
+    def __init__(self, root: Path, threads: int, heap: str = "default"):
         env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        if heap == "pinned":
+            env.update(PINNED_HEAP)
         self.proc = subprocess.Popen([sys.executable, __file__, "--worker", str(root), "--threads", str(threads)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
@@ -154,17 +162,32 @@ def run(args) -> list[dict]:
         for k in args.ks:
             for base in args.bases:
                 for model in args.models:
-                    if args.fresh or not sides:  # a new pair of processes per case, as a user trains one model per process
-                        _close(sides)
-                        sides = {"new": _Worker(ROOT, args.threads)}
-                        if old_root is not None:
-                            sides["old"] = _Worker(old_root, args.threads)
                     case = {"model": model, "base": base, "k": k, "width": args.width, "batch": args.batch}
-                    rows.append(_time_case(sides, case, args))
+                    pairs = []
+                    for _ in range(args.pairs if args.fresh else 1):
+                        if args.fresh or not sides:  # a new pair of processes, as a user trains one model per process
+                            _close(sides)
+                            sides = {"new": _Worker(ROOT, args.threads, args.heap)}
+                            if old_root is not None:
+                                sides["old"] = _Worker(old_root, args.threads, args.heap)
+                        pairs.append(_time_case(sides, case, args))
+                    rows.append(_combine(pairs))
                     print(_format(rows[-1], args.target), flush=True)
     finally:
         _close(sides)
     return rows
+
+
+def _combine(pairs: list[dict]) -> dict:
+    """One row from the rows of several process pairs: the median of each figure over the pairs (with one
+    pair, that pair's row), and every pair's ratio in ``pair_ratios``."""
+    if len(pairs) == 1:
+        return pairs[0]
+    row = {key: (statistics.median(p[key] for p in pairs) if isinstance(value, float) else value)
+           for key, value in pairs[0].items()}
+    if "ratio" in row:
+        row["pair_ratios"] = [p["ratio"] for p in pairs]
+    return row
 
 
 def _time_case(sides: dict, case: dict, args) -> dict:
@@ -196,7 +219,8 @@ def _format(row: dict, target: float) -> str:
         verdict = "ok" if row["ratio"] <= target else "OVER"
         text += f"  old {row['old_ms']:8.2f} ms  new/old {row['ratio']:.2f} ({verdict})"
     faults = " / ".join(f"{row[f'{n}_faults']:.0f}" for n in ("new", "old") if f"{n}_faults" in row)
-    return text + f"  page faults per step {faults}"
+    pairs = f"  pairs {' '.join(f'{r:.2f}' for r in row['pair_ratios'])}" if "pair_ratios" in row else ""
+    return text + f"  page faults per step {faults}{pairs}"
 
 
 def main(argv=None) -> int:
@@ -215,8 +239,16 @@ def main(argv=None) -> int:
     parser.add_argument("--shared-workers", dest="fresh", action="store_false",
                         help="time every case in the same two worker processes (default: a fresh pair per case; a "
                              "process that has run other cases carries their allocator state, see the module docstring)")
+    parser.add_argument("--pairs", type=int, default=1,
+                        help="fresh process pairs per case; with several, every figure is the median over the "
+                             "pairs (a process that runs slow throughout is one vote of several)")
+    parser.add_argument("--heap", choices=("default", "pinned"), default="default",
+                        help="glibc heap of both workers: as the environment gives it, or with fixed mmap and trim "
+                             "thresholds (see PINNED_HEAP): a diagnosis of how much of a ratio is page faults")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.pairs < 1:
+        parser.error(f"--pairs must be at least 1, got {args.pairs}")
     if args.worker:
         worker(args.worker, args.threads)
         return 0
@@ -224,7 +256,8 @@ def main(argv=None) -> int:
     rows = run(args)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\n{len(rows)} cases in {time.perf_counter() - t0:.0f} s; width {args.width}, batch {args.batch}, "
-          f"{args.threads} thread(s), {args.reps} reps × {args.steps} steps; 1-min load {load:.1f}")
+          f"{args.threads} thread(s), {args.reps} reps × {args.steps} steps, {args.pairs if args.fresh else 1} process pair(s) "
+          f"per case, heap {args.heap}; 1-min load {load:.1f}")
     if args.against:
         worst = max(rows, key=lambda r: r["ratio"])
         print(f"worst new/old {worst['ratio']:.2f} ({worst['model']} {worst['base']} k={worst['k']}); target <= {args.target}")
