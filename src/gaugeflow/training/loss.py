@@ -62,7 +62,7 @@ def _weighted_sum(manifold: Manifold, x_t: torch.Tensor, v: torch.Tensor, u_t: t
                   weight: torch.Tensor) -> torch.Tensor:
     """``Σ_i w_i ‖v_i − u_i‖²_{g(x_i)}`` with per-pair weights ``w [B]`` on the device (no host read).
 
-    The masked mean of the RCFM loss with ``w_i = valid_i / n_used`` (:func:`mask_weights`): a masked
+    The masked mean of the RCFM loss with ``w_i = valid_i / n_used`` (:func:`_mask_weights`): a masked
     pair (``w_i = 0``) adds zero and gets zero gradient, provided its ``x_t, u_t`` are finite, which every
     path guarantees for the pairs it masks. One weighted reduction of the per-pair squared norms: in the
     training step it costs what the plain mean costs, where a ``torch.where`` on the ``[B, D]`` target
@@ -73,7 +73,7 @@ def _weighted_sum(manifold: Manifold, x_t: torch.Tensor, v: torch.Tensor, u_t: t
     return (sq * weight).sum()
 
 
-def mask_weights(valid: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def _mask_weights(valid: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """``(w, n_used)`` of the masked mean: ``n_used = max(Σ valid, 1)`` along the last axis (as ``dtype``,
     exact below 2^24 pairs) and ``w = valid / n_used``. ``valid [..., B]`` bool -> ``w [..., B]``, ``n_used [...]``."""
     n_used = valid.sum(-1).clamp_min_(1).to(dtype)
@@ -132,7 +132,7 @@ def rcfm_loss(
     v = model(ps.x_t, ps.t)
     n_used = ps.x_t.shape[0] - ps.n_masked
     if isinstance(ps.n_masked, torch.Tensor):  # masks kept on the device: no host read
-        loss = _weighted_sum(manifold, ps.x_t, v, ps.u_t, mask_weights(ps.valid, ps.x_t.dtype)[0])
+        loss = _weighted_sum(manifold, ps.x_t, v, ps.u_t, _mask_weights(ps.valid, ps.x_t.dtype)[0])
         return (loss, LossInfo(n_used, ps.n_cut, ps.n_resampled, ps.n_masked)) if return_info else loss
     if n_used == 0:
         raise ValueError("rcfm_loss: every pair of the batch lies at the cut locus; nothing to train on")

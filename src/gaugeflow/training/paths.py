@@ -111,6 +111,7 @@ class GeodesicPath:
         self.manifold = manifold
         self.cut_locus = cut_locus
         self.max_resample = max_resample
+        self._rows_key, self._rows = None, None  # the device round's row indices (_round_rows)
 
     def __repr__(self) -> str:
         return f"GeodesicPath({self.manifold}, cut_locus={self.cut_locus!r})"
@@ -183,7 +184,7 @@ class GeodesicPath:
         """``(rows, prev)``: ``arange(n)`` and the previous row of the same batch (``[n]`` each), kept for the
         last ``(n, batches, device)`` asked (the trainer asks the same every step)."""
         key = (n, batches, torch.device(device))
-        if getattr(self, "_rows_key", None) != key:
+        if self._rows_key != key:
             with torch.inference_mode(False):
                 rows = torch.arange(n, device=device)
                 self._rows = rows, rows.view(batches, -1).roll(1, 1).view(-1)

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Optional, Union
 import torch
 
 from ..geometry.manifold import Manifold
-from .loss import _squared_error, _weighted_sum, mask_weights
+from .loss import _mask_weights, _squared_error, _weighted_sum
 from .paths import GeodesicPath
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -84,7 +84,7 @@ def build_paths(path, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, steps
     if not isinstance(ps.n_masked, torch.Tensor):  # no cut locus: nothing masked, the loss is a plain mean
         return [StepPath(*row, None, b, None) for row in zip(x_t, u_t, ts)]
     valid = ps.valid.view(steps, b)
-    weight, n_used = mask_weights(valid, ps.x_t.dtype)  # every step's weights in one call
+    weight, n_used = _mask_weights(valid, ps.x_t.dtype)  # every step's weights in one call
     return [StepPath(*row) for row in zip(x_t, u_t, ts, valid.unbind(0), n_used.unbind(0), weight.unbind(0))]
 
 
