@@ -201,3 +201,16 @@ class _LongWaySphere(Sphere):
 def test_a_log_that_is_not_minimising_is_caught():
     with pytest.raises(ManifoldCheckError, match="diameter"):
         check_manifold(_LongWaySphere(2), max_examples=5)
+
+
+class _NarrowScreenSphere(Sphere):
+    """A cut-locus screen that is not a superset of the mask: it flags only pairs exactly antipodal."""
+
+    def cut_locus_screen(self, x, y):
+        return (x + y).abs().amax(-1) == 0
+
+
+def test_a_cut_locus_screen_that_misses_cut_pairs_is_caught():
+    assert not check_manifold(Sphere(2), properties=["cut_screen"], dtypes=[torch.float32]).failures
+    with pytest.raises(ManifoldCheckError, match="cut_locus_screen flags every pair"):
+        check_manifold(_NarrowScreenSphere(2), properties=["cut_screen"], dtypes=[torch.float32])

@@ -214,7 +214,7 @@ def test_conformance_kit_runs_on_mesh_and_reports_what_does_not_apply(ico):
                                           "base_density"}
     assert "needs capability 'log'" in report.not_applicable["log_exp"]
     ran = {r.name for r in report.results if not r.not_applicable}
-    assert ran == {"projx", "proju", "exp", "batched", "premetric", "random_base", "bad_input", "gradients"}
+    assert ran == {"projx", "proju", "exp", "batched", "premetric", "random_base", "bad_input", "gradients", "cut_screen"}
     assert "n/a  exp_log" in str(report)
     sphere = check_manifold(Sphere(2), dtypes=[F64], max_examples=3, base_samples=2000)
     assert set(sphere.not_applicable) == {"premetric"}

@@ -156,10 +156,26 @@ def check_gradients(M: Manifold, dtype, meter, base_samples: int = 0) -> None:
             meter(f"gradcheck of {label}" + ("" if ok else f" ({why})"), float(not ok), 0.5)
 
 
+def check_cut_screen(M: Manifold, dtype, meter, base_samples: int = 0) -> None:
+    """``cut_locus_screen`` flags every pair ``cut_locus_mask`` flags: pairs on the cut locus and up to
+    1.5 ``tol("cut")`` short of it, along random directions (the trainer's cut round relies on it)."""
+    if not math.isfinite(M.injectivity_radius):
+        meter("no cut locus: nothing to screen", 0.0, 0.5)
+        return
+    n = 64
+    x = seeded_points(M, n, torch.Generator().manual_seed(9), dtype)
+    v = M.cut_vector(x, _unit_tangents(M, x, 19))
+    short = torch.linspace(0, 1.5, n, dtype=dtype)[:, None] * tol("cut", dtype)
+    y = M.exp(x, v * (1 - short / M.norm(x, v)[..., None]))
+    exact, screen = M.cut_locus_mask(x, y), M.cut_locus_screen(x, y)
+    meter(f"cut_locus_screen shape ({n},) and bool", float(screen.shape != exact.shape or screen.dtype != torch.bool), 0.5)
+    meter("cut_locus_screen flags every pair cut_locus_mask flags", (exact & ~screen).to(dtype), 0.5)
+
+
 #: properties of the base distribution: run only when the manifold has one
 BASE_PROPERTIES = ("random_base", "base_density")
 
 DETERMINISTIC_PROPERTIES = {
     "random_base": check_random_base, "base_density": check_base_density,
-    "bad_input": check_bad_input, "gradients": check_gradients,
+    "bad_input": check_bad_input, "gradients": check_gradients, "cut_screen": check_cut_screen,
 }

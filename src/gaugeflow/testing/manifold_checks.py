@@ -11,8 +11,9 @@ Examples:
 Properties (names used in reports): ``projx``, ``proju``, ``exp_log``, ``log_exp``, ``dist``,
 ``triangle``, ``transp``, ``batched``, ``geodesic`` (hypothesis-driven, on points, tangent vectors
 and near-degenerate pairs from :mod:`gaugeflow.testing.strategies`), and ``random_base``,
-``base_density`` (Monte Carlo integral of ``exp(base_log_prob)``), ``bad_input`` and ``gradients``
-(deterministic), ``exp`` (retraction axioms: finite, on the manifold, ``exp(x, 0) = x``) and
+``base_density`` (Monte Carlo integral of ``exp(base_log_prob)``), ``bad_input``, ``gradients`` and
+``cut_screen`` (``cut_locus_screen`` flags every pair ``cut_locus_mask`` flags, on and next to the cut
+locus) (deterministic), ``exp`` (retraction axioms: finite, on the manifold, ``exp(x, 0) = x``) and
 ``premetric`` (``spectral_distance`` is a metric). Each measurement is an error divided by its tolerance; the report keeps the
 largest ratio per property and dtype, and a ratio above 1 fails. The geometry properties run on any
 manifold; the base-distribution properties (``random_base``, ``base_density``) only when it has a
