@@ -168,17 +168,26 @@ class GeodesicPath:
 
         Cut start points take the start point of the previous pair of the same batch (``x0.roll(1, 0)``
         within each of the ``batches`` consecutive batches, see the module docstring), gathered as rows.
-        Returns ``(x0, n_cut, n_resampled)``, the counts as 0-dim tensors; the caller masks the pairs still cut.
+        Returns ``(x0, n_cut, n_resampled)``, the counts as 0-dim tensors (every screened pair is
+        redrawn), or ``None`` when there is no round (``"mask"``, ``max_resample = 0``): the caller's exact
+        test of the unchanged pairs is then the count (:meth:`_round_counts`). The caller masks the pairs
+        still cut.
         """
         if self.cut_locus != "resample" or self.max_resample == 0:
-            n_cut = self.manifold.cut_locus_mask(x0, x1).sum()
-            return x0, n_cut, torch.zeros_like(n_cut)
+            return x0, None, None
         cut = self.manifold.cut_locus_screen(x0, x1)  # a superset of cut_locus_mask, maybe cheaper
-        n_cut = cut.sum()
         rows, prev = self._round_rows(x0.shape[0], batches, x0.device)
         # one row gather instead of a roll and a [B, D] torch.where on a [B, 1] mask (whose D-long inner
         # loop costs twice the gather on CPU); the same rows, bit for bit
+        n_cut = cut.sum()
         return x0.index_select(0, torch.where(cut, prev, rows)), n_cut, n_cut
+
+    @staticmethod
+    def _round_counts(n_cut: Optional[torch.Tensor], n_resampled: Optional[torch.Tensor],
+                      n_masked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(n_cut, n_resampled)`` of the device round; without a round (``None``) the pairs found cut are
+        the ones masked, and none is redrawn."""
+        return (n_masked, torch.zeros_like(n_masked)) if n_cut is None else (n_cut, n_resampled)
 
     def _round_rows(self, n: int, batches: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """``(rows, prev)``: ``arange(n)`` and the previous row of the same batch (``[n]`` each), kept for the
@@ -196,7 +205,8 @@ class GeodesicPath:
         """:meth:`_replace_cut_on_device`, then the mask. Returns ``(x0, valid, n_cut, n_resampled, n_masked)``."""
         x0, n_cut, n_resampled = self._replace_cut_on_device(x0, x1, batches)
         cut = self.manifold.cut_locus_mask(x0, x1)
-        return x0, ~cut, n_cut, n_resampled, cut.sum()
+        n_masked = cut.sum()
+        return x0, ~cut, *self._round_counts(n_cut, n_resampled, n_masked), n_masked
 
     def sample(
         self,
@@ -243,7 +253,9 @@ class GeodesicPath:
                 return self._resolve_on_host(x0, x1, t, x_t, u_t, cut, generator)
             x0, n_cut, n_resampled = self._replace_cut_on_device(x0, x1, batches)
             x_t, u_t, cut = self.manifold.geodesic_and_cut(x0, x1, t)
-            return PathSample(x_t, u_t, t, x0, x1, ~cut, n_cut, n_resampled, cut.sum())
+            n_masked = cut.sum()
+            counts = self._round_counts(n_cut, n_resampled, n_masked)
+            return PathSample(x_t, u_t, t, x0, x1, ~cut, *counts, n_masked)
 
     def _sample_differentiable(self, x0, x1, t, generator, host_checks, batches: int = 1) -> PathSample:
         """The path through :meth:`Manifold.geodesic` (exact gradients, also at ``x0 = x1``)."""
