@@ -73,11 +73,11 @@ def _weighted_sum(manifold: Manifold, x_t: torch.Tensor, v: torch.Tensor, u_t: t
     return (sq * weight).sum()
 
 
-def _mask_weights(valid: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(w, n_used)`` of the masked mean: ``n_used = max(Σ valid, 1)`` along the last axis (as ``dtype``,
-    exact below 2^24 pairs) and ``w = valid / n_used``. ``valid [..., B]`` bool -> ``w [..., B]``, ``n_used [...]``."""
-    n_used = valid.sum(-1).clamp_min_(1).to(dtype)
-    return valid.to(dtype) / n_used.unsqueeze(-1), n_used
+def _mask_weights(valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The weights ``w = valid / n_used`` of the masked mean, ``n_used = max(Σ valid, 1)`` along the last axis
+    (as ``dtype``, exact below 2^24 pairs). ``valid [..., B]`` bool -> ``w [..., B]``."""
+    n_used = valid.sum(-1, keepdim=True).clamp_min_(1).to(dtype)
+    return valid.to(dtype) / n_used
 
 
 def rcfm_loss(
@@ -132,7 +132,7 @@ def rcfm_loss(
     v = model(ps.x_t, ps.t)
     n_used = ps.x_t.shape[0] - ps.n_masked
     if isinstance(ps.n_masked, torch.Tensor):  # masks kept on the device: no host read
-        loss = _weighted_sum(manifold, ps.x_t, v, ps.u_t, _mask_weights(ps.valid, ps.x_t.dtype)[0])
+        loss = _weighted_sum(manifold, ps.x_t, v, ps.u_t, _mask_weights(ps.valid, ps.x_t.dtype))
         return (loss, LossInfo(n_used, ps.n_cut, ps.n_resampled, ps.n_masked)) if return_info else loss
     if n_used == 0:
         raise ValueError("rcfm_loss: every pair of the batch lies at the cut locus; nothing to train on")

@@ -49,17 +49,27 @@ __all__ = ["StepPath", "PathQueue", "build_paths", "step_loss", "chunk_size"]
 
 @dataclass(frozen=True)
 class StepPath:
-    """One step's rows of a chunk: ``x_t, u_t [b, D]``, ``t [b]``; ``valid [b]`` bool (``None``: no pair can be
-    masked, the manifold has no cut locus), ``n_used`` (the number of valid pairs, at least 1, as a 0-dim
-    tensor of ``x_t``'s dtype; the int ``b`` with ``valid=None``) and ``weight [b] = valid / n_used``, the
-    loss's weights (``None`` with ``valid=None``)."""
+    """One step's rows of a chunk: ``x_t, u_t [b, D]``, ``t [b]`` and ``weight [b] = valid / n_used``, the
+    loss's weights (``None``: no pair can be masked, the manifold has no cut locus; the loss is a plain
+    mean). :attr:`valid` and :attr:`n_used` are read off the weights."""
 
     x_t: torch.Tensor
     u_t: torch.Tensor
     t: torch.Tensor
-    valid: Optional[torch.Tensor]
-    n_used: Union[int, torch.Tensor]
     weight: Optional[torch.Tensor]
+
+    @property
+    def valid(self) -> Optional[torch.Tensor]:
+        """``[b]`` bool, ``False`` for the masked pairs (``None`` without a cut locus)."""
+        return None if self.weight is None else self.weight > 0
+
+    @property
+    def n_used(self) -> Union[int, torch.Tensor]:
+        """The number of valid pairs, at least 1 (a 0-dim tensor of ``x_t``'s dtype; the int ``b`` without a
+        cut locus)."""
+        if self.weight is None:
+            return self.x_t.shape[0]
+        return self.valid.sum().clamp_min(1).to(self.x_t.dtype)
 
 
 def chunk_size(path: object, path_chunk: int) -> int:
@@ -82,10 +92,9 @@ def build_paths(path, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor, steps
     x_t, u_t = (v.unflatten(0, (steps, b)).unbind(0) for v in (ps.x_t, ps.u_t))
     ts = ps.t.view(steps, b).unbind(0)
     if not isinstance(ps.n_masked, torch.Tensor):  # no cut locus: nothing masked, the loss is a plain mean
-        return [StepPath(*row, None, b, None) for row in zip(x_t, u_t, ts)]
-    valid = ps.valid.view(steps, b)
-    weight, n_used = _mask_weights(valid, ps.x_t.dtype)  # every step's weights in one call
-    return [StepPath(*row) for row in zip(x_t, u_t, ts, valid.unbind(0), n_used.unbind(0), weight.unbind(0))]
+        return [StepPath(*row, None) for row in zip(x_t, u_t, ts)]
+    weight = _mask_weights(ps.valid.view(steps, b), ps.x_t.dtype)  # every step's weights in one call
+    return [StepPath(*row) for row in zip(x_t, u_t, ts, weight.unbind(0))]
 
 
 def step_loss(model: torch.nn.Module, manifold: Manifold, step: StepPath) -> torch.Tensor:
