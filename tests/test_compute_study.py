@@ -88,6 +88,43 @@ def test_parts_selection_and_plan():
         compute_config.variant("medium")
 
 
+def test_learning_rate_choice_and_its_part_settings(tmp_path):
+    import compute_lr
+
+    cfg = compute_config.variant("tuned")
+    assert cfg["lr_grid"] == sorted(cfg["lr_grid"]) and len(cfg["lr_grid"]) >= 3
+    # the lowest validation NLL wins; non-finite loses to anything; ties go to the smaller rate
+    rows = [{"dataset": "quakes", "model": "gauge", "lr": lr, "val_nll": v}
+            for lr, v in ((1e-3, 1.0), (3e-3, 0.5), (1e-2, math.inf))]
+    rows += [{"dataset": "quakes", "model": "plain", "lr": lr, "val_nll": 0.7} for lr in (1e-3, 3e-3, 1e-2)]
+    assert compute_lr.chosen(rows) == {("quakes", "gauge"): 3e-3, ("quakes", "plain"): 1e-3}
+    # one job per base model and rate: the ablations and OT variants are not swept, they take their base's rate
+    jobs = compute_lr.sweep_jobs(cfg, "quakes", compute_config.models_of(cfg, "quakes", "full"))
+    assert len(jobs) == len(compute_config.CORE) * len(cfg["lr_grid"])
+    assert compute_config.lr_model("gauge-a0") == "gauge" and compute_config.lr_model("plain-ot") == "plain"
+
+    # compute_lr.csv -> the rates; a base model is tuned only when every rate of the grid has a row
+    path = tmp_path / "compute_lr.csv"
+    steps = cfg["datasets"]["quakes"]["steps_eq"]
+    table = [dict(r, steps=steps, stopped="steps") for r in rows]
+    run.write_rows(path, table[:-1])  # plain lacks its last rate
+    run.apply_lr(cfg, tmp_path)
+    assert cfg["datasets"]["quakes"]["lr"] == {"gauge": 3e-3}
+    assert compute_config.train_settings(cfg, "gauge-a0", "quakes")["lr"] == 3e-3
+    assert compute_config.train_settings(cfg, "plain-ot", "quakes")["lr"] is None
+    untuned = run.settings_key(cfg, "quakes", "plain")
+    run.write_rows(path, table)
+    run.apply_lr(cfg, tmp_path)
+    assert compute_config.train_settings(cfg, "plain-ot", "quakes")["lr"] == 1e-3
+    assert run.settings_key(cfg, "quakes", "plain") != untuned  # a part keyed untuned never counts as done
+    # a part whose rate is not tuned yet refuses to run, and says why
+    from compute_part import run_part
+
+    with pytest.raises(ValueError, match="learning rate is not tuned"):
+        run_part(("quakes", "full", "tensor-gauge", 0), cfg, {("quakes", "tensor-gauge"): {"hidden": 8, "step_s_median": 1.0},
+                                                               ("quakes", "gauge"): {"hidden": 8, "step_s_median": 1.0}})
+
+
 def _rows(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
@@ -141,14 +178,26 @@ def test_quick_study_end_to_end(tmp_path):
             want = round(spec["steps_eq"] * calib[(r["dataset"], "gauge")] / calib[(r["dataset"], r["model"])])
             assert int(r["steps"]) == min(spec["max_steps"], max(1, want))
 
+    # the learning-rate sweep ran first: every base model of each data set at every rate of the grid
+    sweep = _rows(tmp_path / "compute_lr.csv")
+    assert {(r["dataset"], r["model"], float(r["lr"])) for r in sweep} == {
+        (d, m, lr) for d in cfg["datasets"] for m in compute_config.CORE for lr in cfg["lr_grid"]}
+    import compute_lr
+
+    rate = compute_lr.chosen([dict(r, val_nll=float(r["val_nll"]), lr=float(r["lr"])) for r in sweep])
+
     # the α ≡ 0 ablation trains the plain network: same FM loss and NLL up to float32 rounding (gradient
-    # clipping's norm also sums the ablation's zero gradients, which can move the last bit)
+    # clipping's norm also sums the ablation's zero gradients, which can move the last bit), when its gauge
+    # model's tuned rate is the plain model's
     by = {(r["dataset"], r["size"], r["budget"], r["model"], r["seed"]): r for r in runs}
+    compared = 0
     for (d, size, b, m, s), r in by.items():
-        if m.endswith("-a0") and b == "equal-steps":
+        if m.endswith("-a0") and b == "equal-steps" and rate[(d, m[:-3])] == rate[(d, "plain")]:
+            compared += 1
             p = by[(d, size, b, "plain", s)]
             assert abs(float(r["test_fm"]) - float(p["test_fm"])) < 1e-6
             assert abs(float(r["test_nll"]) - float(p["test_nll"])) < 1e-6
+    assert compared or len({rate[(d, m)] for d in cfg["datasets"] for m in ("plain", "gauge")}) > 1
 
     # the report: generated, every verdict claim points to an existing row
     text = (tmp_path / "compute.md").read_text(encoding="utf-8")

@@ -15,6 +15,9 @@ steps, so every budget is a prefix of the same run):
   steps, the best validation NLL of the last ``⌈n/4⌉`` evaluations is not lower than the best before
   them by more than ``plateau_tol`` nats (no improvement > 0.01 nat over the last 25 %). A run never
   stops before the two other budgets' steps.
+
+Learning rate: ``FULL`` trains every model at ``train["lr"]``; ``TUNED`` (and ``QUICK``, its CI variant)
+tunes it per (data set, model) over ``lr_grid`` on validation (``compute_lr.py``) before the parts run.
 """
 from __future__ import annotations
 
@@ -29,6 +32,9 @@ CORE = ("plain", "plain-params", "plain-time", "gauge", "higher-gauge", "tensor-
 ABLATION = ("gauge-a0", "higher-gauge-a0", "tensor-gauge-a0")
 #: minibatch-OT variants of PlainFlow and GaugeFlow (issue 19): the same networks, pairs coupled by OT
 OT = ("plain-ot", "gauge-ot")
+#: the α ≡ 0 ablations and the OT variants train with their base model's tuned learning rate
+LR_BASE = {"gauge-a0": "gauge", "higher-gauge-a0": "higher-gauge", "tensor-gauge-a0": "tensor-gauge",
+           "plain-ot": "plain", "gauge-ot": "gauge"}
 #: training settings of a model on top of ``train`` (every other model trains with ``train`` alone)
 MODEL_TRAIN = {"plain-ot": {"coupling": "ot", "ot_batch": 32}, "gauge-ot": {"coupling": "ot", "ot_batch": 32}}
 
@@ -88,7 +94,17 @@ FULL = {
     "solver_seed": 0,
 }
 
-QUICK = copy.deepcopy(FULL)
+#: the study with a learning rate tuned per (data set, model) on validation (compute_lr.py): FULL's plan,
+#: budgets and evaluation, every model at its own rate. Its parts live in docs/results/tuned/; it replaces
+#: FULL's page once all of them have run (FULL's rate, 1e-3, is far below what these flows train best at)
+TUNED = copy.deepcopy(FULL)
+TUNED.update({"lr_grid": [1e-3, 3e-3, 1e-2], "lr_seed": 0})
+# at the tuned rates quakes still gains 0.3 nats between 4 000 and 8 000 steps (TGFM, seed 0, lr 1e-2), and
+# gmm-32 needs six validation evaluations for the plateau criterion to be able to hold before max_steps
+TUNED["datasets"]["quakes"].update(max_steps=8000)
+TUNED["datasets"]["gmm-32"].update(max_steps=1800, eval_every=300)
+
+QUICK = copy.deepcopy(TUNED)
 QUICK.update({
     "datasets": {"gmm-2": {**_gmm(2, 16, 24, 60, 8), "data": {**FULL["datasets"]["gmm-2"]["data"],
                                                              "n_train": 2000, "n_val": 100, "n_test": 200}},
@@ -96,6 +112,7 @@ QUICK.update({
     "sizes": {"full": {"fraction": 1.0, "models": list(MODELS)},
               "tenth": {"fraction": 0.1, "models": ["plain", "gauge"]}},
     "seeds": [0, 1],
+    "lr_grid": [1e-3, 1e-2],
     "train": {**_TRAIN, "batch_size": 64},
     "eval": {**_EVAL, "nll_steps": 4, "curve_points": 40, "n_samples": 200, "fm_points": 200, "fm_repeats": 1,
              "plateau_min_evals": 4, "solver_steps": [2, 4], "solver_points": 40, "solver_samples": 100,
@@ -124,9 +141,20 @@ def eval_settings(cfg: dict, dname: str) -> dict:
     return {**cfg["eval"], **cfg["datasets"][dname].get("eval", {})}
 
 
-def train_settings(cfg: dict, model: str) -> dict:
-    """The training settings of ``model``: the common ones, updated by its ``model_train`` entry."""
-    return {**cfg["train"], **cfg.get("model_train", {}).get(model, {})}
+def lr_model(model: str) -> str:
+    """The model whose tuned learning rate ``model`` uses: its own, or its base model's for the α ≡ 0
+    ablations and the OT variants (the same networks)."""
+    return LR_BASE.get(model, model)
+
+
+def train_settings(cfg: dict, model: str, dname: str | None = None) -> dict:
+    """The training settings of ``model``: the common ones, updated by its ``model_train`` entry and, with
+    ``dname`` in settings that tune the rate (``lr_grid``), by the rate chosen for it on that data set
+    (``spec["lr"]``, filled from ``compute_lr.csv`` by ``run.py``; ``None`` while not yet tuned)."""
+    out = {**cfg["train"], **cfg.get("model_train", {}).get(model, {})}
+    if dname is not None and "lr_grid" in cfg:
+        out["lr"] = cfg["datasets"][dname].get("lr", {}).get(lr_model(model))
+    return out
 
 
 def models_of(cfg: dict, dname: str, size: str) -> list[str]:
@@ -139,8 +167,8 @@ def models_of(cfg: dict, dname: str, size: str) -> list[str]:
 
 
 def variant(name: str) -> dict:
-    """A deep copy of the ``"full"``, ``"reduced"`` or ``"quick"`` settings."""
-    table = {"full": FULL, "quick": QUICK, "reduced": REDUCED}
+    """A deep copy of the ``"full"``, ``"tuned"``, ``"reduced"`` or ``"quick"`` settings."""
+    table = {"full": FULL, "tuned": TUNED, "quick": QUICK, "reduced": REDUCED}
     if name not in table:
         raise ValueError(f"variant: expected one of {sorted(table)}, got {name!r}")
     return copy.deepcopy(table[name])

@@ -66,8 +66,9 @@ def train_trajectory(tr, ev: dict, spec: dict, budget: dict[str, int], data, eva
         step = nxt
         ema = tr.ema_model()
         for name, s in budget.items():
-            if s == step:
-                out[name] = {"steps": step, "train_s": train_s, **eval_fn(ema)}
+            if s == step:  # two budgets at one step (GaugeFlow's equal seconds are its equal steps): one evaluation
+                same = next((r for r in out.values() if r["steps"] == step), None)
+                out[name] = {**same, "eval_s": 0.0} if same else {"steps": step, "train_s": train_s, **eval_fn(ema)}
         if step % spec["eval_every"] == 0 or step == spec["max_steps"]:
             start = time.perf_counter()
             v = nll(ema, val_x, ev["nll_steps"])[0]
@@ -118,16 +119,22 @@ def run_part(key: tuple, cfg: dict, calib: dict) -> dict[str, list[dict]]:
     euclid = spec["kind"] == "gmm"
     widths = {mname: calib[(dname, mname)]["hidden"]}
     model = build(mname, data.manifold, widths, seed)
-    tc = TrainConfig(seed=seed, steps=spec["max_steps"], device="cpu", progress=False, val_size=0,
-                     **train_settings(cfg, mname))
+    train = train_settings(cfg, mname, dname)
+    if train["lr"] is None:
+        raise ValueError(f"part {part_id(*key)}: its learning rate is not tuned yet (run the sweep first: run.py "
+                         "runs it before the parts; compute_lr.csv holds it)")
+    tc = TrainConfig(seed=seed, steps=spec["max_steps"], device="cpu", progress=False, val_size=0, **train)
     tr = PairedTrainer(model, data, tc)
     budget = _budget_steps(cfg, spec, calib, dname, mname)
     run = train_trajectory(tr, ev, spec, budget, data, lambda m: full_eval(m, data, ev, euclid))
     best = build(mname, data.manifold, widths, seed)
     if run["best"]["state"] is not None:
         best.load_state_dict(run["best"]["state"])
-        run["budgets"]["converged"] = {"steps": run["best"]["step"], "train_s": run["best"]["train_s"],
-                                       **full_eval(best.eval(), data, ev, euclid)}
+        # the best weights are a budget's (same step, same EMA state): its evaluation, not a second one
+        same = next((r for r in run["budgets"].values() if r["steps"] == run["best"]["step"]), None)
+        run["budgets"]["converged"] = ({**same, "eval_s": 0.0} if same else
+                                       {"steps": run["best"]["step"], "train_s": run["best"]["train_s"],
+                                        **full_eval(best.eval(), data, ev, euclid)})
     head = {"dataset": dname, "size": size, "n_train": len(data.train), "model": mname, "label": LABELS[mname],
             "seed": seed, "hidden": widths[mname], "params": count_parameters(model)}
     base = float(-data.manifold.base_log_prob(data.test).double().mean())

@@ -203,7 +203,7 @@ def _read(path: Path) -> list[dict]:
         return []
     with open(path, newline="", encoding="utf-8") as fh:
         return [{k: (v if k in ("dataset", "model", "source", "candidate", "processor", "platform", "measured_utc",
-                                "settings_key", "git_commit", "torch", "python") else float(v) if v != "" else math.nan)
+                                "settings_key", "stopped", "git_commit", "torch", "python") else float(v) if v != "" else math.nan)
                  for k, v in r.items()}
                 for r in csv.DictReader(fh)]
 
@@ -246,9 +246,11 @@ def write_report(out: Path, report: Path, cfg: dict, variant: str, planned: list
     files += compute_figures.sample_figures(*_sample_inputs(pick(read_table(out, "samples")), rows, cfg), figs)
     probed = _read(out / "compute_timing.csv")
     # parts' evaluation costs carry over to the full study only when they ran with its settings
-    timing = timing_rows(runs, curve, solver, probed) if variant == "full" else [dict(p, source="probe") for p in probed]
+    timing = timing_rows(runs, curve, solver, probed) if variant in ("full", "tuned") else [dict(p, source="probe") for p in probed]
     est = estimate(full_cfg or cfg, calib, runs, curve, timing)
-    text = render(cfg, variant, planned, done, rows, comps, calib, solver, files, report, est, timing, runs, curve)
+    lr_rows = _read(out / "compute_lr.csv") if "lr_grid" in cfg else []
+    text = render(cfg, variant, planned, done, rows, comps, calib, solver, files, report, est, timing, runs, curve,
+                  lr_rows)
     report.write_text(text, encoding="utf-8")
     (out / "compute_estimate.json").write_text(json.dumps(est, indent=2), encoding="utf-8")
     return report

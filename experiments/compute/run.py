@@ -38,6 +38,7 @@ import torch  # noqa: E402
 
 import compute_report  # noqa: E402  (prefixed names: experiments/* folders share sys.path in one pytest run)
 from compute_config import models_of, train_settings, variant  # noqa: E402
+from compute_lr import chosen, sweep_jobs, sweep_one  # noqa: E402
 from compute_models import calibrate  # noqa: E402
 from compute_part import part_id, run_part  # noqa: E402
 from compute_study import load_data  # noqa: E402
@@ -55,8 +56,8 @@ def settings_key(cfg: dict, dname: str, model: str) -> str:
     """Hash of everything that defines the result of ``model`` on ``dname``: the data set's settings, the
     model's training settings, the evaluation, the size fractions and the solver seed — not the seeds, nor
     which models or sizes are planned (adding a model to the plan keeps every finished part valid)."""
-    spec = {k: v for k, v in cfg["datasets"][dname].items() if k not in ("models", "sizes")}
-    keep = {"train": train_settings(cfg, model), "eval": cfg["eval"], "solver_seed": cfg["solver_seed"],
+    spec = {k: v for k, v in cfg["datasets"][dname].items() if k not in ("models", "sizes", "lr")}
+    keep = {"train": train_settings(cfg, model, dname), "eval": cfg["eval"], "solver_seed": cfg["solver_seed"],
             "fractions": {k: v["fraction"] for k, v in cfg["sizes"].items()}}
     blob = json.dumps({"data": spec, **keep}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
@@ -130,20 +131,54 @@ def load_calibration(path: Path, cfg: dict, dnames: list[str], log) -> dict:
             for r in rows}
 
 
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+def apply_lr(cfg: dict, out: Path) -> None:
+    """Fill ``spec["lr"]`` (base model → rate) of every data set from ``out/compute_lr.csv``: a base model
+    gets its rate once every rate of the grid has a row (settings without ``lr_grid``: nothing to do)."""
+    if "lr_grid" not in cfg:
+        return
+    path = out / "compute_lr.csv"
+    rows = read_rows(path) if path.is_file() else []
+    for dname, spec in cfg["datasets"].items():
+        mine = [r for r in rows if r["dataset"] == dname and int(r["steps"]) == spec["steps_eq"]
+                and float(r["lr"]) in cfg["lr_grid"]]
+        complete = [r for r in mine if {float(x["lr"]) for x in mine if x["model"] == r["model"]} == set(cfg["lr_grid"])]
+        spec["lr"] = {m: lr for (_, m), lr in chosen(complete).items()}
 
 
-def _results(todo: list[tuple], cfg: dict, calib: dict, workers: int):
-    """``(part, tables)`` as the parts finish: in this process, or in ``workers`` one-thread processes."""
+def run_sweep(cfg: dict, out: Path, dnames: list[str], calib: dict, log, workers: int = 1) -> None:
+    """Run the learning-rate sweep's missing trainings for ``dnames`` (``compute_lr.py``), appending each to
+    ``out/compute_lr.csv`` atomically as it finishes, then fill the chosen rates into ``cfg``."""
+    path = out / "compute_lr.csv"
+    rows = read_rows(path) if path.is_file() else []
+    have = {(r["dataset"], r["model"], float(r["lr"]), int(r["steps"])) for r in rows}
+    jobs = []
+    for d in dnames:
+        models = [m for size in cfg["sizes"] for m in models_of(cfg, d, size)]
+        jobs += [j for j in sweep_jobs(cfg, d, models) if (*j, cfg["datasets"][d]["steps_eq"]) not in have]
+    if jobs:
+        log(f"learning-rate sweep: {len(jobs)} trainings to run")
+    for i, (job, row) in enumerate(_map(sweep_one, jobs, cfg, calib, workers)):
+        rows.append({k: str(v) for k, v in row.items()})
+        write_rows(path, rows)
+        log(f"[lr {i + 1}/{len(jobs)}] {job[0]} {job[1]} lr {job[2]:g}: val NLL {row['val_nll']:.4f} "
+            f"({row['stopped']}, {row['sweep_s']:.0f}s)")
+    apply_lr(cfg, out)
+
+
+def _map(fn, jobs: list, cfg: dict, calib: dict, workers: int):
+    """``(job, fn(job, cfg, calib))`` as the jobs finish: in this process or in ``workers`` one-thread processes."""
     if workers <= 1:
-        for key in todo:
-            yield key, run_part(key, cfg, calib)
+        for job in jobs:
+            yield job, fn(job, cfg, calib)
         return
     with cf.ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_one_thread) as pool:
-        futures = {pool.submit(run_part, key, cfg, calib): key for key in todo}
+        futures = {pool.submit(fn, job, cfg, calib): job for job in jobs}
         for fut in cf.as_completed(futures):
             yield futures[fut], fut.result()
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
 
 
 def run_parts(cfg: dict, out: Path, selected: list[tuple], log, workers: int = 1) -> int:
@@ -155,7 +190,10 @@ def run_parts(cfg: dict, out: Path, selected: list[tuple], log, workers: int = 1
     if not todo:
         return 0
     calib = load_calibration(out / "compute_calibration.csv", cfg, list(dict.fromkeys(k[0] for k in todo)), log)
-    for i, (key, tables) in enumerate(_results(todo, cfg, calib, workers)):
+    if "lr_grid" in cfg:  # the rates first; a part found done under its tuned rate is not run again
+        run_sweep(cfg, out, list(dict.fromkeys(k[0] for k in todo)), calib, log, workers)
+        todo = [k for k in todo if not is_done(parts, k, cfg)]
+    for i, (key, tables) in enumerate(_map(run_part, todo, cfg, calib, workers)):
         sk = settings_key(cfg, key[0], key[2])
         for name in TABLES:  # runs last: its presence marks the part done
             write_rows(parts / f"{part_id(*key)}.{name}.csv", [{**r, "settings_key": sk} for r in tables[name]])
@@ -204,6 +242,8 @@ def select(keys: list[tuple], patterns: list[str] | None) -> list[tuple]:
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="experiments/compute/run.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="CI variant: tiny budgets, 2 seeds, gmm-2 + quakes (< 3 min)")
+    p.add_argument("--tuned", action="store_true",
+                   help="the study with learning rates tuned per (data set, model) (docs/results/tuned/)")
     p.add_argument("--reduced", action="store_true",
                    help="the reduced run (gmm-2 + quakes, 3 seeds, short) that stands in until the full study has run")
     p.add_argument("--out", type=Path, help="folder of the CSVs (default docs/results; runs/compute-quick with --quick)")
@@ -222,10 +262,11 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    name = "quick" if args.quick else "reduced" if args.reduced else "full"
+    name = "quick" if args.quick else "tuned" if args.tuned else "reduced" if args.reduced else "full"
     cfg = variant(name)
-    out = args.out or (ROOT / "runs" / "compute-quick" if args.quick else ROOT / "docs" / "results")
-    report = args.report or (out / "compute.md" if args.out or args.quick else ROOT / "docs" / "results" / "compute.md")
+    home = {"quick": ROOT / "runs" / "compute-quick", "tuned": ROOT / "docs" / "results" / "tuned"}
+    out = args.out or home.get(name, ROOT / "docs" / "results")
+    report = args.report or (out / "compute.md" if args.out or name in home else ROOT / "docs" / "results" / "compute.md")
     torch.set_num_threads(args.threads)
     (out / "compute_parts").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -233,6 +274,7 @@ def main(argv=None) -> int:
     def log(msg: str) -> None:
         print(f"[compute {time.perf_counter() - start:7.1f}s] {msg}", flush=True)
 
+    apply_lr(cfg, out)
     keys = plan(cfg)
     if args.list:
         parts = out / "compute_parts"
@@ -248,7 +290,7 @@ def main(argv=None) -> int:
         {"variant": name, "config": cfg, "machine": machine(), "parts_planned": len(keys), "parts_done": len(done)},
         indent=2), encoding="utf-8")
     path = compute_report.write_report(out, report, cfg, name, [part_id(*k) for k in keys],
-                                       cfg if args.quick else variant("full"))
+                                       cfg if name in ("quick", "tuned") else variant("full"))
     log(f"report {path} ({len(done)}/{len(keys)} parts done)")
     return 0
 
