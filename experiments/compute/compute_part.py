@@ -136,7 +136,7 @@ def run_part(key: tuple, cfg: dict, calib: dict) -> dict[str, list[dict]]:
                                        {"steps": run["best"]["step"], "train_s": run["best"]["train_s"],
                                         **full_eval(best.eval(), data, ev, euclid)})
     head = {"dataset": dname, "size": size, "n_train": len(data.train), "model": mname, "label": LABELS[mname],
-            "seed": seed, "hidden": widths[mname], "params": count_parameters(model)}
+            "seed": seed, "hidden": widths[mname], "params": count_parameters(model), "lr": train["lr"]}
     base = float(-data.manifold.base_log_prob(data.test).double().mean())
     stream = tr.digest.hexdigest()[:16] if hasattr(tr, "digest") else ""
     step_s = calib[(dname, mname)]["step_s_median"]
