@@ -43,7 +43,7 @@ def _status(cfg: dict, variant: str, planned: list[str], done: list[str], est: l
                   f"(training and every evaluation, summed over parts)"
                   + (f", plus **{sweep / 3600:.2f} h** for the {len(lr_rows)} trainings of the learning-rate sweep"
                      if lr_rows else "")
-                  + f": **{both / 7200:.2f} h** on two workers if both are always busy; the parts ran on a shared "
+                  + (": " if lr_rows else ", ") + f"**{both / 7200:.2f} h** on two workers if both are always busy; the parts ran on a shared "
                   "machine over several sessions, so other jobs' load is included (compare the calibrated estimate "
                   "below).", ">"]
     lines += [f"> Estimated runtime of the {which}, from the measurements below: **{lo / 3600:.1f}–{hi / 3600:.1f} h** "
