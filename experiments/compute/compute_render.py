@@ -34,6 +34,14 @@ def _status(cfg: dict, variant: str, planned: list[str], done: list[str], est: l
         if left:
             lines += ["> Parts of these settings still to run: " + "; ".join(f"{d}: {len(v)}" for d, v in left.items())
                       + ".", ">"]
+    if variant == "full" and "lr_grid" not in cfg:
+        lines += [f"> **Every model on this page trains at one untuned rate, lr {cfg['train']['lr']:g}.** Probes on world "
+                  "cities found it far below the rate these flows train best at (the probes are described in "
+                  "`experiments/compute/compute_lr.py`; the tuned study's sweep table shows it per model). The same "
+                  "study with "
+                  "the rate tuned per data set and model on validation (`python experiments/compute/run.py --tuned`) "
+                  "is under way: [tuned/compute.md](tuned/compute.md). Its verdict replaces this page's once all its "
+                  "parts have run.", ">"]
     which = "quick variant" if variant == "quick" else "full study"
     if runs:
         spent = sum(r["part_s"] for r in runs if r["budget"] == "converged")
