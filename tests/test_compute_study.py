@@ -215,6 +215,26 @@ def test_quick_study_end_to_end(tmp_path):
     assert {r["method"] for r in solver} == {"rk4", "dopri5"}
     assert all(int(r["nll_nfe"]) == 4 * int(r["solver_steps"]) for r in solver if r["method"] == "rk4")
 
+    # the long stage: the best model of quakes (lowest seed-mean best validation NLL) trained again up to the
+    # long budget, one `converged` row per seed, unless it had plateaued in every seed at max_steps
+    run.apply_lr(cfg, tmp_path)  # the tuned rates are part of every settings key
+    longs = run.long_plan(cfg, tmp_path)
+    best_val = {}
+    for k in (k for k in run.plan(cfg) if k[:2] == ("quakes", "full")):
+        vals = [float(c["val_nll"]) for c in _rows(tmp_path / "compute_parts" / f"{run.part_id(*k)}.curve.csv")]
+        best_val.setdefault(k[2], []).append(min(vals))
+    best = min(best_val, key=lambda m: sum(best_val[m]))
+    plateaued = all(_rows(tmp_path / "compute_parts" / f"quakes__full__{best}__s{s}.runs.csv")[-1]["stopped"] == "plateau"
+                    for s in cfg["seeds"])
+    assert longs == ([] if plateaued else [("quakes", "long", best, s) for s in cfg["seeds"]])
+    for k in longs:
+        (row,) = _rows(tmp_path / "compute_parts" / f"{run.part_id(*k)}.runs.csv")
+        assert row["budget"] == "converged" and row["size"] == "long"
+        assert 0 < int(row["steps"]) <= int(row["stop_step"]) <= cfg["long"]["quakes"]["max_steps"]
+        assert run.is_done(tmp_path / "compute_parts", k, cfg)
+    if longs:
+        assert "Trained longer (the long stage" in text
+
     # resumable by parts: a rerun skips finished parts; a lost part is redone and nothing else is touched
     lost = tmp_path / "compute_parts" / "quakes__full__gauge__s1.runs.csv"
     kept = tmp_path / "compute_parts" / "quakes__full__plain__s1.runs.csv"

@@ -16,6 +16,8 @@ from compute_models import LABELS, build
 from compute_study import PairedTrainer, full_eval, load_data, nll, plateaued, sample_distances, samples
 
 BUDGETS = ("equal-steps", "equal-seconds", "converged")
+#: the training-set "size" of the long stage's parts (run.py's ``long_plan``): full training set, one budget
+LONG = "long"
 #: samples of the converged model kept for the report's sample figure (solver seed, full size, real data);
 #: drawn from fixed base points after every result is computed, so they change no number of the part
 FIGURE_SAMPLES = 1000
@@ -78,7 +80,7 @@ def train_trajectory(tr, ev: dict, spec: dict, budget: dict[str, int], data, eva
                           "eval_s": time.perf_counter() - start})
             if vals[-1] < best["val"]:
                 best = {"val": v, "state": copy.deepcopy(ema.state_dict()), "step": step, "train_s": train_s}
-            if step >= max(budget.values()) and plateaued(vals, ev):
+            if step >= max(budget.values(), default=0) and plateaued(vals, ev):
                 stopped = "plateau"
                 break
     return {"budgets": out, "curve": curve, "best": best, "stop_step": step, "stopped": stopped}
@@ -115,7 +117,9 @@ def run_part(key: tuple, cfg: dict, calib: dict) -> dict[str, list[dict]]:
     dname, size, mname, seed = key
     wall = time.perf_counter()
     spec, ev = cfg["datasets"][dname], eval_settings(cfg, dname)
-    data = load_data(dname, spec, cfg["sizes"][size]["fraction"])
+    if size == LONG:  # the long stage: the full training set, the data set's long budget, no other budget
+        spec = {**spec, **cfg["long"][dname]}
+    data = load_data(dname, spec, 1.0 if size == LONG else cfg["sizes"][size]["fraction"])
     euclid = spec["kind"] == "gmm"
     widths = {mname: calib[(dname, mname)]["hidden"]}
     model = build(mname, data.manifold, widths, seed)
@@ -125,7 +129,7 @@ def run_part(key: tuple, cfg: dict, calib: dict) -> dict[str, list[dict]]:
                          "runs it before the parts; compute_lr.csv holds it)")
     tc = TrainConfig(seed=seed, steps=spec["max_steps"], device="cpu", progress=False, val_size=0, **train)
     tr = PairedTrainer(model, data, tc)
-    budget = _budget_steps(cfg, spec, calib, dname, mname)
+    budget = {} if size == LONG else _budget_steps(cfg, spec, calib, dname, mname)
     run = train_trajectory(tr, ev, spec, budget, data, lambda m: full_eval(m, data, ev, euclid))
     best = build(mname, data.manifold, widths, seed)
     if run["best"]["state"] is not None:
@@ -141,7 +145,7 @@ def run_part(key: tuple, cfg: dict, calib: dict) -> dict[str, list[dict]]:
     stream = tr.digest.hexdigest()[:16] if hasattr(tr, "digest") else ""
     step_s = calib[(dname, mname)]["step_s_median"]
     rows = []
-    for b in BUDGETS:
+    for b in (("converged",) if size == LONG else BUDGETS):
         r = run["budgets"].get(b)
         if r is None:  # the run stopped (non-finite losses) before this budget
             r = {"steps": -1, "train_s": math.nan, "test_nll": math.nan, "nll_failures": -1, "test_fm": math.nan,

@@ -105,6 +105,11 @@ def _settings(cfg: dict, calib: list[dict], lr_rows: list[dict] | None = None) -
              f"of the last ⌈n/4⌉ is not lower than the best before them by more than {ev['plateau_tol']} nats; the "
              "`converged` budget evaluates the weights with the best validation NLL (a run never stops before its "
              "other budgets).",
+             *([f"- Long stage: where a data set's best model (lowest seed-mean best validation NLL, full training "
+                "set) has not met the plateau criterion at `max_steps` in every seed, it trains again from step 0 on "
+                "the same seeds (the same stream: its first `max_steps` steps repeat the full-size run) up to "
+                + ", ".join(f"{d} {v['max_steps']} steps (evaluated every {v['eval_every']})" for d, v in cfg["long"].items())
+                + ", stopping at the plateau criterion; rows of size `long`."] if cfg.get("long") else []),
              f"- Paired tests over seeds: ΔNLL = NLL(A) − NLL(B) per seed; *better*/*worse* when the paired t-test "
              f"gives p < {LEVEL} (Wilcoxon signed-rank p beside it; with 5 seeds its smallest two-sided p is 0.0625).",
              f"- Machine: {m.get('processor', '?')}, {int(m.get('cpu_count', 0))} CPUs, torch {m.get('torch', '?')}, "

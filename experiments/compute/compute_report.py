@@ -148,6 +148,11 @@ def verdict(comps: list[dict], rows: list[dict], runs: list[dict], today: float 
             lines.append(f"- Best at the longest budget on {dname}: {best['label']} ({best['id']}: test NLL "
                          f"{_f(best['test_nll'])} ± {_f(best['test_nll_std'])}, {best['n_seeds']} seeds; "
                          f"{_plateau(best)}){extra}.")
+        for r in rows:  # the long stage: the data set's best model trained up to its long budget
+            if r["budget"] == "converged" and r["size"] == "long" and r["dataset"] == dname:
+                lines.append(f"  - Trained longer (the long stage, see Settings): {r['label']} "
+                             f"({r['id']}: test NLL {_f(r['test_nll'])} ± {_f(r['test_nll_std'])} after "
+                             f"{_f(r['steps'], 0)} ± {_f(r['steps_std'], 0)} steps, {r['n_seeds']} seeds; {_plateau(r)}).")
     return lines
 
 
@@ -248,12 +253,19 @@ def write_report(out: Path, report: Path, cfg: dict, variant: str, planned: list
     from compute_render import render
     from run import settings_key  # the one definition of a part's settings
 
-    keys = {(d, m): settings_key(cfg, d, m) for d in cfg["datasets"] for m in cfg["models"]}
     wanted = set(planned)  # parts of another plan left in the folder (same settings key) are not this report's
+    keys: dict[tuple, str] = {}
+
+    def key(r: dict) -> str | None:
+        cell = (r["dataset"], r["model"], "long" if r["size"] == "long" else "full")
+        if cell not in keys:
+            known = cell[0] in cfg["datasets"] and (cell[2] != "long" or cell[0] in cfg.get("long", {}))
+            keys[cell] = settings_key(cfg, *cell) if known else None
+        return keys[cell]
 
     def pick(rows: list[dict]) -> list[dict]:
-        return [r for r in rows if keys.get((r["dataset"], r["model"])) == r.get("settings_key")
-                and part_id(r["dataset"], r["size"], r["model"], int(r["seed"])) in wanted]
+        return [r for r in rows if part_id(r["dataset"], r["size"], r["model"], int(r["seed"])) in wanted
+                and key(r) == r.get("settings_key")]
 
     runs, curve, solver = (pick(read_table(out, t)) for t in ("runs", "curve", "solver"))
     calib = [c for c in _read(out / "compute_calibration.csv") if c["candidate"] == "False"]

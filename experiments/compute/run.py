@@ -40,7 +40,7 @@ import compute_report  # noqa: E402  (prefixed names: experiments/* folders shar
 from compute_config import models_of, train_settings, variant  # noqa: E402
 from compute_lr import chosen, sweep_jobs, sweep_one  # noqa: E402
 from compute_models import calibrate  # noqa: E402
-from compute_part import part_id, run_part  # noqa: E402
+from compute_part import LONG, part_id, run_part  # noqa: E402
 from compute_study import load_data  # noqa: E402
 
 TABLES = ("curve", "solver", "samples", "runs")
@@ -52,13 +52,16 @@ def plan(cfg: dict) -> list[tuple]:
             for seed in cfg["seeds"] for m in models_of(cfg, d, size)]
 
 
-def settings_key(cfg: dict, dname: str, model: str) -> str:
+def settings_key(cfg: dict, dname: str, model: str, size: str = "full") -> str:
     """Hash of everything that defines the result of ``model`` on ``dname``: the data set's settings, the
     model's training settings, the evaluation, the size fractions and the solver seed — not the seeds, nor
-    which models or sizes are planned (adding a model to the plan keeps every finished part valid)."""
+    which models or sizes are planned (adding a model to the plan keeps every finished part valid); for a
+    part of the long stage also its long budget."""
     spec = {k: v for k, v in cfg["datasets"][dname].items() if k not in ("models", "sizes", "lr")}
     keep = {"train": train_settings(cfg, model, dname), "eval": cfg["eval"], "solver_seed": cfg["solver_seed"],
             "fractions": {k: v["fraction"] for k, v in cfg["sizes"].items()}}
+    if size == LONG:
+        keep["long"] = cfg["long"][dname]
     blob = json.dumps({"data": spec, **keep}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -194,12 +197,12 @@ def run_parts(cfg: dict, out: Path, selected: list[tuple], log, workers: int = 1
         run_sweep(cfg, out, list(dict.fromkeys(k[0] for k in todo)), calib, log, workers)
         todo = [k for k in todo if not is_done(parts, k, cfg)]
     for i, (key, tables) in enumerate(_map(run_part, todo, cfg, calib, workers)):
-        sk = settings_key(cfg, key[0], key[2])
+        sk = settings_key(cfg, key[0], key[2], key[1])
         for name in TABLES:  # runs last: its presence marks the part done
             write_rows(parts / f"{part_id(*key)}.{name}.csv", [{**r, "settings_key": sk} for r in tables[name]])
         r = {row["budget"]: row for row in tables["runs"]}
-        log(f"[{i + 1}/{len(todo)}] {part_id(*key)}: NLL steps {r['equal-steps']['test_nll']:.3f} "
-            f"seconds {r['equal-seconds']['test_nll']:.3f} conv {r['converged']['test_nll']:.3f} "
+        short = "".join(f"{b.split('-')[1]} {r[b]['test_nll']:.3f} " for b in ("equal-steps", "equal-seconds") if b in r)
+        log(f"[{i + 1}/{len(todo)}] {part_id(*key)}: NLL {short}conv {r['converged']['test_nll']:.3f} "
             f"(stop {r['converged']['stop_step']}, {r['converged']['stopped']}) {r['converged']['part_s']:.0f}s")
     return len(todo)
 
@@ -226,7 +229,28 @@ def is_done(parts: Path, key: tuple, cfg: dict) -> bool:
     if not path.is_file():
         return False
     rows = read_rows(path)
-    return bool(rows) and rows[0].get("settings_key") == settings_key(cfg, key[0], key[2])
+    return bool(rows) and rows[0].get("settings_key") == settings_key(cfg, key[0], key[2], key[1])
+
+
+def long_plan(cfg: dict, out: Path) -> list[tuple]:
+    """The long stage's parts, ``(data set, "long", model, seed)``: for each data set of ``cfg["long"]`` whose
+    full-size parts are all done, its best model (lowest seed-mean of the best validation NLL on the learning
+    curve) trained again, every seed, to the long budget, unless that model met the plateau criterion at
+    ``max_steps`` in every seed (then it has converged already and nothing is planned)."""
+    keys, parts = [], out / "compute_parts"
+    for dname in cfg.get("long", {}):
+        full = [k for k in plan(cfg) if k[0] == dname and k[1] == "full"]
+        if not full or not all(is_done(parts, k, cfg) for k in full):
+            continue
+        best_val, stopped = {}, {}
+        for k in full:
+            curve = [float(c["val_nll"]) for c in read_rows(parts / f"{part_id(*k)}.curve.csv")]
+            best_val.setdefault(k[2], []).append(min((v for v in curve if v == v), default=float("inf")))
+            stopped.setdefault(k[2], []).append(read_rows(parts / f"{part_id(*k)}.runs.csv")[-1]["stopped"])
+        best = min(best_val, key=lambda m: sum(best_val[m]) / len(best_val[m]))
+        if any(s != "plateau" for s in stopped[best]):
+            keys += [(dname, LONG, best, seed) for seed in cfg["seeds"]]
+    return keys
 
 
 def select(keys: list[tuple], patterns: list[str] | None) -> list[tuple]:
@@ -278,13 +302,19 @@ def main(argv=None) -> int:
     keys = plan(cfg)
     if args.list:
         parts = out / "compute_parts"
-        for k in keys:
+        for k in keys + long_plan(cfg, out):
             print(("done  " if is_done(parts, k, cfg) else "todo  ") + part_id(*k))
         return 0
     if args.probe:
         run_probe(cfg if args.quick else variant("full"), out, log)  # the estimate is of the full study
     elif not args.render_only:
         run_parts(cfg, out, select(keys, args.parts), log, args.workers)
+        # the long stage, for the data sets whose full-size parts are now all done (see long_plan)
+        longs = [k for k in long_plan(cfg, out) if not args.parts or any(
+            fnmatch.fnmatch(part_id(*k), p) for p in args.parts)]
+        if longs:
+            run_parts(cfg, out, longs, log, args.workers)
+    keys += long_plan(cfg, out)
     done = [k for k in keys if is_done(out / "compute_parts", k, cfg)]
     (out / "compute_settings.json").write_text(json.dumps(
         {"variant": name, "config": cfg, "machine": machine(), "parts_planned": len(keys), "parts_done": len(done)},
