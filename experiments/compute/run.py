@@ -7,6 +7,11 @@ One command, resumable by parts::
     python experiments/compute/run.py --list                 # the plan: part ids, done or to do
     python experiments/compute/run.py --render-only          # report and figures from the CSVs
     python experiments/compute/run.py --quick --out DIR      # CI variant (< 3 min), also in the test suite
+    python experiments/compute/run.py --tuned --workers 2    # learning rates tuned -> docs/results/tuned/
+
+With ``--tuned`` (and ``--quick``) a learning-rate sweep runs before the parts (``compute_lr.py``,
+``compute_lr.csv``), and after a data set's parts the *long stage* trains its best model further where it
+has not plateaued (``long_plan``; parts ``<data set>__long__<model>__s<seed>``).
 
 A *part* is one training trajectory ``<data set>__<size>__<model>__s<seed>`` (budgets: see
 ``compute_config.py``); it writes ``compute_parts/<id>.{curve,solver,runs}.csv`` atomically (the runs
