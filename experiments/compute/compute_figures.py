@@ -129,8 +129,12 @@ def sample_figures(samples: list[dict], tests: dict[str, list[dict]], best: dict
         proj, (xl, yl) = (_lonlat, ("longitude", "latitude")) if dim == 3 else (_angles, ("φ", "ψ"))
         chosen = [m for m in dict.fromkeys([best.get(dname, ""), "plain"]) if m in LABELS]
         panels = [("test split", test)] + [(LABELS[m] + (" — best at convergence" if m == best.get(dname) else ""),
-                                            [r for r in samples if r["dataset"] == dname and r["model"] == m])
+                                            [r for r in samples if r["dataset"] == dname and r["model"] == m
+                                             and r.get("size", "full") == "full"])
                                            for m in chosen]
+        longer = [r for r in samples if r["dataset"] == dname and r.get("size") == "long"]
+        if longer:  # the long stage's model beside them
+            panels.insert(1, (LABELS[longer[0]["model"]] + " — long stage", longer))
         panels = [(t, rows) for t, rows in panels if rows]
         if len(panels) < 2:
             continue

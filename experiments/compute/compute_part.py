@@ -157,8 +157,8 @@ def run_part(key: tuple, cfg: dict, calib: dict) -> dict[str, list[dict]]:
     solver = []
     if seed == cfg["solver_seed"] and size == "full" and spec.get("solver", True) and run["best"]["state"] is not None:
         solver = [{**head, "steps_trained": run["best"]["step"], **s} for s in solver_sweep(best, data, ev, euclid)]
-    kept = []  # the converged model's samples (solver seed, full size, real data): the report's sample figure
-    if seed == cfg["solver_seed"] and size == "full" and not euclid and run["best"]["state"] is not None:
+    kept = []  # the converged model's samples (solver seed, full size or long stage, real data): the sample figure
+    if seed == cfg["solver_seed"] and size in ("full", LONG) and not euclid and run["best"]["state"] is not None:
         xs, _ = samples(best, FIGURE_SAMPLES, ev["nll_steps"])
         kept = [{**head, **{f"x{i}": round(float(v), 5) for i, v in enumerate(row)}} for row in xs.tolist()]
     part_s = time.perf_counter() - wall
