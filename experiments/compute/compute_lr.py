@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 
-from compute_config import train_settings
+from compute_config import eval_settings, lr_model, train_settings
 from compute_models import build
 from compute_part import curve_subset
 from compute_study import PairedTrainer, load_data, nll
@@ -31,8 +31,6 @@ from gaugeflow.training import NonFiniteLossError, TrainConfig
 
 def sweep_jobs(cfg: dict, dname: str, models: list[str]) -> list[tuple[str, str, float]]:
     """``(data set, base model, rate)`` for every base model of ``models`` and every rate of the grid."""
-    from compute_config import lr_model
-
     bases = list(dict.fromkeys(lr_model(m) for m in models))
     return [(dname, m, lr) for m in bases for lr in cfg["lr_grid"]]
 
@@ -42,7 +40,7 @@ def sweep_one(job: tuple[str, str, float], cfg: dict, calib: dict) -> dict:
     dname, mname, lr = job
     start = time.perf_counter()
     spec = cfg["datasets"][dname]
-    ev = {**cfg["eval"], **spec.get("eval", {})}
+    ev = eval_settings(cfg, dname)
     data = load_data(dname, spec, 1.0)
     seed = cfg["lr_seed"]
     model = build(mname, data.manifold, {mname: calib[(dname, mname)]["hidden"]}, seed)

@@ -48,6 +48,12 @@ def _marks(step: int, every: int, budget: dict[str, int], max_steps: int) -> int
     return min([nxt, max_steps] + [s for s in budget.values() if s > step])
 
 
+def _evaluated(budgets: dict[str, dict], step: int) -> dict | None:
+    """A budget row already evaluated at ``step`` (same EMA weights), as a copy that took no evaluation time."""
+    same = next((r for r in budgets.values() if r["steps"] == step), None)
+    return {**same, "eval_s": 0.0} if same else None
+
+
 def train_trajectory(tr, ev: dict, spec: dict, budget: dict[str, int], data, eval_fn) -> dict:
     """Train, evaluating the EMA weights at every ``eval_every`` steps (learning curve, plateau) and at
     the budget steps (``eval_fn``). Returns the budget results, the curve and the best-validation state."""
@@ -69,8 +75,7 @@ def train_trajectory(tr, ev: dict, spec: dict, budget: dict[str, int], data, eva
         ema = tr.ema_model()
         for name, s in budget.items():
             if s == step:  # two budgets at one step (GaugeFlow's equal seconds are its equal steps): one evaluation
-                same = next((r for r in out.values() if r["steps"] == step), None)
-                out[name] = {**same, "eval_s": 0.0} if same else {"steps": step, "train_s": train_s, **eval_fn(ema)}
+                out[name] = _evaluated(out, step) or {"steps": step, "train_s": train_s, **eval_fn(ema)}
         if step % spec["eval_every"] == 0 or step == spec["max_steps"]:
             start = time.perf_counter()
             v = nll(ema, val_x, ev["nll_steps"])[0]
@@ -135,8 +140,7 @@ def run_part(key: tuple, cfg: dict, calib: dict) -> dict[str, list[dict]]:
     if run["best"]["state"] is not None:
         best.load_state_dict(run["best"]["state"])
         # the best weights are a budget's (same step, same EMA state): its evaluation, not a second one
-        same = next((r for r in run["budgets"].values() if r["steps"] == run["best"]["step"]), None)
-        run["budgets"]["converged"] = ({**same, "eval_s": 0.0} if same else
+        run["budgets"]["converged"] = (_evaluated(run["budgets"], run["best"]["step"]) or
                                        {"steps": run["best"]["step"], "train_s": run["best"]["train_s"],
                                         **full_eval(best.eval(), data, ev, euclid)})
     head = {"dataset": dname, "size": size, "n_train": len(data.train), "model": mname, "label": LABELS[mname],

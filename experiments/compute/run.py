@@ -27,6 +27,7 @@ import csv
 import fnmatch
 import hashlib
 import json
+import math
 import multiprocessing as mp
 import os
 import platform
@@ -242,15 +243,15 @@ def long_plan(cfg: dict, out: Path) -> list[tuple]:
     full-size parts are all done, its best model (lowest seed-mean of the best validation NLL on the learning
     curve) trained again, every seed, to the long budget, unless that model met the plateau criterion at
     ``max_steps`` in every seed (then it has converged already and nothing is planned)."""
-    keys, parts = [], out / "compute_parts"
+    keys, parts, planned = [], out / "compute_parts", plan(cfg)
     for dname in cfg.get("long", {}):
-        full = [k for k in plan(cfg) if k[0] == dname and k[1] == "full"]
+        full = [k for k in planned if k[0] == dname and k[1] == "full"]
         if not full or not all(is_done(parts, k, cfg) for k in full):
             continue
         best_val, stopped = {}, {}
         for k in full:
             curve = [float(c["val_nll"]) for c in read_rows(parts / f"{part_id(*k)}.curve.csv")]
-            best_val.setdefault(k[2], []).append(min((v for v in curve if v == v), default=float("inf")))
+            best_val.setdefault(k[2], []).append(min((v for v in curve if not math.isnan(v)), default=math.inf))
             stopped.setdefault(k[2], []).append(read_rows(parts / f"{part_id(*k)}.runs.csv")[-1]["stopped"])
         best = min(best_val, key=lambda m: sum(best_val[m]) / len(best_val[m]))
         if any(s != "plateau" for s in stopped[best]):
