@@ -91,7 +91,7 @@ def test_parts_selection_and_plan():
 def test_learning_rate_choice_and_its_part_settings(tmp_path):
     import compute_lr
 
-    cfg = compute_config.variant("tuned")
+    cfg = compute_config.variant("full")
     assert cfg["lr_grid"] == sorted(cfg["lr_grid"]) and len(cfg["lr_grid"]) >= 3
     # the lowest validation NLL wins; non-finite loses to anything; ties go to the smaller rate
     rows = [{"dataset": "quakes", "model": "gauge", "lr": lr, "val_nll": v}
@@ -152,7 +152,7 @@ def _check_parts(out: Path, cfg: dict) -> list[dict]:
 def test_quick_study_end_to_end(tmp_path):
     cpu0 = _child_cpu_seconds()
     cmd = [sys.executable, str(ROOT / "experiments" / "compute" / "run.py"), "--quick", "--out", str(tmp_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd + ["--long"], capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _child_cpu_seconds() - cpu0 < 180, "the quick variant must stay under 3 minutes of compute"
     cfg = compute_config.variant("quick")
@@ -235,15 +235,21 @@ def test_quick_study_end_to_end(tmp_path):
     if longs:
         assert "Trained longer (the long stage" in text
 
-    # resumable by parts: a rerun skips finished parts; a lost part is redone and nothing else is touched
+    # resumable by parts: a rerun skips finished parts; a lost part is redone and nothing else is touched; the
+    # long stage runs only when asked for (--long)
     lost = tmp_path / "compute_parts" / "quakes__full__gauge__s1.runs.csv"
     kept = tmp_path / "compute_parts" / "quakes__full__plain__s1.runs.csv"
     before, stamp = lost.read_text(), kept.stat().st_mtime_ns
     lost.unlink()
-    again = subprocess.run(cmd + ["--parts", "quakes__full__*__s1", "--workers", "2"], capture_output=True, text=True,
+    for k in longs[1:2]:
+        (tmp_path / "compute_parts" / f"{run.part_id(*k)}.runs.csv").unlink()
+    again = subprocess.run(cmd + ["--parts", "quakes__*__s1", "--workers", "2"], capture_output=True, text=True,
                            timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "1 to run" in again.stdout and kept.stat().st_mtime_ns == stamp
+    for k in longs[1:2]:
+        assert "long stage: 1 parts planned, not run (add --long)" in again.stdout
+        assert not run.is_done(tmp_path / "compute_parts", k, cfg)
     assert _rows(lost)[0]["test_fm"] == _rows_from_text(before)[0]["test_fm"]  # same stream, same result
 
 
@@ -264,6 +270,7 @@ def test_committed_report_is_generated_from_the_committed_csvs(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     committed = (src / "compute.md").read_text(encoding="utf-8")
     assert (tmp_path / "compute.md").read_text(encoding="utf-8") == committed
-    planned = run.plan(compute_config.variant("full"))
-    assert all(run.is_done(tmp_path / "compute_parts", k, compute_config.variant("full")) for k in planned)
-    assert "Reduced run" not in committed
+    cfg = compute_config.variant("full")
+    run.apply_lr(cfg, tmp_path)  # the tuned rates are part of every part's settings key
+    assert all(run.is_done(tmp_path / "compute_parts", k, cfg) for k in run.plan(cfg) + run.long_plan(cfg, tmp_path))
+    assert "In progress" not in committed and "variant, not the full study" not in committed

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from compute_models import LABELS
 from compute_report import _f, tables, today_best, verdict
-from compute_stats import LEVEL, mean_std
+from compute_stats import LEVEL, best_by_val, mean_std
 
 
 def _status(cfg: dict, variant: str, planned: list[str], done: list[str], est: list[dict],
@@ -16,44 +16,30 @@ def _status(cfg: dict, variant: str, planned: list[str], done: list[str], est: l
     lo, hi = sum(e["lower_s"] for e in est), sum(e["upper_s"] for e in est)
     missing = [e["dataset"] for e in est if e["missing"]]
     lines = []
-    if variant == "tuned" and len(done) < len(planned):
-        lines += [f"> **In progress — the study with tuned learning rates.** {len(done)} of its {len(planned)} parts "
-                  "are done (`python experiments/compute/run.py --tuned`, resumable). It replaces the study at one "
-                  "untuned rate (docs/results/compute.md) once every part has run; until then no claim of the "
-                  "README or of the real-data page rests on this page.", ">"]
-    elif variant not in ("full", "tuned") or len(done) < len(planned):
-        left = {}
-        for p in planned:
-            if p not in done:
-                left.setdefault(p.split("__")[0], []).append(p)
-        lines += [f"> **Reduced run — not the full study.** This page is generated from the `{variant}` settings: "
-                  f"{len(done)} of the {len(planned)} parts of those settings are done. The full study "
-                  "(`python experiments/compute/run.py`, resumable with `--parts`) remains to run"
-                  + ("" if variant == "full" else ": none of its parts are on this page") + ". "
-                  "The README's and the real-data page's claims are not changed until it has run.", ">"]
-        if left:
-            lines += ["> Parts of these settings still to run: " + "; ".join(f"{d}: {len(v)}" for d, v in left.items())
-                      + ".", ">"]
-    if variant == "full" and "lr_grid" not in cfg:
-        lines += [f"> **Every model on this page trains at one untuned rate, lr {cfg['train']['lr']:g}.** Probes on world "
-                  "cities found it far below the rate these flows train best at (the probes are described in "
-                  "`experiments/compute/compute_lr.py`; the tuned study's sweep table shows it per model). The same "
-                  "study with "
-                  "the rate tuned per data set and model on validation (`python experiments/compute/run.py --tuned`) "
-                  "is under way: [tuned/compute.md](tuned/compute.md). Its verdict replaces this page's once all its "
-                  "parts have run.", ">"]
+    left = {}
+    for p in planned:
+        if p not in done:
+            left.setdefault(p.split("__")[0], []).append(p)
+    if variant != "full":
+        lines += [f"> **The `{variant}` variant, not the full study.** Tiny budgets, for the test suite: its numbers "
+                  "say nothing about the models.", ">"]
+    elif left:
+        lines += [f"> **In progress.** {len(done)} of the {len(planned)} parts are done "
+                  "(`python experiments/compute/run.py --workers 2`, resumable); still to run: "
+                  + "; ".join(f"{d}: {len(v)}" for d, v in left.items()) + ".", ">"]
     which = "quick variant" if variant == "quick" else "full study"
     if runs:
-        spent = sum(r["part_s"] for r in runs if r["budget"] == "converged")
+        main = sum(r["part_s"] for r in runs if r["budget"] == "converged" and r["size"] != "long")
+        long = sum(r["part_s"] for r in runs if r["budget"] == "converged" and r["size"] == "long")
+        n_long = len({(r["dataset"], r["seed"]) for r in runs if r["size"] == "long"})
         sweep = sum(float(r["sweep_s"]) for r in lr_rows or [])
-        both = spent + sweep
-        lines += [f"> Measured runtime of the {len(done)} parts on this page: **{spent / 3600:.2f} h** of part time "
-                  f"(training and every evaluation, summed over parts)"
-                  + (f", plus **{sweep / 3600:.2f} h** for the {len(lr_rows)} trainings of the learning-rate sweep"
-                     if lr_rows else "")
-                  + (": " if lr_rows else ", ") + f"**{both / 7200:.2f} h** on two workers if both are always busy; the parts ran on a shared "
-                  "machine over several sessions, so other jobs' load is included (compare the calibrated estimate "
-                  "below).", ">"]
+        lines += [f"> Measured runtime (part time: training and every evaluation, summed over parts; two workers run "
+                  f"two parts at once): the {which} — the learning-rate sweep, {len(lr_rows or [])} trainings, "
+                  f"**{sweep / 3600:.2f} h**, and its {len(done) - n_long} parts, **{main / 3600:.2f} h** — takes "
+                  f"**{(sweep + main) / 7200:.2f} h** on two workers"
+                  + (f"; the long stage (`--long`, {n_long} parts) adds **{long / 3600:.2f} h** of part time, "
+                     f"**{long / 7200:.2f} h** on two workers" if n_long else "")
+                  + ". The parts ran on a shared machine over several sessions; other jobs' load is included.", ">"]
     lines += [f"> Estimated runtime of the {which}, from the measurements below: **{lo / 3600:.1f}–{hi / 3600:.1f} h** "
               f"serial (one thread), **{lo / 7200:.1f}–{hi / 7200:.1f} h** with `--workers 2` on two cores, plus the "
               "step-time calibration (lower: every run stops at its last budget step or at the plateau criterion's "
@@ -148,9 +134,12 @@ def _late_slopes(rows: list[dict], curve) -> list[str]:
     log-linear fall of ``b`` per doubling the last quarter gains ``b·log2(4/3) ≈ 0.415 b``, so the
     plateau criterion needs ``b`` below about ``tol / 0.415``."""
     out = []
-    conv = [r for r in rows if r["budget"] == "converged" and math.isfinite(r["test_nll"])]
-    for d, size in dict.fromkeys((r["dataset"], r["size"]) for r in conv):
-        best = min((r for r in conv if (r["dataset"], r["size"]) == (d, size)), key=lambda r: r["test_nll"])
+    conv = {(r["dataset"], r["size"], r["model"]): r for r in rows if r["budget"] == "converged"}
+    top = best_by_val(curve)
+    for d, size in dict.fromkeys((r["dataset"], r["size"]) for r in rows):
+        best = conv.get((d, size, top.get((d, size))))
+        if best is None:
+            continue
         pts = {}
         for c in curve:
             if (c["dataset"], c["size"], c["model"]) == (d, size, best["model"]) and math.isfinite(c["val_nll"]):
@@ -231,8 +220,7 @@ def render(cfg, variant, planned, done, rows, comps, calib, solver, files, repor
            curve, lr_rows: list[dict] | None = None) -> str:
     """The whole page."""
     lines = ["# Equal compute and convergence: does the gauge field help? (issue 22)", "",
-             "<!-- generated by experiments/compute/run.py from docs/results/" + ("tuned/" if variant == "tuned" else "")
-             + "compute_*.csv; do not edit -->", ""]
+             "<!-- generated by experiments/compute/run.py from the compute_*.csv beside it; do not edit -->", ""]
     lines += _status(cfg, variant, planned, done, est, runs, lr_rows)
     lines += ["A gauge model runs four networks where PlainFlow runs one. This study compares, on paired seeds, the "
               "gauge models with PlainFlow at the papers' width, PlainFlow matched in parameters, PlainFlow matched "
@@ -240,7 +228,7 @@ def render(cfg, variant, planned, done, rows, comps, calib, solver, files, repor
               "present and computed), at equal steps, equal seconds and at convergence (docs/math.md §5).", ""]
     lines += ["## Verdict", "", "Generated from the tables below; each claim names its row (C… paired comparison, R… "
               "summary row) and its spread (mean ± std over seeds).", ""]
-    lines += verdict(comps, rows, runs, today_best()) + [""]
+    lines += verdict(comps, rows, runs, curve, today_best()) + [""]
     lines += _settings(cfg, calib, lr_rows)[:-1] + _plateau_counts(runs) + _late_slopes(rows, curve) + [""]
     lines += ["## Results", "", "ΔNLL < 0: model A has the lower (better) test NLL. Steps, seconds and metrics are "
               "means ± std over seeds.", ""] + tables(rows, comps)

@@ -86,6 +86,21 @@ def comparisons(runs: list[dict]) -> list[dict]:
     return out
 
 
+def best_by_val(curve: list[dict]) -> dict[tuple[str, str], str]:
+    """``(data set, size) → model`` with the lowest seed-mean of its best validation NLL on the learning
+    curve: the one choice of "the best model" (the long stage's, the verdict's, the sample figure's); the
+    test split plays no part in it. A seed whose validation NLL is never finite counts as +∞."""
+    best: dict[tuple, float] = {}
+    for r in curve:
+        k = (r["dataset"], r["size"], r["model"], int(r["seed"]))
+        v = float(r["val_nll"])
+        best[k] = min(best.get(k, math.inf), v if math.isfinite(v) else math.inf)
+    means: dict[tuple, dict[str, list[float]]] = {}
+    for (d, size, m, _), v in best.items():
+        means.setdefault((d, size), {}).setdefault(m, []).append(v)
+    return {c: min(ms, key=lambda m: sum(ms[m]) / len(ms[m])) for c, ms in means.items()}
+
+
 def summary(runs: list[dict]) -> list[dict]:
     """Mean ± std over seeds per (data set, size, budget, model), ids R1, R2, …"""
     from compute_config import FULL, MODELS

@@ -2,16 +2,17 @@
 
 One command, resumable by parts::
 
-    python experiments/compute/run.py                       # full study -> docs/results/compute.md
+    python experiments/compute/run.py --workers 2           # full study -> docs/results/compute.md (≈ 2.5 h)
+    python experiments/compute/run.py --workers 2 --long    # ... and the long stage (≈ 1.2 h more)
     python experiments/compute/run.py --parts 'gmm-*'        # only the parts whose id matches
     python experiments/compute/run.py --list                 # the plan: part ids, done or to do
     python experiments/compute/run.py --render-only          # report and figures from the CSVs
     python experiments/compute/run.py --quick --out DIR      # CI variant (< 3 min), also in the test suite
-    python experiments/compute/run.py --tuned --workers 2    # learning rates tuned -> docs/results/tuned/
 
-With ``--tuned`` (and ``--quick``) a learning-rate sweep runs before the parts (``compute_lr.py``,
-``compute_lr.csv``), and after a data set's parts the *long stage* trains its best model further where it
-has not plateaued (``long_plan``; parts ``<data set>__long__<model>__s<seed>``).
+A learning-rate sweep runs before the parts (``compute_lr.py``, ``compute_lr.csv``). With ``--long``, after
+a data set's parts, the *long stage* trains its best model further where it has not plateaued
+(``long_plan``; parts ``<data set>__long__<model>__s<seed>``); the report shows every long part found
+done, with or without the flag.
 
 A *part* is one training trajectory ``<data set>__<size>__<model>__s<seed>`` (budgets: see
 ``compute_config.py``); it writes ``compute_parts/<id>.{curve,solver,runs}.csv`` atomically (the runs
@@ -47,6 +48,7 @@ from compute_config import models_of, train_settings, variant  # noqa: E402
 from compute_lr import chosen, sweep_jobs, sweep_one  # noqa: E402
 from compute_models import calibrate  # noqa: E402
 from compute_part import LONG, part_id, run_part  # noqa: E402
+from compute_stats import best_by_val  # noqa: E402
 from compute_study import load_data  # noqa: E402
 
 TABLES = ("curve", "solver", "samples", "runs")
@@ -248,13 +250,10 @@ def long_plan(cfg: dict, out: Path) -> list[tuple]:
         full = [k for k in planned if k[0] == dname and k[1] == "full"]
         if not full or not all(is_done(parts, k, cfg) for k in full):
             continue
-        best_val, stopped = {}, {}
-        for k in full:
-            curve = [float(c["val_nll"]) for c in read_rows(parts / f"{part_id(*k)}.curve.csv")]
-            best_val.setdefault(k[2], []).append(min((v for v in curve if not math.isnan(v)), default=math.inf))
-            stopped.setdefault(k[2], []).append(read_rows(parts / f"{part_id(*k)}.runs.csv")[-1]["stopped"])
-        best = min(best_val, key=lambda m: sum(best_val[m]) / len(best_val[m]))
-        if any(s != "plateau" for s in stopped[best]):
+        curve = [c for k in full for c in read_rows(parts / f"{part_id(*k)}.curve.csv")]
+        best = best_by_val(curve)[(dname, "full")]
+        stopped = [read_rows(parts / f"{part_id(*k)}.runs.csv")[-1]["stopped"] for k in full if k[2] == best]
+        if any(s != "plateau" for s in stopped):
             keys += [(dname, LONG, best, seed) for seed in cfg["seeds"]]
     return keys
 
@@ -272,10 +271,8 @@ def select(keys: list[tuple], patterns: list[str] | None) -> list[tuple]:
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="experiments/compute/run.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="CI variant: tiny budgets, 2 seeds, gmm-2 + quakes (< 3 min)")
-    p.add_argument("--tuned", action="store_true",
-                   help="the study with learning rates tuned per (data set, model) (docs/results/tuned/)")
-    p.add_argument("--reduced", action="store_true",
-                   help="the reduced run (gmm-2 + quakes, 3 seeds, short) that stands in until the full study has run")
+    p.add_argument("--long", action="store_true",
+                   help="also run the long stage: each data set's best model trained further where it has not plateaued")
     p.add_argument("--out", type=Path, help="folder of the CSVs (default docs/results; runs/compute-quick with --quick)")
     p.add_argument("--report", type=Path, help="report path (default docs/results/compute.md; OUT/compute.md with --out)")
     p.add_argument("--parts", nargs="+", metavar="GLOB", help="run only parts whose id matches, e.g. 'quakes__*__s0'")
@@ -292,11 +289,10 @@ def parse_args(argv):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    name = "quick" if args.quick else "tuned" if args.tuned else "reduced" if args.reduced else "full"
+    name = "quick" if args.quick else "full"
     cfg = variant(name)
-    home = {"quick": ROOT / "runs" / "compute-quick", "tuned": ROOT / "docs" / "results" / "tuned"}
-    out = args.out or home.get(name, ROOT / "docs" / "results")
-    report = args.report or (out / "compute.md" if args.out or name in home else ROOT / "docs" / "results" / "compute.md")
+    out = args.out or (ROOT / "runs" / "compute-quick" if args.quick else ROOT / "docs" / "results")
+    report = args.report or out / "compute.md"
     torch.set_num_threads(args.threads)
     (out / "compute_parts").mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -309,24 +305,30 @@ def main(argv=None) -> int:
     if args.list:
         parts = out / "compute_parts"
         for k in keys + long_plan(cfg, out):
-            print(("done  " if is_done(parts, k, cfg) else "todo  ") + part_id(*k))
+            print(("done  " if is_done(parts, k, cfg) else "todo  ") + part_id(*k) + ("  (--long)" if k[1] == LONG else ""))
         return 0
     if args.probe:
-        run_probe(cfg if args.quick else variant("full"), out, log)  # the estimate is of the full study
+        run_probe(cfg, out, log)
     elif not args.render_only:
         run_parts(cfg, out, select(keys, args.parts), log, args.workers)
         # the long stage, for the data sets whose full-size parts are now all done (see long_plan)
         longs = [k for k in long_plan(cfg, out) if not args.parts or any(
             fnmatch.fnmatch(part_id(*k), p) for p in args.parts)]
-        if longs:
+        if longs and not args.long:
+            todo = sum(not is_done(out / "compute_parts", k, cfg) for k in longs)
+            if todo:
+                log(f"long stage: {todo} parts planned, not run (add --long)")
+        elif longs:
             run_parts(cfg, out, longs, log, args.workers)
-    keys += long_plan(cfg, out)
+    # the report's plan: the main stage, and the long stage of the data sets where it ran (or was asked for)
+    longs = long_plan(cfg, out)
+    began = {k[0] for k in longs if is_done(out / "compute_parts", k, cfg)}
+    keys += [k for k in longs if args.long or k[0] in began]
     done = [k for k in keys if is_done(out / "compute_parts", k, cfg)]
     (out / "compute_settings.json").write_text(json.dumps(
         {"variant": name, "config": cfg, "machine": machine(), "parts_planned": len(keys), "parts_done": len(done)},
         indent=2), encoding="utf-8")
-    path = compute_report.write_report(out, report, cfg, name, [part_id(*k) for k in keys],
-                                       cfg if name in ("quick", "tuned") else variant("full"))
+    path = compute_report.write_report(out, report, cfg, name, [part_id(*k) for k in keys])
     log(f"report {path} ({len(done)}/{len(keys)} parts done)")
     return 0
 
