@@ -91,7 +91,9 @@ def _settings(cfg: dict, calib: list[dict], lr_rows: list[dict] | None = None) -
              f"of the last ⌈n/4⌉ is not lower than the best before them by more than {ev['plateau_tol']} nats; the "
              "`converged` budget evaluates the weights with the best validation NLL (a run never stops before its "
              "other budgets).",
-             *([f"- Long stage (`run.py --long`, opt-in, so that the one command stays well inside 3 hours; its measured cost is at the top of the page): where a data set's best model (lowest seed-mean best validation NLL, full training "
+             *([f"- Long stage (`run.py --long`, opt-in, so that the one command stays well inside 3 hours; its "
+                "measured cost is at the top of the page): where a data set's best model (lowest seed-mean best "
+                "validation NLL, full training "
                 "set) has not met the plateau criterion at `max_steps` in every seed, it trains again from step 0 on "
                 "the same seeds (the same stream: its first `max_steps` steps repeat the full-size run) up to "
                 + ", ".join(f"{d} {v['max_steps']} steps (evaluated every {v['eval_every']})" for d, v in cfg["long"].items())
