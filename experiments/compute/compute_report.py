@@ -92,9 +92,10 @@ def glance(comps: list[dict], rows: list[dict], best: dict[tuple[str, str], str]
     return lines + [""]
 
 
-def verdict(comps: list[dict], rows: list[dict], runs: list[dict], curve: list[dict], today: float | None) -> list[str]:
-    """Plain-words verdict; each claim cites a comparison (C…) or summary (R…) row with its spread."""
-    best = best_by_val(curve)
+def verdict(comps: list[dict], rows: list[dict], runs: list[dict], best: dict[tuple[str, str], str],
+            today: float | None) -> list[str]:
+    """Plain-words verdict; each claim cites a comparison (C…) or summary (R…) row with its spread; ``best``:
+    :func:`best_by_val` of the learning curves."""
     lines = glance(comps, rows, best)
     for title, budget, size, partner in QUESTIONS:
         out = []
@@ -244,12 +245,12 @@ def _read(path: Path) -> list[dict]:
                 for r in csv.DictReader(fh)]
 
 
-def _sample_inputs(samples: list[dict], curve: list[dict], cfg: dict) -> tuple[list[dict], dict, dict]:
+def _sample_inputs(samples: list[dict], best: dict[tuple[str, str], str], cfg: dict) -> tuple[list[dict], dict, dict]:
     """The sample figure's inputs: the kept samples, each data set's test split as rows ``x0, x1, …``,
     and its best model at convergence (full size, by validation: :func:`best_by_val`)."""
     from compute_study import load_data
 
-    best = {d: m for (d, size), m in best_by_val(curve).items() if size == "full"}
+    best = {d: m for (d, size), m in best.items() if size == "full"}
     tests = {}
     for dname in dict.fromkeys(r["dataset"] for r in samples):
         x = load_data(dname, cfg["datasets"][dname], 1.0).test
@@ -279,18 +280,18 @@ def write_report(out: Path, report: Path, cfg: dict, variant: str, planned: list
 
     runs, curve, solver = (pick(read_table(out, t)) for t in ("runs", "curve", "solver"))
     calib = [c for c in _read(out / "compute_calibration.csv") if c["candidate"] == "False"]
-    rows, comps = summary(runs), comparisons(runs)
+    rows, comps, best = summary(runs), comparisons(runs), best_by_val(curve)
     done = sorted({part_id(r["dataset"], r["size"], r["model"], int(r["seed"])) for r in runs})
     figs = report.parent / "figures"
     figs.mkdir(parents=True, exist_ok=True)
     files = compute_figures.learning_curves(curve, figs) + compute_figures.solver_figure(solver, figs)
-    files += compute_figures.sample_figures(*_sample_inputs(pick(read_table(out, "samples")), curve, cfg), figs)
+    files += compute_figures.sample_figures(*_sample_inputs(pick(read_table(out, "samples")), best, cfg), figs)
     probed = _read(out / "compute_timing.csv")
     timing = timing_rows(runs, curve, solver, probed)
     est = estimate(cfg, calib, runs, curve, timing)
     lr_rows = _read(out / "compute_lr.csv") if "lr_grid" in cfg else []
     text = render(cfg, variant, planned, done, rows, comps, calib, solver, files, report, est, timing, runs, curve,
-                  lr_rows)
+                  best, lr_rows)
     report.write_text(text, encoding="utf-8")
     (out / "compute_estimate.json").write_text(json.dumps(est, indent=2), encoding="utf-8")
     return report
