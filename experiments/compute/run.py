@@ -3,7 +3,7 @@
 One command, resumable by parts::
 
     python experiments/compute/run.py --workers 2           # full study -> docs/results/compute.md (≈ 2.1 h)
-    python experiments/compute/run.py --workers 2 --long    # ... and the long stage (≈ 1.7 h more)
+    python experiments/compute/run.py --workers 2 --long    # ... and the long stage (≈ 1.8 h more)
     python experiments/compute/run.py --parts 'gmm-*'        # only the parts whose id matches
     python experiments/compute/run.py --list                 # the plan: part ids, done or to do
     python experiments/compute/run.py --render-only          # report and figures from the CSVs
