@@ -274,3 +274,21 @@ def test_committed_report_is_generated_from_the_committed_csvs(tmp_path):
     run.apply_lr(cfg, tmp_path)  # the tuned rates are part of every part's settings key
     assert all(run.is_done(tmp_path / "compute_parts", k, cfg) for k in run.plan(cfg) + run.long_plan(cfg, tmp_path))
     assert "In progress" not in committed and "variant, not the full study" not in committed
+
+
+def test_the_readme_and_the_real_data_page_quote_the_rows_they_cite():
+    """Every "mean ± std … (R…)" in the README and the real-data page is that row's test NLL, and every cited
+    R/C id is on the page: a row added to the study renumbers the rows after it, and the prose must follow."""
+    page = (ROOT / "docs" / "results" / "compute.md").read_text(encoding="utf-8")
+    ids = set(re.findall(r"^\| ([RC]\d+) \|", page, flags=re.M))
+    nll = {m.group(1): m.group(2) for m in re.finditer(r"^\| (R\d+) \|(?:[^|]*\|){6} ([^|]+?) \|", page, flags=re.M)}
+    quoted = 0
+    for doc in ("README.md", "docs/results/real.md"):
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        prose = " ".join(text.replace("\n>", "\n").replace("−", "-").replace("**", "").split())
+        for cited in re.findall(r"\b([RC]\d+)\b", prose):
+            assert cited in ids, f"{doc} cites {cited}, which docs/results/compute.md does not have"
+        for m in re.finditer(r"(-?\d+\.\d+ ± \d+\.\d+)[^()]{0,80}?\((R\d+)\b", prose):
+            assert nll.get(m.group(2)) == m.group(1), (doc, m.group(0), nll.get(m.group(2)))
+            quoted += 1
+    assert quoted >= 8
