@@ -120,7 +120,7 @@ FULL["long"]["gmm-32"] = {"max_steps": 8 * FULL["datasets"]["gmm-32"]["max_steps
 # met the plateau criterion, one quakes seed of five had, and no protein-frames seed had. A probe of GFM + OT on world
 # cities (seeds 0 and 1, evaluated every 32 000 steps) met it at 256 000 and 224 000 steps. At 16 × three world-cities
 # seeds of five plateau, quakes one of five (its fall was log-linear, −0.08 nats per doubling at 8 × and 16 ×), protein
-# frames none (−0.06 per doubling). Quakes at 32 × (evaluated every 12 800 steps): its validation NLL turns.
+# frames none (−0.06 per doubling). At 32 × (evaluated every 12 800 steps) three quakes seeds of five plateau.
 for _d, _k in (("world-cities", 16), ("quakes", 32), ("protein-frames", 16)):
     FULL["long"][_d] = {"max_steps": _k * FULL["datasets"][_d]["max_steps"],
                         "eval_every": _k * FULL["datasets"][_d]["max_steps"] // 10}

@@ -157,8 +157,8 @@ def _late_slopes(rows: list[dict], curve, top: dict[tuple[str, str], str]) -> li
     if not out:
         return []
     return ["How fast the best model's validation NLL still falls at the end of the longest budget (slope of the "
-            "validation curve against log₂ steps over the second half of each seed's run, mean over seeds, nats per doubling of steps; the plateau "
-            "criterion needs roughly −0.024 or flatter, since a log-linear fall gains 0.415× the slope over the "
+            "validation curve against log₂ steps over the second half of each seed's run, mean over seeds, nats "
+            "per doubling of steps; the plateau criterion needs roughly −0.024 or flatter, since a log-linear fall gains 0.415× the slope over the "
             "last quarter; on a noisy validation split a run that the criterion stopped early can still show a steep "
             "slope over its short second half: the plateau counts above are the criterion itself): "
             + "; ".join(out) + ".", ""]

@@ -250,12 +250,12 @@ def _sample_inputs(samples: list[dict], best: dict[tuple[str, str], str], cfg: d
     and its best model at convergence (full size, by validation: :func:`best_by_val`)."""
     from compute_study import load_data
 
-    best = {d: m for (d, size), m in best.items() if size == "full"}
+    full = {d: m for (d, size), m in best.items() if size == "full"}
     tests = {}
     for dname in dict.fromkeys(r["dataset"] for r in samples):
         x = load_data(dname, cfg["datasets"][dname], 1.0).test
         tests[dname] = [{f"x{i}": float(v) for i, v in enumerate(row)} for row in x[:1000].tolist()]
-    return samples, tests, best
+    return samples, tests, full
 
 
 def write_report(out: Path, report: Path, cfg: dict, variant: str, planned: list[str]) -> Path:
