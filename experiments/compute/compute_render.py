@@ -130,13 +130,13 @@ def _plateau_counts(runs: list[dict]) -> list[str]:
                 f"{d}/{size} {p} of {n}" for (d, size), (p, n) in cells.items()) + ".", ""]
 
 
-def _late_slopes(rows: list[dict], curve, top: dict[tuple[str, str], str]) -> list[str]:
+def _late_slopes(rows: list[dict], curve, top: dict[tuple[str, str], str], tol: float) -> list[str]:
     """How fast the best longest-budget model's validation NLL still falls at the end: the slope of each
     seed's curve against log2(step) over the second half of that seed's steps (runs stopped by the plateau
     criterion end at different steps), averaged over the seeds, in nats per doubling; where every seed ran to
     the same step this is the slope of the seed-mean curve. With a
     log-linear fall of ``b`` per doubling the last quarter gains ``b·log2(4/3) ≈ 0.415 b``, so the
-    plateau criterion needs ``b`` below about ``tol / 0.415``."""
+    plateau criterion (tolerance ``tol`` nats) needs ``b`` flatter than about ``−tol / 0.415``."""
     out = []
     conv = {(r["dataset"], r["size"], r["model"]): r for r in rows if r["budget"] == "converged"}
     for d, size in dict.fromkeys((r["dataset"], r["size"]) for r in rows):
@@ -156,11 +156,13 @@ def _late_slopes(rows: list[dict], curve, top: dict[tuple[str, str], str]) -> li
             out.append(f"{d}/{size} {best['label']} {statistics.fmean(slopes):+.3f}")
     if not out:
         return []
+    gain = math.log2(4 / 3)  # what a fall of 1 nat per doubling gains over the last quarter of the steps
     return ["How fast the best model's validation NLL still falls at the end of the longest budget (slope of the "
             "validation curve against log₂ steps over the second half of each seed's run, mean over seeds, nats "
-            "per doubling of steps; the plateau criterion needs roughly −0.024 or flatter, since a log-linear fall gains 0.415× the slope over the "
-            "last quarter; on a noisy validation split a run that the criterion stopped early can still show a steep "
-            "slope over its short second half: the plateau counts above are the criterion itself): "
+            f"per doubling of steps; the plateau criterion needs roughly −{tol / gain:.3f} or flatter, since a "
+            f"log-linear fall gains {gain:.3f}× the slope over the last quarter; on a noisy validation split a run "
+            "that the criterion stopped early can still show a steep slope over its short second half: the plateau "
+            "counts above are the criterion itself): "
             + "; ".join(out) + ".", ""]
 
 
@@ -236,7 +238,7 @@ def render(cfg, variant, planned, done, rows, comps, calib, solver, files, repor
     lines += ["## Verdict", "", "Generated from the tables below; each claim names its row (C… paired comparison, R… "
               "summary row) and its spread (mean ± std over seeds).", ""]
     lines += verdict(comps, rows, runs, best, today_best()) + [""]
-    lines += _settings(cfg, calib, lr_rows)[:-1] + _plateau_counts(runs) + _late_slopes(rows, curve, best) + [""]
+    lines += _settings(cfg, calib, lr_rows)[:-1] + _plateau_counts(runs) + _late_slopes(rows, curve, best, cfg["eval"]["plateau_tol"]) + [""]
     lines += ["## Results", "", "ΔNLL < 0: model A has the lower (better) test NLL. Steps, seconds and metrics are "
               "means ± std over seeds.", ""] + tables(rows, comps)
     lines += ["## Learning curves", ""]
