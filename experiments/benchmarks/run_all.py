@@ -13,6 +13,8 @@ Sections (each a module of this folder, runnable alone):
   same networks with the gauge algebra replaced by a no-op (target ≤ 1.30).
 * ``bench_coupling`` — a training step with minibatch OT coupling over the independent step, on S² and
   T², whole batch and blocks of 32 (target ≤ 1.2).
+* ``bench_update``   — a training step with the trainer's update (flat Adam, multi-tensor clipping and
+  EMA) over torch's per-tensor update, on S² and SO(3); the two are checked bit for bit.
 * ``bench_dimension`` — training step, sampling and exact vs Hutchinson likelihood on S^n and T^n for
   n ∈ {2, …, 64} (one thread), fitted exponents, Hutchinson's error per number of probes and the
   dimension from which Hutchinson is the default; a full CPU run rewrites ``docs/results/dimension.*``
@@ -26,7 +28,7 @@ during one call (CPU: replayed from torch.profiler's allocation events; CUDA: ma
 
 Usage:
     python experiments/benchmarks/run_all.py [--quick] [--threads N] [--device cpu|cuda]
-        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train paths sampling gauge overhead terms coupling dimension mesh]
+        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train paths sampling gauge overhead terms coupling update dimension mesh]
         [--json results.json]
 
 The full run takes about 5–8 minutes on a 2-core CPU; ``--quick`` is a smoke test (sizes shrunk,
@@ -45,7 +47,7 @@ import torch
 
 from _harness import Bench, format_table, load_average, machine_info
 
-SECTIONS = ("train", "paths", "sampling", "gauge", "overhead", "terms", "coupling", "dimension", "mesh")
+SECTIONS = ("train", "paths", "sampling", "gauge", "overhead", "terms", "coupling", "update", "dimension", "mesh")
 
 
 def _parse(argv):
@@ -135,6 +137,15 @@ def _run_sections(bench: Bench, only, results: dict) -> list:
         print(f"\nOT coupling: training step / independent step (target <= {bench_coupling.TARGET}):")
         print(format_table(coupling_rows))
         rows += coupling_rows
+    if "update" in only:
+        import bench_update
+
+        update_rows = bench_update.run(bench)
+        print("\nTraining step, our update / torch's per-tensor update (batch 256, width 64):")
+        print(format_table(update_rows))
+        for r in update_rows:
+            print(f"  {r.case}: {r.note}")
+        rows += update_rows
     if "terms" in only:
         results["terms"] = bench_gauge_term.run_terms(bench)
         print("\n" + bench_gauge_term.format_terms(results["terms"]))

@@ -13,6 +13,7 @@ from .premetric import PremetricPath, default_path
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .coupling import COUPLINGS, ot_pairing
+from .flat_adam import FlatAdam
 from .tools import History
 from .trainer import NonFiniteLossError, Trainer, fit
 
@@ -21,7 +22,7 @@ _FROM_APP = ("build_manifold", "build_data", "build_model", "register_manifold",
 
 __all__ = [
     "GeodesicPath", "PathSample", "PremetricPath", "default_path", "rcfm_loss", "LossInfo",
-    "fit", "Trainer", "TrainConfig", "History", "NonFiniteLossError", "ot_pairing", "COUPLINGS",
+    "fit", "Trainer", "TrainConfig", "History", "NonFiniteLossError", "ot_pairing", "COUPLINGS", "FlatAdam",
     "save_checkpoint", "load_checkpoint", "read_checkpoint", "Checkpoint", "CheckpointError",
     *_FROM_APP,
 ]

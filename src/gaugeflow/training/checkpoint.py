@@ -84,7 +84,13 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
             else:
                 scalars.setdefault(str(idx), {})[key] = value
     groups = [{key: (list(v) if isinstance(v, tuple) else v) for key, v in g.items()} for g in sd["param_groups"]]
-    return tensors, {"class": type(optimizer).__name__, "param_groups": groups, "scalars": scalars}
+    return tensors, {"class": _optimizer_name(optimizer), "param_groups": groups, "scalars": scalars}
+
+
+def _optimizer_name(optimizer: torch.optim.Optimizer) -> str:
+    """The optimiser a checkpoint names: its ``checkpoint_name`` (FlatAdam: torch's Adam/AdamW, whose state
+    it keeps), else its class name."""
+    return getattr(optimizer, "checkpoint_name", type(optimizer).__name__)
 
 
 def save_checkpoint(
@@ -226,12 +232,17 @@ def check_compatible(ckpt: Checkpoint, model: torch.nn.Module, config: Any = Non
                                   f"checkpoint but {tuple(value.shape)} in the model")
 
 
+#: optimiser settings that choose how the update is computed, not what it is: a resumed run keeps its own
+#: (a checkpoint written by torch's multi-tensor Adam resumes on FlatAdam, and the other way round)
+ROUTE_KEYS = ("foreach", "fused", "capturable")
+
+
 def _restore_optimizer(ckpt: Checkpoint, optimizer: torch.optim.Optimizer) -> None:
     info = ckpt.meta.get("optimizer")
     if info is None:
         raise CheckpointError(f"{ckpt.path}: checkpoint has no optimizer state to resume from")
-    if info["class"] != type(optimizer).__name__:
-        raise CheckpointError(f"{ckpt.path}: optimizer is {info['class']} in the checkpoint, {type(optimizer).__name__} here")
+    if info["class"] != _optimizer_name(optimizer):
+        raise CheckpointError(f"{ckpt.path}: optimizer is {info['class']} in the checkpoint, {_optimizer_name(optimizer)} here")
     state: dict[int, dict[str, Any]] = {}
     for key, value in ckpt.group("optimizer").items():
         idx, name = key.split("/", 1)
@@ -240,6 +251,8 @@ def _restore_optimizer(ckpt: Checkpoint, optimizer: torch.optim.Optimizer) -> No
         state.setdefault(int(idx), {}).update(extra)
     groups = [{k: (tuple(v) if isinstance(v, list) and k != "params" else v) for k, v in g.items()}
               for g in info["param_groups"]]
+    for saved, live in zip(groups, optimizer.param_groups):  # how to compute the update is this run's choice
+        saved.update({k: live[k] for k in ROUTE_KEYS if k in live})
     try:
         optimizer.load_state_dict({"state": state, "param_groups": groups})
     except (ValueError, KeyError, RuntimeError) as err:

@@ -38,6 +38,7 @@ from .rundir import RunFolder
 from .config import TrainConfig
 from .coupling import check_coupling, ot_pairing
 from .distributed import DistEnv
+from .flat_adam import FlatAdam
 from .loss import rcfm_loss
 from .premetric import default_path
 from .prefetch import PathQueue, chunk_size, step_loss
@@ -131,8 +132,7 @@ class Trainer:
         self.model = model.to(self.env.device)
         self.net = self._wrap(self.model)
         self.train_x = data.train.to(self.env.device, cfg.torch_dtype)
-        opt = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-        self.optimizer = opt(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = self._make_optimizer()
         self.ema = EMA(self.model, cfg.ema_decay)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self._paths = PathQueue(chunk_size(self.path, cfg.path_chunk))  # built paths of the next steps
@@ -208,6 +208,20 @@ class Trainer:
         self.generator.set_state(state)
         self._paths.clear()
 
+    # The update: Adam/AdamW on one flat vector (FlatAdam), clipping on torch's multi-tensor route, the EMA in
+    # one multi-tensor lerp; the same route on every device, and torch's per-tensor update bit for bit
+    # (tests/test_trainer_route.py); experiments/benchmarks/bench_update.py times the two.
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        """Adam or AdamW (``config.optimizer``) over the model's parameters (:class:`FlatAdam`)."""
+        cfg = self.config
+        return FlatAdam(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                        decoupled_weight_decay=cfg.optimizer == "adamw")
+
+    def _clip_gradients(self) -> torch.Tensor:
+        """Clip the gradients to total norm ``config.grad_clip`` (none: ``inf``); their norm before clipping."""
+        clip = self.config.grad_clip if self.config.grad_clip is not None else math.inf
+        return torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip, foreach=True)
+
     def _gradients(self) -> tuple[torch.Tensor, torch.Tensor, float]:
         """Draw a batch, set the step's lr, backpropagate and clip: ``(loss, grad_norm, lr)``, no host sync."""
         cfg = self.config
@@ -218,8 +232,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         loss = step_loss(self.net, self.manifold, path)
         loss.backward()
-        clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        gnorm = self._clip_gradients()
         return self.env.all_mean(loss.detach()), gnorm.detach(), lr
 
     def unchecked_step(self) -> tuple[torch.Tensor, torch.Tensor, float]:
