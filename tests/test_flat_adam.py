@@ -120,3 +120,17 @@ def test_closure_is_evaluated_with_gradients():
         return loss
 
     assert float(opt.step(closure).detach()) == 3.0 and float(p.detach()[0]) < 1.0
+
+
+def test_step_hooks_fire_once_on_both_forms():
+    """torch hooks ``Adam.step`` once an ``Adam`` exists; FlatAdam's fallback must not run the hooks twice."""
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])  # hooks the Adam class, as any torch Adam does
+    ours, ref, opt, opt_ref = _pair({})
+    calls = []
+    opt.register_step_post_hook(lambda *_: calls.append(opt.last_step_flat))
+    for step in range(4):
+        _grads(ours, ref, step, skip=1 if step == 2 else None)
+        opt.step()
+        opt_ref.step()
+    assert calls == [False, True, False, False]  # torch's first step, flat, fallback (a missing gradient), torch's
+    assert _same(ours, ref, opt, opt_ref)

@@ -20,6 +20,7 @@ step that fits. The first step always runs torch's, which creates the state exac
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -29,6 +30,13 @@ __all__ = ["FlatAdam"]
 
 #: group settings under which the flat form is torch's update (any other value: torch's own step)
 _PLAIN = {"amsgrad": False, "maximize": False, "capturable": False, "differentiable": False}
+
+
+def _torch_adam_step(opt: torch.optim.Adam) -> None:
+    """``torch.optim.Adam.step`` without the step-hook wrapper torch puts on a class once it has an instance:
+    this step already runs inside FlatAdam's own wrapper, so hooks and profiler records fire once."""
+    step = inspect.unwrap(torch.optim.Adam.step, stop=lambda f: not getattr(f, "hooked", False))
+    step(opt)
 
 
 @dataclass
@@ -80,7 +88,7 @@ class FlatAdam(torch.optim.Adam):
         flats = [self._flat.get(i) or self._gather(group) for i, group in enumerate(self.param_groups)]
         if any(f is None or not self._fits(f, group) for f, group in zip(flats, self.param_groups)):
             self._flat, self.last_step_flat = {}, False
-            super().step()  # torch's per-tensor update, in place on the same state
+            _torch_adam_step(self)  # torch's per-tensor update, in place on the same state
             return loss
         self._flat, self.last_step_flat = dict(enumerate(flats)), True
         for f, group in zip(flats, self.param_groups):
@@ -93,6 +101,7 @@ class FlatAdam(torch.optim.Adam):
         """Whether the flat form is torch's update for this group on this step (cheap per-step checks)."""
         params = group["params"]
         return (len(params) == len(f.params) and all(p is q and p.grad is not None for p, q in zip(params, f.params))
+                and params[0].dtype == f.exp_avg.dtype and params[0].device == f.exp_avg.device
                 and all(group[k] == v for k, v in _PLAIN.items()) and not group["fused"]
                 and not any(torch.is_tensor(group[k]) for k in ("lr", "eps", "weight_decay"))
                 and not any(torch.is_tensor(b) for b in group["betas"]))
