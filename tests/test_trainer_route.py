@@ -1,4 +1,4 @@
-"""The trainer's update (FlatAdam, multi-tensor clipping and EMA) is torch's per-tensor update bit for bit.
+"""The trainer's update (FlatAdam, multi-tensor clipping, flat EMA) is torch's per-tensor update bit for bit.
 
 The reference, ``PerTensorTrainer`` of ``experiments/benchmarks/bench_update.py`` (the benchmark that
 times the two), runs ``torch.optim.Adam``/``AdamW``'s per-tensor loop, per-tensor clipping and EMA lerps.

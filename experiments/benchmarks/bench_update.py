@@ -2,7 +2,7 @@
 
 ``Trainer`` runs :class:`gaugeflow.training.flat_adam.FlatAdam` — torch's Adam/AdamW formula once on
 one flat vector of all parameters, gradients and moments — ``clip_grad_norm_(foreach=True)`` and one
-multi-tensor EMA lerp. The reference, :class:`PerTensorTrainer`, is the update as torch's optimiser
+flat EMA lerp. The reference, :class:`PerTensorTrainer`, is the update as torch's optimiser
 runs it on CPU by default: ``torch.optim.Adam``'s per-tensor loop (~15 dispatched operations per
 parameter tensor, the scalar step tensors included), per-tensor clipping and one ``lerp_`` per tensor
 for the EMA. A gauge model has 29–35 parameter tensors. The two produce the same weights, optimiser

@@ -209,7 +209,7 @@ class Trainer:
         self._paths.clear()
 
     # The update: Adam/AdamW on one flat vector (FlatAdam), clipping on torch's multi-tensor route, the EMA in
-    # one multi-tensor lerp; the same route on every device, and torch's per-tensor update bit for bit
+    # one flat lerp (tools.EMA); the same route on every device, and torch's per-tensor update bit for bit
     # (tests/test_trainer_route.py); experiments/benchmarks/bench_update.py times the two.
     def _make_optimizer(self) -> torch.optim.Optimizer:
         """Adam or AdamW (``config.optimizer``) over the model's parameters (:class:`FlatAdam`)."""
