@@ -109,6 +109,27 @@ def interleaved(bench: Bench, fns: dict[str, Callable[[], object]], reps: int, w
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
+def interleaved_steps(bench: Bench, trainers: dict, reps: int, steps: int, warmup: int) -> dict[str, float]:
+    """Median seconds per training step (``unchecked_step``) of each trainer: ``warmup`` untimed steps each,
+    then ``reps`` rounds of ``steps`` steps each, the order rotating round by round (see :func:`interleaved`).
+    Process CPU time on CPU (waiting for a core on a shared machine does not count), synchronised wall
+    time on CUDA."""
+    clock, names = (time.perf_counter if bench.device.type == "cuda" else time.process_time), list(trainers)
+    for name in names:
+        for _ in range(warmup):
+            trainers[name].unchecked_step()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(reps):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            bench.sync()
+            t0 = clock()
+            for _ in range(steps):
+                trainers[name].unchecked_step()
+            bench.sync()
+            times[name].append((clock() - t0) / steps)
+    return {n: statistics.median(ts) for n, ts in times.items()}
+
+
 @contextlib.contextmanager
 def _quiet_fd2():
     """Silence the C++ profiler's start/stop chatter on file descriptor 2 (Python errors still raise)."""

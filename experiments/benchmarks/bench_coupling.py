@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import statistics
 import sys
-import time
 
 import torch
 
-from _harness import Bench, Row, format_table, machine_info
+from _harness import Bench, Row, format_table, interleaved_steps, machine_info
 from gaugeflow.data import wrapped_mixture
 from gaugeflow.manifolds import FlatTorus, Sphere
 from gaugeflow.models import GaugeFlow, PlainFlow
@@ -44,28 +42,6 @@ def _trainer(bench: Bench, manifold, cls, **coupling) -> Trainer:
     return Trainer(cls(manifold, hidden=WIDTH), data, cfg)
 
 
-def _clock(bench: Bench):
-    return time.perf_counter if bench.device.type == "cuda" else time.process_time
-
-
-def _timed(bench: Bench, trainers: dict, reps: int) -> dict[str, float]:
-    """Median seconds per step of each trainer; rounds rotate the order (see ``_harness.interleaved``)."""
-    clock, names = _clock(bench), list(trainers)
-    for name in names:  # warm-up
-        for _ in range(3):
-            trainers[name].unchecked_step()
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(reps):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            bench.sync()
-            t0 = clock()
-            for _ in range(STEPS_PER_REP):
-                trainers[name].unchecked_step()
-            bench.sync()
-            times[name].append((clock() - t0) / STEPS_PER_REP)
-    return {n: statistics.median(ts) for n, ts in times.items()}
-
-
 def run(bench: Bench) -> list[Row]:
     """One row per manifold, model and OT variant: OT step time / independent step time."""
     rows = []
@@ -75,7 +51,7 @@ def run(bench: Bench) -> list[Row]:
             trainers = {"independent": _trainer(bench, manifold, cls)}
             trainers.update({label: _trainer(bench, manifold, cls, **kw) for label, kw in VARIANTS.items()})
             try:
-                med = _timed(bench, trainers, reps)
+                med = interleaved_steps(bench, trainers, reps, STEPS_PER_REP, warmup=3)
             finally:
                 for t in trainers.values():
                     t.close()

@@ -21,13 +21,11 @@ Run: ``python experiments/benchmarks/bench_update.py [--reps N] [--threads T] [-
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 
 import torch
 
-from _harness import Bench, Row, format_table, machine_info
+from _harness import Bench, Row, format_table, interleaved_steps, machine_info
 from gaugeflow.data import wrapped_mixture
 from gaugeflow.manifolds import SO3, Sphere
 from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, TensorGaugeFlow
@@ -94,34 +92,15 @@ def identical(a: Trainer, b: Trainer) -> bool:
             and all(torch.equal(opt_a[i][k], opt_b[i][k]) for i in opt_a for k in ("step", "exp_avg", "exp_avg_sq")))
 
 
-def _timed(bench: Bench, trainers: dict[str, Trainer], reps: int) -> dict[str, float]:
-    """Median seconds per step of each trainer, the order rotating round by round."""
-    clock = time.perf_counter if bench.device.type == "cuda" else time.process_time
-    names = list(trainers)
-    for name in names:  # warm-up
-        for _ in range(STEPS_PER_REP):
-            trainers[name].unchecked_step()
-    times: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(reps):
-        for name in names[r % len(names):] + names[:r % len(names)]:
-            bench.sync()
-            t0 = clock()
-            for _ in range(STEPS_PER_REP):
-                trainers[name].unchecked_step()
-            bench.sync()
-            times[name].append((clock() - t0) / STEPS_PER_REP)
-    return {n: statistics.median(ts) for n, ts in times.items()}
-
-
 def run(bench: Bench) -> list[Row]:
-    """One row per case: multi-tensor step time / per-tensor step time, with the bit-for-bit check."""
+    """One row per case: our step time / torch's per-tensor step time, with the bit-for-bit check."""
     rows, reps = [], 5 if bench.quick else bench.reps
     for label, make_manifold, cls in CASES:
         manifold = make_manifold()
         trainers = {"per-tensor": _trainer(bench, PerTensorTrainer, manifold, cls),
                     "multi-tensor": _trainer(bench, Trainer, manifold, cls)}
         try:
-            med = _timed(bench, trainers, reps)
+            med = interleaved_steps(bench, trainers, reps, STEPS_PER_REP, warmup=STEPS_PER_REP)
             same = identical(trainers["multi-tensor"], trainers["per-tensor"])
         finally:
             for t in trainers.values():
