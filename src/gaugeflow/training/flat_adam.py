@@ -9,14 +9,15 @@ so ``state_dict`` has torch's layout and checkpoints are interchangeable with ``
 gathers parameters and gradients with one ``torch.cat`` each, runs torch's non-capturable update
 formula once on the flat vectors and copies the result back. Every operation is elementwise, so each
 entry sees exactly the arithmetic of the per-tensor loop: the result is torch's bit for bit
-(``tests/test_trainer_route.py`` checks it against ``torch.optim.Adam`` and ``AdamW`` with weight
-decay, schedules and clipping).
+(``tests/test_flat_adam.py`` checks it against ``torch.optim.Adam`` and ``AdamW`` in float32 and float64,
+with weight decay, schedules and several groups; ``tests/test_trainer_route.py`` whole training runs).
 
 Whenever a group does not fit the flat form — a parameter without gradient this step, mixed dtypes or
 devices, complex or sparse tensors, ``amsgrad``, ``maximize``, ``capturable``, ``differentiable``,
 ``fused``, tensor-valued hyperparameters, unequal step counts — the step is torch's own per-tensor
 update (``torch.optim.Adam.step``), which writes into the same state; the flat form resumes on the next
-step that fits. The first step always runs torch's, which creates the state exactly as torch does.
+step that fits (a parameter that missed a step keeps a lower step count, so its group stays on torch's
+update). The first step always runs torch's, which creates the state exactly as torch does.
 """
 from __future__ import annotations
 
