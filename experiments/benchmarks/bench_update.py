@@ -15,6 +15,9 @@ HigherGaugeFlow, TensorGaugeFlow) and on SO(3) (GaugeFlow). Both trainers start 
 and stream and take the same steps, ``STEPS_PER_REP`` at a time, in rotating order; medians of the
 process CPU time on CPU (wall time on CUDA, synchronised). Ratio = our step / per-tensor step.
 
+:func:`run_optimizer` times ``step()`` alone on GaugeFlow's parameters: torch's per-tensor loop,
+``foreach=True``, FlatAdam, and torch's Adam on one flat parameter (the floor of any flat update).
+
 Run: ``python experiments/benchmarks/bench_update.py [--reps N] [--threads T] [--device cuda] [--quick]``
 (about a minute on one CPU core); also the ``update`` section of ``run_all.py``.
 """
@@ -25,14 +28,15 @@ import sys
 
 import torch
 
-from _harness import Bench, Row, format_table, interleaved_steps, machine_info
+from _harness import Bench, Row, format_table, interleaved, interleaved_steps, machine_info
 from gaugeflow.data import wrapped_mixture
 from gaugeflow.manifolds import SO3, Sphere
 from gaugeflow.models import GaugeFlow, HigherGaugeFlow, PlainFlow, TensorGaugeFlow
 from gaugeflow.training import TrainConfig, Trainer
+from gaugeflow.training.flat_adam import FlatAdam
 from gaugeflow.training.tools import EMA
 
-__all__ = ["run", "PerTensorTrainer", "PerTensorEMA", "CASES", "identical"]
+__all__ = ["run", "run_optimizer", "PerTensorTrainer", "PerTensorEMA", "CASES", "identical"]
 
 BATCH, WIDTH, STEPS_PER_REP = 256, 64, 5
 #: (label, manifold factory, model class)
@@ -115,6 +119,41 @@ def run(bench: Bench) -> list[Row]:
     return rows
 
 
+def run_optimizer(bench: Bench, steps: int = 20) -> list[Row]:
+    """``step()`` alone on the parameters of ``GaugeFlow(S², hidden=64)`` (fixed gradients), per route:
+    torch's per-tensor loop (the reference), torch's ``foreach=True``, :class:`FlatAdam`, and torch's Adam on
+    *one* flat parameter holding every entry — the floor of a flat update, with no gathering or copying back."""
+    torch.manual_seed(bench.seed)
+    model = GaugeFlow(Sphere(2), hidden=WIDTH).to(bench.device)
+    init = [p.detach().clone() for p in model.parameters()]
+
+    def params():
+        out = [torch.nn.Parameter(x.clone()) for x in init]
+        for p in out:
+            p.grad = torch.randn_like(p)
+        return out
+
+    flat = torch.nn.Parameter(torch.cat([x.reshape(-1) for x in init]))
+    flat.grad = torch.randn_like(flat)
+    opts = {"per-tensor": torch.optim.Adam(params(), foreach=False), "foreach": torch.optim.Adam(params(), foreach=True),
+            "FlatAdam": FlatAdam(params()), "one flat parameter": torch.optim.Adam([flat], foreach=False)}
+
+    def steps_of(opt):
+        def fn():
+            for _ in range(steps):
+                opt.step()
+        return fn
+
+    med = interleaved(bench, {k: steps_of(o) for k, o in opts.items()}, 5 if bench.quick else bench.reps)
+    rows = []
+    for name in ("foreach", "FlatAdam", "one flat parameter"):
+        row = Row("optimiser step", f"GaugeFlow S2 ({len(init)} tensors, {flat.numel()} entries): {name}",
+                  med[name] / steps, med["per-tensor"] / steps, "per-tensor Adam")
+        rows.append(row)
+        bench.log(row)
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reps", type=int, default=20)
@@ -133,6 +172,8 @@ def main(argv=None) -> int:
     print(format_table(rows))
     for r in rows:
         print(f"  {r.case}: {r.note}")
+    print("\nOptimiser step alone (median wall time per step; ratio = route / per-tensor Adam):")
+    print(format_table(run_optimizer(bench)))
     return 0 if all(r.extra["identical"] for r in rows) else 1
 
 

@@ -145,7 +145,10 @@ def _run_sections(bench: Bench, only, results: dict) -> list:
         print(format_table(update_rows))
         for r in update_rows:
             print(f"  {r.case}: {r.note}")
-        rows += update_rows
+        optimizer_rows = bench_update.run_optimizer(bench)
+        print("\nOptimiser step alone (median wall time per step; ratio = route / per-tensor Adam):")
+        print(format_table(optimizer_rows))
+        rows += update_rows + optimizer_rows
     if "terms" in only:
         results["terms"] = bench_gauge_term.run_terms(bench)
         print("\n" + bench_gauge_term.format_terms(results["terms"]))
