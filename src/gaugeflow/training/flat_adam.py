@@ -47,6 +47,11 @@ class _Flat:
     exp_avg: torch.Tensor
     exp_avg_sq: torch.Tensor
     steps: torch.Tensor
+    #: the group's step count as a Python number, kept beside ``steps`` so that a step reads nothing back;
+    #: equal to torch's tensor count while it is an exact integer in the count's dtype (``_fits``)
+    count: float
+    #: the first count that the counts' dtype no longer holds exactly (2²⁴ in float32)
+    exact_below: float
 
 
 class FlatAdam(torch.optim.Adam):
@@ -103,6 +108,7 @@ class FlatAdam(torch.optim.Adam):
         params = group["params"]
         return (len(params) == len(f.params) and all(p is q and p.grad is not None for p, q in zip(params, f.params))
                 and params[0].dtype == f.exp_avg.dtype and params[0].device == f.exp_avg.device
+                and f.count < f.exact_below  # beyond, torch's count in its dtype stops adding 1
                 and all(group[k] == v for k, v in _PLAIN.items()) and not group["fused"]
                 and not any(torch.is_tensor(group[k]) for k in ("lr", "eps", "weight_decay"))
                 and not any(torch.is_tensor(b) for b in group["betas"]))
@@ -117,12 +123,14 @@ class FlatAdam(torch.optim.Adam):
             return None  # no state yet: torch's first step creates it
         if len({(p.dtype, p.device) for p in params}) != 1 or len({s["step"].dtype for s in states}) != 1:
             return None
-        steps = torch.stack([s["step"] for s in states])
-        if not bool((steps == steps[0]).all()):
+        steps = torch.stack([s["step"] for s in states])  # host tensors (torch's, capturable=False): no device sync
+        counts = set(steps.tolist())
+        if len(counts) != 1:
             return None
         sizes = [p.numel() for p in params]
         f = _Flat(params, sizes, torch.cat([s["exp_avg"].reshape(-1) for s in states]),
-                  torch.cat([s["exp_avg_sq"].reshape(-1) for s in states]), steps)
+                  torch.cat([s["exp_avg_sq"].reshape(-1) for s in states]), steps, counts.pop(),
+                  2.0 / torch.finfo(steps.dtype).eps)
         for j, (p, s, m, v) in enumerate(zip(params, states, f.exp_avg.split(sizes), f.exp_avg_sq.split(sizes))):
             s["exp_avg"], s["exp_avg_sq"], s["step"] = m.view_as(p), v.view_as(p), f.steps[j]
         return f
@@ -133,7 +141,9 @@ class FlatAdam(torch.optim.Adam):
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         param = torch.cat([p.reshape(-1) for p in f.params])
         grad = torch.cat([p.grad.reshape(-1) for p in f.params])
-        f.steps += 1
+        f.steps += 1  # the state's counts (views), as torch's step_t += 1
+        f.count += 1.0
+        step = f.count
         if wd != 0:
             if group["decoupled_weight_decay"]:
                 param.mul_(1 - lr * wd)
@@ -141,7 +151,6 @@ class FlatAdam(torch.optim.Adam):
                 grad = grad.add(param, alpha=wd)
         f.exp_avg.lerp_(grad, 1 - beta1)
         f.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step = f.steps[0].item()  # a CPU tensor, as torch keeps it: no device sync
         step_size = lr / (1 - beta1 ** step)
         denom = (f.exp_avg_sq.sqrt() / (1 - beta2 ** step) ** 0.5).add_(eps)
         param.addcdiv_(f.exp_avg, denom, value=-step_size)

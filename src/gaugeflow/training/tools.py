@@ -60,6 +60,7 @@ class EMA:
         self.updates = 0
         state = {k: v.detach() for k, v in model.state_dict().items()}
         self.shadow = {k: v.clone() for k, v in state.items() if not v.is_floating_point()}
+        self._other = list(self.shadow)  # integer/bool entries: copied, not averaged
         #: (flat averages, names) per dtype and device of the floating-point entries
         self._flat: list[tuple[torch.Tensor, list[str]]] = []
         kinds: dict[tuple, list[str]] = {}
@@ -79,9 +80,8 @@ class EMA:
         state = model.state_dict()
         for flat, names in self._flat:
             flat.lerp_(torch.cat([state[k].reshape(-1) for k in names]), 1.0 - d)
-        for name, value in state.items():
-            if not value.is_floating_point():
-                self.shadow[name].copy_(value)
+        for name in self._other:
+            self.shadow[name].copy_(state[name])
         self.updates += 1
 
     def load(self, shadow: dict[str, torch.Tensor], updates: int) -> None:
