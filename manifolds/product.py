@@ -114,6 +114,12 @@ class Product(Manifold):
         self._inputs(x=x, y=y)
         return nan_unless_finite(safe_sqrt(sum(d * d for d in self._map("dist", x, y))), x, y)
 
+    def pairwise_sq_dist(self, x, y):
+        """``Σ_k C_k`` of the factors' :meth:`pairwise_sq_dist` costs (each factor's own route, e.g. one
+        batched product on a sphere). ``[..., m, D] × [..., n, D] -> [..., m, n]``."""
+        self._inputs(x=x, y=y)
+        return self._sum("pairwise_sq_dist", x, y)
+
     def transp(self, x, y, v):
         self._inputs(x=x, y=y, v=v)
         return self._cat("transp", x, y, v)

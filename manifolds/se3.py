@@ -141,6 +141,15 @@ class SpecialEuclidean(Manifold):
         theta, dt = self.rot.dist(xr, yr), self.scale * (yt - xt)
         return nan_unless_finite(safe_sqrt(theta * theta + (dt * dt).sum(-1)), x, y)
 
+    def pairwise_sq_dist(self, x, y):
+        """``θ_ij² + s²‖t_j − t_i‖²``: the rotations' :meth:`SpecialOrthogonal.pairwise_sq_dist` (one batched
+        product of quaternions) plus the translations' squared differences. ``[..., m, 12] × [..., n, 12]
+        -> [..., m, n]``."""
+        self._inputs(x=x, y=y)
+        (xr, xt), (yr, yt) = _split(x), _split(y)
+        dt = self.scale * (yt.unsqueeze(-3) - xt.unsqueeze(-2))
+        return self.rot.pairwise_sq_dist(xr, yr) + (dt * dt).sum(-1)
+
     def transp(self, x, y, v):
         self._inputs(x=x, y=y, v=v)
         (xr, xt), (yr, yt), (vr, vt) = _split(x), _split(y), _split(v)

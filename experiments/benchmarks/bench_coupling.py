@@ -3,11 +3,17 @@
 A full ``Trainer`` step (draw, coupling, geodesic path, forward, loss, backward, clipping, Adam, EMA)
 with ``coupling="ot"`` is timed against the same trainer with ``coupling="independent"``: same model
 class, width 64, batch 256, float32 — the setting of the NFE study (``experiments/nfe/run.py``).
-Cases: S² and T²; PlainFlow and GaugeFlow; OT over the whole batch (one 256-pair exact assignment)
-and over blocks of 32 pairs (``ot_batch=32``, eight exact 32-pair assignments). Each repetition runs
-``STEPS_PER_REP`` steps of every contender, in rotating order; reported: medians of the process CPU
-time on CPU (wall time on CUDA, synchronised), so waiting for a core on a shared machine does not
-count. Ratio = OT step / independent step.
+Cases: S², T² and SO(3); PlainFlow and GaugeFlow; OT over the whole batch (one 256-pair exact
+assignment) and over blocks of 32 pairs (``ot_batch=32``, eight exact 32-pair assignments). Each
+repetition runs ``STEPS_PER_REP`` steps of every contender, in rotating order; reported: medians of the
+process CPU time on CPU (wall time on CUDA, synchronised), so waiting for a core on a shared machine does
+not count. Ratio = OT step / independent step.
+
+:func:`run_cost` times the cost matrix alone (eight ``32 × 32`` blocks, as ``ot_batch=32`` builds it): each
+manifold's :meth:`~gaugeflow.geometry.Manifold.pairwise_sq_dist` against the base class's default, ``dist``
+on the ``m·n`` broadcast pairs. On SO(3) the override is one product of unit quaternions
+(``cos(θ/2) = |⟨q, p⟩|``) in place of ``m·n`` ``3 × 3`` products; SE(3) and products of manifolds add
+their parts' costs. Ratio = override / default (wall time, medians).
 
 Run: ``python experiments/benchmarks/bench_coupling.py [--reps N] [--threads T] [--device cuda] [--csv FILE]``
 (about a minute on one CPU core); also the ``coupling`` section of ``run_all.py``.
@@ -20,13 +26,14 @@ import sys
 
 import torch
 
-from _harness import Bench, Row, format_table, interleaved_steps, machine_info
+from _harness import Bench, Row, format_table, interleaved, interleaved_steps, machine_info
 from gaugeflow.data import wrapped_mixture
-from gaugeflow.manifolds import FlatTorus, Sphere
+from gaugeflow.geometry import Manifold
+from gaugeflow.manifolds import SE3, SO3, FlatTorus, Product, Sphere
 from gaugeflow.models import GaugeFlow, PlainFlow
 from gaugeflow.training import TrainConfig, Trainer
 
-__all__ = ["run", "TARGET", "VARIANTS"]
+__all__ = ["run", "run_cost", "TARGET", "VARIANTS", "COST_CASES"]
 
 TARGET = 1.2
 BATCH, WIDTH, STEPS_PER_REP = 256, 64, 5
@@ -46,7 +53,7 @@ def run(bench: Bench) -> list[Row]:
     """One row per manifold, model and OT variant: OT step time / independent step time."""
     rows = []
     reps = 5 if bench.quick else bench.reps
-    for manifold in (Sphere(2), FlatTorus(2)):
+    for manifold in (Sphere(2), FlatTorus(2), SO3()):
         for cls in (PlainFlow, GaugeFlow):
             trainers = {"independent": _trainer(bench, manifold, cls)}
             trainers.update({label: _trainer(bench, manifold, cls, **kw) for label, kw in VARIANTS.items()})
@@ -60,6 +67,36 @@ def run(bench: Bench) -> list[Row]:
                           "independent", target=TARGET)
                 rows.append(row)
                 bench.log(row)
+    return rows
+
+
+#: manifolds whose cost matrix :func:`run_cost` times (an override of ``pairwise_sq_dist`` each)
+COST_CASES = (lambda: SO3(), lambda: SE3(), lambda: Product(SO3(), Sphere(2)), lambda: Sphere(2))
+
+
+def run_cost(bench: Bench, blocks: int = 8, block: int = 32, calls: int = 20) -> list[Row]:
+    """One row per manifold: ``pairwise_sq_dist`` on ``[blocks, block, D]`` batches / the default (``dist`` on
+    the broadcast pairs), with the largest difference of the two costs in the note."""
+    rows, reps = [], 5 if bench.quick else bench.reps
+    for make in COST_CASES:
+        M = make()
+        g = torch.Generator().manual_seed(bench.seed)
+        x0, x1 = (M.random_base(blocks * block, generator=g, dtype=bench.dtype).to(bench.device)
+                  .reshape(blocks, block, -1) for _ in range(2))
+
+        def many(fn):
+            def go():
+                for _ in range(calls):
+                    fn(x0, x1)
+            return go
+
+        med = interleaved(bench, {"override": many(M.pairwise_sq_dist),
+                                  "default": many(lambda a, b: Manifold.pairwise_sq_dist(M, a, b))}, reps)
+        gap = float((M.pairwise_sq_dist(x0, x1) - Manifold.pairwise_sq_dist(M, x0, x1)).abs().max())
+        row = Row("cost matrix", f"{M} {blocks}×{block}×{block}", med["override"] / calls, med["default"] / calls,
+                  "dist on broadcast pairs", note=f"largest |difference| {gap:.1e} ({str(bench.dtype).removeprefix('torch.')})")
+        rows.append(row)
+        bench.log(row)
     return rows
 
 
@@ -89,6 +126,11 @@ def main(argv=None) -> int:
     rows = run(bench)
     print(f"\nOT coupling: training step / independent step (target <= {TARGET}; batch {BATCH}, width {WIDTH}):")
     print(format_table(rows))
+    cost_rows = run_cost(bench)
+    print("\nOT cost matrix alone: override / dist on broadcast pairs (median wall time per call):")
+    print(format_table(cost_rows))
+    for r in cost_rows:
+        print(f"  {r.case}: {r.note}")
     if args.csv:
         write_csv(args.csv, rows, {**info, "device": bench.device.type})
     return 0

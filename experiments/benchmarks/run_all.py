@@ -136,7 +136,12 @@ def _run_sections(bench: Bench, only, results: dict) -> list:
         coupling_rows = bench_coupling.run(bench)
         print(f"\nOT coupling: training step / independent step (target <= {bench_coupling.TARGET}):")
         print(format_table(coupling_rows))
-        rows += coupling_rows
+        cost_rows = bench_coupling.run_cost(bench)
+        print("\nOT cost matrix alone: override / dist on broadcast pairs:")
+        print(format_table(cost_rows))
+        for r in cost_rows:
+            print(f"  {r.case}: {r.note}")
+        rows += coupling_rows + cost_rows
     if "update" in only:
         import bench_update
 
