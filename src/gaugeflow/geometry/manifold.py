@@ -139,8 +139,9 @@ class Manifold(ArgsValue, abc.ABC):
 
         A cost matrix (minibatch optimal transport, :mod:`gaugeflow.training.coupling`). Default:
         :meth:`dist` on the broadcast pairs, squared. A manifold may override it with a cheaper form
-        that goes through one batched product (the sphere, the flat torus); such an override may
-        trade the last digits of small distances for speed (documented where it does).
+        that goes through one batched product (the sphere; SO(3) and SE(3) through unit quaternions),
+        or with its own closed form (the flat torus; products add their factors' costs); such an
+        override may trade the last digits of small distances for speed (documented where it does).
         """
         return self.dist(x.unsqueeze(-2), y.unsqueeze(-3)) ** 2
 

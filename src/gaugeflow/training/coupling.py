@@ -90,8 +90,9 @@ def _distance_fn(manifold: Manifold):
 def squared_distances(manifold: Manifold, x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     """The cost ``C_ij = d(x0_i, x1_j)²`` of every pair: ``[..., m, D] × [..., m, D] -> [..., m, m]``.
 
-    :meth:`Manifold.pairwise_sq_dist` where the manifold has a closed-form ``dist`` (one batched
-    product on the sphere and the torus), else the squared premetric (``spectral_distance``).
+    :meth:`Manifold.pairwise_sq_dist` where the manifold has a closed-form ``dist`` (one batched product
+    of points on the sphere, of unit quaternions on SO(3) and SE(3); wrapped differences on the torus;
+    products add their factors' costs), else the squared premetric (``spectral_distance``).
     """
     check_coupling(manifold)
     if "dist" in manifold.capabilities:
