@@ -113,8 +113,16 @@ def interleaved_steps(bench: Bench, trainers: dict, reps: int, steps: int, warmu
     """Median seconds per training step (``unchecked_step``) of each trainer: ``warmup`` untimed steps each,
     then ``reps`` rounds of ``steps`` steps each, the order rotating round by round (see :func:`interleaved`).
     Process CPU time on CPU (waiting for a core on a shared machine does not count), synchronised wall
-    time on CUDA."""
+    time on CUDA.
+
+    A trainer draws and builds the paths of ``config.path_chunk`` steps at once (the OT pairing included),
+    so ``warmup`` and ``steps`` are rounded up to whole multiples of the largest chunk: every round then
+    holds exactly one build per trainer, and its per-step time carries that work's share, as training
+    does. (Rounds shorter than a chunk would put the build in only some rounds, and the median would
+    leave it out.)"""
     clock, names = (time.perf_counter if bench.device.type == "cuda" else time.process_time), list(trainers)
+    chunk = max(getattr(t.config, "path_chunk", 1) for t in trainers.values())
+    steps, warmup = -(-steps // chunk) * chunk, -(-warmup // chunk) * chunk
     for name in names:
         for _ in range(warmup):
             trainers[name].unchecked_step()
