@@ -162,3 +162,36 @@ def test_chunk_setting_and_batches_are_checked():
     with pytest.raises(ValueError, match=r"batches must be a positive integer dividing the 6 pairs, got 4"):
         GeodesicPath(M).sample(x, x, torch.rand(6), batches=4)
     assert chunk_size(GeodesicPath(M), 8) == 8 and chunk_size(PremetricPath(M, kind="geodesic"), 8) == 1
+
+
+class _StepByStep(Trainer):
+    """Pairs every step on its own (``draw()`` per step): the route of a chunk before chunked OT pairing."""
+
+    pairs_in_chunks = False
+
+
+@pytest.mark.parametrize("ot_batch", [None, 4])
+def test_a_chunk_paired_at_once_trains_bit_for_bit_like_step_by_step(ot_batch):
+    """The exact OT route pairs a chunk's batches in one call (blocks never span two steps): the same pairs,
+    hence the same run, bit for bit, as pairing each step alone; the stream ends in the same state."""
+    kw = dict(coupling="ot", ot_batch=ot_batch, path_chunk=4, steps=10)
+    ours, ref = _trainer(_Recording, **kw), _trainer(_StepByStep, **kw)
+    assert ours.pairs_in_chunks and not ref.pairs_in_chunks
+    ref.draws = []
+    ref.draw = lambda: ref.draws.append(Trainer.draw(ref)) or ref.draws[-1]
+    h_ours, h_ref = ours.fit(), ref.fit()
+    assert not hasattr(ours, "draws") and len(ref.draws) == 12  # ours never called draw(): one pairing per chunk
+    assert h_ours.loss == h_ref.loss
+    assert torch.equal(_params(ours), _params(ref))
+    assert ours.stream_state().equal(ref.stream_state())
+    x0s, x1s, ts = zip(*ref.draws)  # and pair() over several batches is pair() over each
+    again = _trainer(**kw)
+    assert all(torch.equal(a, b) for got, want in zip(again.pair([again.draw_unpaired() for _ in range(3)]),
+                                                       zip(x0s[:3], x1s[:3], ts[:3])) for a, b in zip(got, want))
+
+
+def test_the_sinkhorn_route_pairs_one_step_at_a_time():
+    tr = _trainer(coupling="ot", ot_batch=4, ot_exact_max=2)  # blocks of 4 > 2: Sinkhorn, draws from the stream
+    assert not tr.pairs_in_chunks
+    with pytest.raises(ValueError, match="one batch at a time"):
+        tr.pair([tr.draw_unpaired(), tr.draw_unpaired()])

@@ -98,19 +98,14 @@ def full_eval(model, data: ManifoldData, ev: dict, euclidean: bool) -> dict:
 class PairedTrainer(Trainer):
     """A :class:`Trainer` that hashes its first ``HASHED_STEPS`` draws (batch points, ``x0``, ``t``).
 
-    With OT coupling the batch's data points are re-paired; the hash takes them in the order they were
-    drawn (the indices are the stream's first draw, replayed from the generator's state), so a model
-    trained with OT hashes like the others exactly when it sees the same stream.
+    The hash takes each step's batch as the stream draws it (:meth:`Trainer.draw_unpaired`: the data points
+    in drawn order, before any OT re-pairing), so a model trained with OT hashes like the others exactly
+    when it sees the same stream.
     """
 
-    def draw(self):
-        hashing = getattr(self, "_hashed", 0) < HASHED_STEPS
-        state = self.generator.get_state() if hashing else None
-        x0, x1, t = super().draw()
-        if hashing:
-            if self.config.coupling != "independent":
-                g = torch.Generator().set_state(state)
-                x1 = self.train_x[torch.randint(len(self.train_x), (self.config.batch_size,), generator=g)]
+    def draw_unpaired(self):
+        x0, x1, t = super().draw_unpaired()
+        if getattr(self, "_hashed", 0) < HASHED_STEPS:
             if not hasattr(self, "digest"):
                 self.digest = hashlib.sha256()
             for part in (x0, x1, t):

@@ -12,7 +12,10 @@ arithmetic, so the path's share of a step falls by up to ``K×``; each step then
 Nothing about the run depends on ``K``:
 
 * the random stream: every step draws its data indices, ``x0`` and ``t`` (and its OT pairing) in the
-  same order from the same generator as with ``K = 1``;
+  same order from the same generator as with ``K = 1``. Where the pairing draws nothing (the OT
+  coupling's exact route, :attr:`Trainer.pairs_in_chunks <gaugeflow.training.Trainer.pairs_in_chunks>`),
+  the chunk's ``K`` batches are drawn first and paired in one call, block by block, never across two
+  steps: the same pairs, from one cost-matrix product and one host step per chunk instead of per step;
 * the paths: the device-side cut round gives a cut pair the start point of the previous pair *of the
   same step* (``GeodesicPath.sample(..., batches=K)``) and every other operation is row by row, so each
   step gets the ``x_t, u_t`` it gets alone (up to rounding, see below; ``tests/test_path_chunk.py``);
@@ -153,13 +156,16 @@ class PathQueue:
         """Draw steps ``step … (j+1)K − 1`` and build their paths as chunk ``j = step // K``."""
         skip = step % self.size
         states, draws = [], []
+        together = self.size > 1 and trainer.pairs_in_chunks  # one OT pairing for the chunk (same pairs)
         try:
             for ahead in range(self.size - skip):
                 trainer._ahead = ahead  # ``trainer.step`` is the step whose batch is drawn (as with K = 1)
                 states.append(trainer.generator.get_state())
-                draws.append(trainer.draw())
+                draws.append(trainer.draw_unpaired() if together else trainer.draw())
         finally:
             trainer._ahead = 0
+        if together:
+            draws = trainer.pair(draws)
         draws = [draws[0]] * skip + draws  # placeholders where the chunk's consumed steps were
         x0, x1, t = (torch.cat(parts) if len(parts) > 1 else parts[0] for parts in zip(*draws))
         built = build_paths(trainer.path, x0, x1, t, self.size, trainer.path_generator(step - skip))

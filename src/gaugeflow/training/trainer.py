@@ -164,25 +164,70 @@ class Trainer:
     def draw(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """This process's slice of the next global batch: ``x0, x1 [b, D]`` and ``t [b]``.
 
-        Training calls it once per step, in bursts of ``config.path_chunk`` steps whose paths are then
-        built together (:class:`~gaugeflow.training.prefetch.PathQueue`).
+        :meth:`draw_unpaired`, then :meth:`pair` on that one batch. Training builds the paths of
+        ``config.path_chunk`` steps at a time (:class:`~gaugeflow.training.prefetch.PathQueue`): it calls
+        this once per step, or, where the pairing draws nothing from the stream (:attr:`pairs_in_chunks`),
+        :meth:`draw_unpaired` once per step and :meth:`pair` once on all of them, which gives every step the
+        same pairs.
 
         With ``config.coupling == "ot"`` every process re-pairs the whole global batch by
         :func:`~gaugeflow.training.coupling.ot_pairing` (after ``t`` is drawn; its Sinkhorn route draws
         its row uniforms from the same stream), so P processes and a resumed run see the same pairs.
         """
+        return self.pair([self.draw_unpaired()])[0]
+
+    def draw_unpaired(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The stream's draws of one step, the next *global* batch as drawn: ``x0, x1 [B, D]``, ``t [B]``.
+
+        In this order from :attr:`generator`: ``B`` data indices, ``B`` base points, ``B`` times; ``x1`` holds
+        the indexed training points in the order drawn (before any OT re-pairing). With the independent
+        coupling only this process's slice is moved to the device (the other rows come back empty).
+        """
         cfg, g, B = self.config, self.generator, self.config.batch_size
         idx = torch.randint(len(self.train_x), (B,), generator=g)
         x0 = self.manifold.random_base(B, generator=g, dtype=cfg.torch_dtype)
         t = torch.rand(B, generator=g, dtype=cfg.torch_dtype)
-        b = B // self.env.world
-        part = slice(self.env.rank * b, (self.env.rank + 1) * b)
         dev = self.env.device
         if cfg.coupling == "independent":
-            return x0[part].to(dev), self.train_x[idx[part].to(dev)], t[part].to(dev)
-        x0, x1 = x0.to(dev), self.train_x[idx.to(dev)]
-        x1 = x1[ot_pairing(self.manifold, x0, x1, block=cfg.ot_batch, exact_max=cfg.ot_exact_max, generator=g)]
-        return x0[part], x1[part], t[part].to(dev)
+            part = self._part()
+            x0, idx, t = x0[part], idx[part], t[part]
+        return x0.to(dev), self.train_x[idx.to(dev)], t.to(dev)
+
+    @property
+    def pairs_in_chunks(self) -> bool:
+        """Whether the batches of several steps may be paired in one :meth:`pair` call: the OT coupling's
+        exact route (blocks of at most ``config.ot_exact_max`` pairs), which draws nothing from the stream.
+        The Sinkhorn route draws each step's row uniforms right after its batch, so it pairs step by step."""
+        cfg = self.config
+        return cfg.coupling == "ot" and (cfg.ot_batch or cfg.batch_size) <= cfg.ot_exact_max
+
+    def pair(self, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+             ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Couple the global batches of consecutive steps (from :meth:`draw_unpaired`) and keep this
+        process's slice of each: a list of ``x0, x1 [b, D]``, ``t [b]``.
+
+        Independent coupling: the batches as drawn. OT: one :func:`~gaugeflow.training.coupling.ot_pairing`
+        on all their rows, in blocks of ``config.ot_batch`` pairs (default: one step's batch), so no block
+        spans two steps and each step gets the pairs it gets alone; one cost-matrix product and one host
+        step for the lot. Several batches only where :attr:`pairs_in_chunks` (else the Sinkhorn route's
+        draws would leave the stream's order).
+        """
+        cfg = self.config
+        if cfg.coupling == "independent":
+            return list(batches)
+        if len(batches) > 1 and not self.pairs_in_chunks:
+            raise ValueError("Trainer.pair: the Sinkhorn route draws from the stream per step; pair one batch at a time")
+        x0, x1, t = (torch.cat(parts) if len(parts) > 1 else parts[0] for parts in zip(*batches))
+        x1 = x1[ot_pairing(self.manifold, x0, x1, block=cfg.ot_batch or cfg.batch_size, exact_max=cfg.ot_exact_max,
+                           generator=self.generator)]
+        part, B = self._part(), cfg.batch_size
+        return [(x0[k + part.start:k + part.stop], x1[k + part.start:k + part.stop], t[k + part.start:k + part.stop])
+                for k in range(0, len(x0), B)]
+
+    def _part(self) -> slice:
+        """This process's rows of a global batch."""
+        b = self.config.batch_size // self.env.world
+        return slice(self.env.rank * b, (self.env.rank + 1) * b)
 
     def loss(self, x0: torch.Tensor, x1: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """RCFM loss ``mean ‖V(x_t, t) − u_t‖²_g`` of the (possibly DDP-wrapped) network on these pairs, as a
