@@ -9,6 +9,11 @@ repetition runs ``STEPS_PER_REP`` steps of every contender, in rotating order; r
 process CPU time on CPU (wall time on CUDA, synchronised), so waiting for a core on a shared machine does
 not count. Ratio = OT step / independent step.
 
+:func:`run_routes` takes the OT step apart (blocks of 32): ours (a chunk's batches paired in one call, the
+manifold's cost override), the same pairing step by step (``pairs_in_chunks`` off: one cost product and
+one host step per step, the trainer before this change) and, on SO(3), also with the cost through ``dist``
+on the broadcast pairs; each against the independent step, interleaved in one run.
+
 :func:`run_cost` times the cost matrix alone (eight ``32 × 32`` blocks, as ``ot_batch=32`` builds it): each
 manifold's :meth:`~gaugeflow.geometry.Manifold.pairwise_sq_dist` against the base class's default, ``dist``
 on the ``m·n`` broadcast pairs. On SO(3) the override is one product of unit quaternions
@@ -33,7 +38,7 @@ from gaugeflow.manifolds import SE3, SO3, FlatTorus, Product, Sphere
 from gaugeflow.models import GaugeFlow, PlainFlow
 from gaugeflow.training import TrainConfig, Trainer
 
-__all__ = ["run", "run_cost", "TARGET", "VARIANTS", "COST_CASES"]
+__all__ = ["run", "run_routes", "run_cost", "TARGET", "VARIANTS", "COST_CASES", "StepByStepTrainer", "DistCostSO3"]
 
 TARGET = 1.2
 BATCH, WIDTH, STEPS_PER_REP = 256, 64, 5
@@ -41,12 +46,12 @@ BATCH, WIDTH, STEPS_PER_REP = 256, 64, 5
 VARIANTS = {"ot (whole batch)": {"coupling": "ot"}, "ot (blocks of 32)": {"coupling": "ot", "ot_batch": 32}}
 
 
-def _trainer(bench: Bench, manifold, cls, **coupling) -> Trainer:
+def _trainer(bench: Bench, manifold, cls, trainer=Trainer, **coupling) -> Trainer:
     torch.manual_seed(bench.seed)
     data = wrapped_mixture(manifold, n_train=4096, n_val=16, n_test=16, seed=0)
     cfg = TrainConfig(steps=10**9, batch_size=BATCH, hidden=WIDTH, val_size=0, progress=False,
                       device=str(bench.device), dtype=str(bench.dtype).removeprefix("torch."), **coupling)
-    return Trainer(cls(manifold, hidden=WIDTH), data, cfg)
+    return trainer(cls(manifold, hidden=WIDTH), data, cfg)
 
 
 def run(bench: Bench) -> list[Row]:
@@ -64,6 +69,41 @@ def run(bench: Bench) -> list[Row]:
                     t.close()
             for label in VARIANTS:
                 row = Row("coupling", f"{manifold} {cls.__name__} {label}", med[label], med["independent"],
+                          "independent", target=TARGET)
+                rows.append(row)
+                bench.log(row)
+    return rows
+
+
+class StepByStepTrainer(Trainer):
+    """Pairs each step's batch on its own (one cost product and one host step per step)."""
+
+    pairs_in_chunks = False
+
+
+class DistCostSO3(SO3):
+    """SO(3) with the base class's cost matrix, ``dist`` on the broadcast pairs (no quaternion product)."""
+
+    pairwise_sq_dist = Manifold.pairwise_sq_dist
+
+
+def run_routes(bench: Bench) -> list[Row]:
+    """One row per manifold, model and OT route (blocks of 32): OT step / independent step."""
+    rows, reps = [], 5 if bench.quick else bench.reps
+    kw = VARIANTS["ot (blocks of 32)"]
+    for manifold in (Sphere(2), SO3()):
+        for cls in (PlainFlow, GaugeFlow):
+            trainers = {"independent": _trainer(bench, manifold, cls), "ours": _trainer(bench, manifold, cls, **kw),
+                        "paired step by step": _trainer(bench, manifold, cls, trainer=StepByStepTrainer, **kw)}
+            if isinstance(manifold, SO3):
+                trainers["step by step, cost through dist"] = _trainer(bench, DistCostSO3(), cls, trainer=StepByStepTrainer, **kw)
+            try:
+                med = interleaved_steps(bench, trainers, reps, STEPS_PER_REP, warmup=3)
+            finally:
+                for t in trainers.values():
+                    t.close()
+            for label in list(trainers)[1:]:
+                row = Row("OT route", f"{manifold} {cls.__name__} blocks of 32, {label}", med[label], med["independent"],
                           "independent", target=TARGET)
                 rows.append(row)
                 bench.log(row)
@@ -126,6 +166,9 @@ def main(argv=None) -> int:
     rows = run(bench)
     print(f"\nOT coupling: training step / independent step (target <= {TARGET}; batch {BATCH}, width {WIDTH}):")
     print(format_table(rows))
+    route_rows = run_routes(bench)
+    print("\nOT routes, blocks of 32: training step / independent step:")
+    print(format_table(route_rows))
     cost_rows = run_cost(bench)
     print("\nOT cost matrix alone: override / dist on broadcast pairs (median wall time per call):")
     print(format_table(cost_rows))
