@@ -111,7 +111,7 @@ def run(bench: Bench) -> list[Row]:
                 t.close()
         n_tensors = sum(1 for _ in trainers["multi-tensor"].model.parameters())
         row = Row("update", label, med["multi-tensor"], med["per-tensor"], "per-tensor update",
-                  note=f"{n_tensors} parameter tensors; after {(reps + 1) * STEPS_PER_REP} steps each, weights, "
+                  note=f"{n_tensors} parameter tensors; after {trainers['multi-tensor'].step} steps each, weights, "
                        f"EMA and Adam state {'bit-identical' if same else 'DIFFER'}",
                   extra={"identical": same, "parameter_tensors": n_tensors})
         rows.append(row)
