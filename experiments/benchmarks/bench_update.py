@@ -106,12 +106,13 @@ def run(bench: Bench) -> list[Row]:
         try:
             med = interleaved_steps(bench, trainers, reps, STEPS_PER_REP, warmup=STEPS_PER_REP)
             same = identical(trainers["multi-tensor"], trainers["per-tensor"])
+            taken = int(trainers["multi-tensor"].optimizer.state_dict()["state"][0]["step"])
         finally:
             for t in trainers.values():
                 t.close()
         n_tensors = sum(1 for _ in trainers["multi-tensor"].model.parameters())
         row = Row("update", label, med["multi-tensor"], med["per-tensor"], "per-tensor update",
-                  note=f"{n_tensors} parameter tensors; after {trainers['multi-tensor'].step} steps each, weights, "
+                  note=f"{n_tensors} parameter tensors; after {taken} steps each, weights, "
                        f"EMA and Adam state {'bit-identical' if same else 'DIFFER'}",
                   extra={"identical": same, "parameter_tensors": n_tensors})
         rows.append(row)
