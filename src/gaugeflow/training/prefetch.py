@@ -156,7 +156,7 @@ class PathQueue:
         """Draw steps ``step … (j+1)K − 1`` and build their paths as chunk ``j = step // K``."""
         skip = step % self.size
         states, draws = [], []
-        together = self.size > 1 and trainer.pairs_in_chunks  # one OT pairing for the chunk (same pairs)
+        together = trainer.pairs_in_chunks  # one OT pairing for the chunk (the same pairs)
         try:
             for ahead in range(self.size - skip):
                 trainer._ahead = ahead  # ``trainer.step`` is the step whose batch is drawn (as with K = 1)

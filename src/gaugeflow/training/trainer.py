@@ -220,9 +220,8 @@ class Trainer:
         x0, x1, t = (torch.cat(parts) if len(parts) > 1 else parts[0] for parts in zip(*batches))
         x1 = x1[ot_pairing(self.manifold, x0, x1, block=cfg.ot_batch or cfg.batch_size, exact_max=cfg.ot_exact_max,
                            generator=self.generator)]
-        part, B = self._part(), cfg.batch_size
-        return [(x0[k + part.start:k + part.stop], x1[k + part.start:k + part.stop], t[k + part.start:k + part.stop])
-                for k in range(0, len(x0), B)]
+        part = self._part()
+        return [tuple(v[k + part.start:k + part.stop] for v in (x0, x1, t)) for k in range(0, len(x0), cfg.batch_size)]
 
     def _part(self) -> slice:
         """This process's rows of a global batch."""
