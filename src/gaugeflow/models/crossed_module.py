@@ -185,8 +185,10 @@ class _DualProducts(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:
         B, V, W, ctx.g = inputs
+        # the same tensors for both: torch.func's generated vmap rule keeps one record of the saved tensors'
+        # batch dimensions for the two calls (the last one's), so a shorter forward list would break vmap
         ctx.save_for_backward(B, V, W, *output[1:])
-        ctx.save_for_forward(B, V, W)
+        ctx.save_for_forward(B, V, W, *output[1:])
         ctx.mark_non_differentiable(*output[1:])
         ctx.set_materialize_grads(False)
 
@@ -201,7 +203,7 @@ class _DualProducts(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, dB, dV, dW, _):
-        B, V, W = ctx.saved_tensors
+        B, V, W = ctx.saved_tensors[:3]
         terms = [_dual_parts(ctx.g, *args)[0] for args, t in (((dB, V, W), dB), ((B, dV, W), dV), ((B, V, dW), dW))
                  if t is not None]
         return (sum(terms[1:], terms[0]) if terms else None), None, None, None, None, None
