@@ -67,3 +67,31 @@ def test_vmapped_members_match_each_model(mname, mfd):
     for i, m in enumerate(models):
         ref_t = jvp(lambda z: m(z, t[i]), (x[i],), (v[i],))[1]
         assert torch.allclose(tangents[i], ref_t, atol=1e-10), float((tangents[i] - ref_t).abs().max())
+
+
+@pytest.mark.parametrize("mname", ["plain", "higher"])
+def test_stacked_training_steps_are_each_members_own(mname):
+    # experiments/benchmarks/bench_ensemble.py's two routes: one vmapped loss, one backward and one Adam
+    # step over the stacked parameters take, member by member, the steps of separate models (float64)
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments" / "benchmarks"))
+    try:
+        from _harness import Bench
+        from bench_ensemble import Separate, Stacked, paths
+    finally:
+        sys.path.pop(0)
+    bench = Bench(device=torch.device("cpu"), dtype=torch.float64)
+    M = Sphere(2)
+    torch.manual_seed(0)
+    models = [MODELS[mname](M, hidden=8).double() for _ in range(MEMBERS)]
+    steps = paths(bench, M, MEMBERS, n=2)
+    a, b = Separate(copy.deepcopy(models), M, steps), Stacked(copy.deepcopy(models), M, steps)
+    for _ in range(4):
+        a(), b()
+    wa, wb = a.weights(), b.weights()
+    moved = max(float((wb[k] - torch.stack([dict(m.named_parameters())[k].detach() for m in models])).abs().max()) for k in wb)
+    assert moved > 1e-3  # the steps did change the weights
+    for k in wa:
+        assert torch.allclose(wa[k], wb[k], atol=1e-10, rtol=0), (k, float((wa[k] - wb[k]).abs().max()))

@@ -15,6 +15,8 @@ Sections (each a module of this folder, runnable alone):
   T², whole batch and blocks of 32 (target ≤ 1.2).
 * ``bench_update``   — a training step with the trainer's update (flat Adam, multi-tensor clipping and
   EMA) over torch's per-tensor update, on S² and SO(3); the two are checked bit for bit.
+* ``bench_ensemble`` — five members of one model stacked with ``torch.func`` (one vmapped loss, one
+  backward, one Adam step) over five separate training steps, on S² and SO(3).
 * ``bench_dimension`` — training step, sampling and exact vs Hutchinson likelihood on S^n and T^n for
   n ∈ {2, …, 64} (one thread), fitted exponents, Hutchinson's error per number of probes and the
   dimension from which Hutchinson is the default; a full CPU run rewrites ``docs/results/dimension.*``
@@ -28,7 +30,7 @@ during one call (CPU: replayed from torch.profiler's allocation events; CUDA: ma
 
 Usage:
     python experiments/benchmarks/run_all.py [--quick] [--threads N] [--device cpu|cuda]
-        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train paths sampling gauge overhead terms coupling update dimension mesh]
+        [--reps 30] [--reps-long 3] [--compile] [--no-memory] [--only train paths sampling gauge overhead terms coupling update ensemble dimension mesh]
         [--json results.json]
 
 The full run takes about 5–8 minutes on a 2-core CPU; ``--quick`` is a smoke test (sizes shrunk,
@@ -47,7 +49,8 @@ import torch
 
 from _harness import Bench, format_table, load_average, machine_info
 
-SECTIONS = ("train", "paths", "sampling", "gauge", "overhead", "terms", "coupling", "update", "dimension", "mesh")
+SECTIONS = ("train", "paths", "sampling", "gauge", "overhead", "terms", "coupling", "update", "ensemble", "dimension",
+            "mesh")
 
 
 def _parse(argv):
@@ -154,6 +157,15 @@ def _run_sections(bench: Bench, only, results: dict) -> list:
         print("\nOptimiser step alone (median wall time per step; ratio = route / per-tensor Adam):")
         print(format_table(optimizer_rows))
         rows += update_rows + optimizer_rows
+    if "ensemble" in only:
+        import bench_ensemble
+
+        ensemble_rows = bench_ensemble.run(bench)
+        print(f"\nTraining step of {bench_ensemble.MEMBERS} members stacked (torch.func) / as many separate steps:")
+        print(format_table(ensemble_rows))
+        for r in ensemble_rows:
+            print(f"  {r.case}: {r.note}")
+        rows += ensemble_rows
     if "terms" in only:
         results["terms"] = bench_gauge_term.run_terms(bench)
         print("\n" + bench_gauge_term.format_terms(results["terms"]))
