@@ -19,6 +19,7 @@ from gaugeflow.metrics import energy_distance, sliced_wasserstein
 from gaugeflow.models import count_parameters
 from gaugeflow.sampling import SolverError, isolate_failures, log_prob, sample
 from gaugeflow.training import TrainConfig, Trainer, rcfm_loss
+from gaugeflow.training.tools import plateaued as plateau_criterion
 
 from compute_models import build
 
@@ -116,9 +117,6 @@ class PairedTrainer(Trainer):
 
 def plateaued(vals: list[float], ev: dict) -> bool:
     """The plateau criterion: ``n ≥ plateau_min_evals`` and the best of the last ``⌈n/4⌉`` values is
-    not below the best before them by more than ``plateau_tol``."""
-    n = len(vals)
-    if n < ev["plateau_min_evals"]:
-        return False
-    tail = math.ceil(n / 4)
-    return min(vals[-tail:]) > min(vals[:-tail]) - ev["plateau_tol"]
+    not below the best before them by more than ``plateau_tol`` (the library's early-stopping rule,
+    :func:`gaugeflow.training.tools.plateaued`)."""
+    return plateau_criterion(vals, ev["plateau_tol"], ev["plateau_min_evals"])

@@ -89,6 +89,12 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     add("--val-every", type=int, help="validation NLL every N steps (0: only at the end)")
     add("--val-size", type=int, help="validation points for the NLL (0: no validation)")
     add("--val-steps", type=int, help="ODE steps of the validation NLL (default 20)")
+    add("--plateau-tol", type=_nats_or_off, metavar="NATS|off",
+        help="early stopping: stop at the first validation where, with n >= --plateau-min-evals validations, the "
+             "lowest validation NLL of the last n/4 (rounded up) is not below the lowest before them by more than "
+             "NATS (needs --val-every; default off; 'off' turns it off on --resume); the best weights are kept in "
+             "OUT/best.safetensors whenever the run validates")
+    add("--plateau-min-evals", type=int, help="validations before early stopping may stop a run (default 6)")
     add("--checkpoint-every", type=int, help="checkpoint every N steps (0: only at the end)")
     add("--log-every", type=int, help="metrics.csv row every N steps")
     add("--max-nonfinite", type=int, help="stop after this many consecutive non-finite losses (default 20)")
@@ -118,8 +124,25 @@ _EXAMPLES = """examples:
 """
 
 
+def _nats_or_off(text: str):
+    """``--plateau-tol``: a number of nats, or ``off`` (no early stopping; the setting then becomes ``None``)."""
+    if text.strip().lower() == "off":
+        return "off"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of nats or 'off', got {text!r}") from None
+
+
+def _weights_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", choices=("last", "best"), default="last",
+                   help="last: the checkpoint's EMA weights (default); best: the EMA weights of the lowest "
+                        "validation NLL (RUN/best.safetensors)")
+
+
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="DIR")
+    _weights_arg(p)
     p.add_argument("--n-test", type=int, default=1000, help="test points for the NLL (default 1000)")
     p.add_argument("--n-samples", type=int, default=2000, help="model samples for the metrics (default 2000)")
     from .sampling.ode import DEFAULT_STEPS
@@ -134,6 +157,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 def _sample_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="DIR")
+    _weights_arg(p)
     p.add_argument("-n", type=int, default=1000, help="number of samples (default 1000)")
     p.add_argument("-o", "--output", required=True, metavar="FILE.npy")
     from .sampling.ode import DEFAULT_STEPS
@@ -148,6 +172,7 @@ def _sample_args(p: argparse.ArgumentParser) -> None:
 
 def _plot_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", metavar="DIR")
+    _weights_arg(p)
     p.add_argument("--out", metavar="DIR", help="figure directory (default RUN/figures)")
     p.add_argument("--grid", type=int, default=72, help="density grid: GRID latitudes x 2·GRID longitudes on S², "
                    "GRID x GRID on T², one ODE solve per point, drawn smoothly between them (default 72)")

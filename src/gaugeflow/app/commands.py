@@ -39,6 +39,8 @@ def _train_settings(args: argparse.Namespace) -> tuple[dict, Optional[str]]:
         values["mesh"] = str(Path(mesh).resolve())
     if values.get("grad_clip") == 0:
         values["grad_clip"] = None
+    if values.get("plateau_tol") == "off":
+        values["plateau_tol"] = None
     return values, (args.out or out)
 
 
@@ -71,6 +73,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         val = f", validation NLL {history.val[-1][1]:.4f} nats" if history.val else ""
         final = f": final loss {history.loss[-1]:.4f}" if history.loss else ""
         print(f"trained {history.steps} steps ({history.skipped} skipped){final}{val}; run in {out}")
+        if trainer.stopped_early:
+            print(f"stopped early at step {history.steps} of {cfg.steps}: the validation NLL has plateaued "
+                  f"(no gain over {cfg.plateau_tol:g} nats in the last quarter of {len(history.val)} validations)")
+        if trainer.best is not None:
+            print(f"best validation NLL {trainer.best[1]:.4f} nats at step {trainer.best[0]} "
+                  f"({out / 'best.safetensors'}; --weights best)")
     return 0
 
 
@@ -177,7 +185,7 @@ def _open_run(args: argparse.Namespace, device: str = "cpu"):
 
     check_device(device)
     with expect(None, missing=DATA):
-        return load_run(args.run, device=device)
+        return load_run(args.run, device=device, weights=getattr(args, "weights", "last"))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -194,7 +202,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if len(test) == 0:
             raise CliError(f"data set {run.data.name!r} of this run has no test points to evaluate", DATA)
         divergence = getattr(args, "divergence", None) or default_divergence(run.manifold)
-        result = {"run": str(run.path), "step": run.checkpoint.step, "n_test": len(test),
+        result = {"run": str(run.path), "weights": args.weights, "step": run.checkpoint.step, "n_test": len(test),
                   "test_nll": validation_nll(run.model, test, args.steps, divergence=divergence),
                   "divergence": divergence}
         xs = _samples(run, args.n_samples, args.steps)

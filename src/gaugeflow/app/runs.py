@@ -22,7 +22,7 @@ import torch
 
 from ..data.base import ManifoldData
 from ..geometry.manifold import Manifold
-from ..training.checkpoint import CHECKPOINT_NAME, Checkpoint, CheckpointError, check_compatible, meta_int
+from ..training.checkpoint import BEST_NAME, CHECKPOINT_NAME, Checkpoint, CheckpointError, check_compatible, meta_int
 from ..training.checkpoint import read_checkpoint
 from ..training.config import TrainConfig
 from ..training.tools import History
@@ -44,25 +44,36 @@ class Run:
     checkpoint: Checkpoint
 
 
-def load_run(path: str | Path, ema: bool = True, device: Optional[str | torch.device] = None) -> Run:
+def load_run(path: str | Path, ema: bool = True, device: Optional[str | torch.device] = None,
+             weights: str = "last") -> Run:
     """Rebuild the run stored in directory ``path``.
 
     Args:
         path: a run directory (or the checkpoint file inside it).
         ema: load the EMA weights when the checkpoint has them (the default), else the raw weights.
         device: where to put the model and data (default: CPU).
+        weights: ``"last"``: the checkpoint's (``checkpoint.safetensors``); ``"best"``: the EMA weights of
+            the lowest validation NLL (``best.safetensors``, kept by the trainer; ``Run.checkpoint.step``
+            is then that validation's step and ``Run.history`` ends there).
 
     Raises:
-        FileNotFoundError: no such directory / no checkpoint in it.
+        FileNotFoundError: no such directory / no checkpoint in it / no best weights in it.
         CheckpointError: the checkpoint is truncated, corrupt (digest), foreign, lacks a usable config,
             or holds non-finite weights.
         DataError: the run's data set no longer passes its checks.
     """
     path = Path(path)
+    if weights not in ("last", "best"):
+        raise ValueError(f"load_run: weights must be 'last' or 'best', got {weights!r}")
     if not path.exists():
         raise FileNotFoundError(f"run directory not found: {path}")
     if path.is_dir() and not (path / CHECKPOINT_NAME).is_file():
         raise FileNotFoundError(f"no {CHECKPOINT_NAME} in {path} (is it a gaugeflow run directory?)")
+    if weights == "best":
+        path = (path if path.is_dir() else path.parent) / BEST_NAME
+        if not path.is_file():
+            raise FileNotFoundError(f"no {BEST_NAME} in {path.parent}: the run has not validated yet (train with "
+                                    f"--val-every N and --val-size > 0)")
     ckpt = read_checkpoint(path)
     if "config" not in ckpt.meta:
         raise CheckpointError(f"{ckpt.path}: checkpoint has no training config (saved outside a gaugeflow run?)")

@@ -36,12 +36,14 @@ from .rundir import atomic_write_bytes
 
 __all__ = [
     "CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "read_checkpoint",
-    "atomic_write_bytes", "encode_bytes", "decode_bytes", "CHECKPOINT_NAME", "meta_int", "meta_bytes",
+    "atomic_write_bytes", "encode_bytes", "decode_bytes", "CHECKPOINT_NAME", "BEST_NAME", "meta_int", "meta_bytes",
 ]
 
 FORMAT = "gaugeflow-checkpoint"
 FORMAT_VERSION = 2  # 2: content digest (gaugeflow_sha256); version-1 files carry none and still load
 CHECKPOINT_NAME = "checkpoint.safetensors"
+#: the EMA weights with the lowest validation NLL so far, beside the checkpoint (``Trainer``, ``load_run(weights="best")``)
+BEST_NAME = "best.safetensors"
 _MAX_HEADER = 100_000_000  # safetensors' own limit on the JSON header size
 
 

@@ -53,6 +53,13 @@ class TrainConfig:
         seed: seeds model initialisation and the training stream (batches, ``x0``, ``t``).
         val_every, val_size, val_steps: validation NLL every ``val_every`` steps (``0``: only at the
             end) on ``val_size`` validation points (``0``: no validation) with ``val_steps`` ODE steps.
+            With an ``out`` folder, the EMA weights of the lowest validation NLL so far are kept in
+            ``best.safetensors`` beside the checkpoint.
+        plateau_tol, plateau_min_evals: early stopping (``plateau_tol=None``: train all ``steps``).
+            Training stops at the first validation where, with ``n ≥ plateau_min_evals`` validations, the
+            lowest validation NLL of the last ``⌈n/4⌉`` is not below the lowest before them by more than
+            ``plateau_tol`` nats (:func:`gaugeflow.training.tools.plateaued`, the criterion of the
+            equal-compute study). Needs ``val_every > 0`` and ``val_size > 0``; ``steps`` stays the cap.
         checkpoint_every, log_every: checkpoint / CSV-row period in steps (``0``: only at the end).
         max_nonfinite: stop after this many consecutive non-finite losses.
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...
@@ -99,6 +106,8 @@ class TrainConfig:
     val_every: int = 0
     val_size: int = 256
     val_steps: int = 20
+    plateau_tol: Optional[float] = None
+    plateau_min_evals: int = 6
     checkpoint_every: int = 0
     log_every: int = 1
     max_nonfinite: int = 20
@@ -150,7 +159,7 @@ class TrainConfig:
 _INTS = {"dim": 1, "hidden": 1, "steps": 0, "batch_size": 1, "warmup_steps": 0, "seed": 0, "val_every": 0,
          "val_size": 0, "val_steps": 1, "checkpoint_every": 0, "log_every": 0, "max_nonfinite": 1,
          "n_data": 3, "k": 1, "rank": 1, "ot_batch": 1, "ot_exact_max": 1,
-         "path_chunk": 1}
+         "path_chunk": 1, "plateau_min_evals": 2}
 
 
 def _coerce(name: str, annotation: str, value: Any) -> Any:
@@ -199,6 +208,12 @@ def _check_ranges(cfg: TrainConfig) -> None:
     for key in ("manifold", "data", "model"):
         if not getattr(cfg, key):
             raise ValueError(f"config: {key} must be a non-empty name, got {getattr(cfg, key)!r}")
+    if cfg.plateau_tol is not None:
+        if cfg.plateau_tol < 0:
+            raise ValueError(f"config: plateau_tol must be >= 0 nats (or None: no early stopping), got {cfg.plateau_tol}")
+        if not (cfg.val_every > 0 and cfg.val_size > 0):
+            raise ValueError(f"config: plateau_tol needs validation during training (val_every > 0 and val_size > 0), "
+                             f"got val_every={cfg.val_every}, val_size={cfg.val_size}")
     if cfg.ot_batch is not None and cfg.batch_size % cfg.ot_batch:
         raise ValueError(f"config: ot_batch must divide batch_size {cfg.batch_size}, got {cfg.ot_batch}")
 

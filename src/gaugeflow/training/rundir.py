@@ -37,7 +37,8 @@ LOCK_NAME = ".gaugeflow.lock"
 CHECKPOINT = "checkpoint.safetensors"
 ASIDE, PARTIAL = ".gaugeflow-previous", ".gaugeflow-previous.partial"
 #: files a run consists of (moved aside by ``overwrite``); the checkpoint first, the manifest last
-RUN_FILES = (CHECKPOINT, "evaluation.json", "metrics.csv", "config.json", "figures", "tensorboard", MANIFEST_NAME)
+RUN_FILES = (CHECKPOINT, "best.safetensors", "evaluation.json", "metrics.csv", "config.json", "figures", "tensorboard",
+             MANIFEST_NAME)
 _TMP = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$")
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)

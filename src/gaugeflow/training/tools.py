@@ -7,14 +7,14 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
 from .checkpoint import atomic_write_bytes
 
 __all__ = ["lr_factor", "EMA", "History", "write_metrics_csv", "METRICS_NAME", "LOGGERS", "TENSORBOARD_NAME",
-           "TensorBoardLog", "require_tensorboard"]
+           "TensorBoardLog", "require_tensorboard", "plateaued"]
 
 METRICS_NAME = "metrics.csv"
 #: values of ``TrainConfig.logger``: metrics.csv alone, or metrics.csv and TensorBoard event files
@@ -41,6 +41,18 @@ def lr_factor(step: int, total: int, schedule: str, warmup: int = 0, final: floa
     if schedule == "linear":
         return 1.0 - (1.0 - final) * p
     raise ValueError(f"unknown schedule {schedule!r}; expected constant, cosine or linear")
+
+
+def plateaued(values: Sequence[float], tol: float, min_evals: int) -> bool:
+    """The plateau criterion of early stopping (``TrainConfig.plateau_tol``): with ``n ≥ min_evals``
+    validation values, the best (lowest) of the last ``⌈n/4⌉`` is not below the best before them by more
+    than ``tol``. A non-finite value counts as ``+inf`` (it never improves on anything)."""
+    vals = [v if math.isfinite(v) else math.inf for v in values]
+    n = len(vals)
+    if n < max(2, min_evals):
+        return False
+    tail = math.ceil(n / 4)
+    return min(vals[-tail:]) > min(vals[:-tail]) - tol
 
 
 class EMA:

@@ -31,8 +31,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.base import ManifoldData
-from .checkpoint import CHECKPOINT_NAME, atomic_write_bytes, encode_bytes
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import BEST_NAME, CHECKPOINT_NAME, CheckpointError, atomic_write_bytes, encode_bytes
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .resume import TRAJECTORY_KEYS, check_fit_inputs, restore_state
 from .rundir import RunFolder
 from .config import TrainConfig
@@ -43,7 +43,7 @@ from .loss import rcfm_loss
 from .premetric import default_path
 from .prefetch import PathQueue, chunk_size, step_loss
 from .tools import EMA, METRICS_NAME, TENSORBOARD_NAME, History, TensorBoardLog, lr_factor, require_tensorboard
-from .tools import write_metrics_csv
+from .tools import plateaued, write_metrics_csv
 from .window import CHECK_EVERY, StepWindow, next_stop
 
 __all__ = ["Trainer", "fit", "NonFiniteLossError", "validation_nll"]
@@ -139,6 +139,9 @@ class Trainer:
         self.history, self.consecutive_nonfinite = History(), 0
         self._window = StepWindow()  # steps applied in fit whose losses are not read yet (see .window)
         self._saved_step: Optional[int] = None
+        #: ``(step, validation NLL)`` of the lowest finite validation NLL so far and its EMA weights
+        self.best: Optional[tuple[int, float]] = None
+        self.best_state: Optional[dict[str, torch.Tensor]] = None
         if cfg.logger == "tensorboard":
             require_tensorboard()  # a missing extra is one line before the run folder is touched
         if self.out is not None and self.env.is_main:  # validated everything first: only now touch the folder
@@ -322,6 +325,24 @@ class Trainer:
         model.load_state_dict(self.ema.shadow)
         return model.eval()
 
+    def best_model(self) -> Optional[torch.nn.Module]:
+        """A copy of the model carrying the EMA weights of the lowest validation NLL so far (:attr:`best`),
+        in eval mode; ``None`` before the first validation (or after a resume whose ``best.safetensors``
+        is missing, until the next new best)."""
+        if self.best_state is None:
+            return None
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.best_state)
+        return model.eval()
+
+    @property
+    def stopped_early(self) -> bool:
+        """Whether the validation NLL has met the early-stopping criterion (``config.plateau_tol``); a run
+        that has stops (and, resumed, trains no further)."""
+        cfg = self.config
+        return cfg.plateau_tol is not None and plateaued([v for _, v in self.history.val], cfg.plateau_tol,
+                                                         cfg.plateau_min_evals)
+
     def validate(self) -> float:
         """Validation NLL (nats) of the EMA model on the first ``val_size`` validation points."""
         x = self.data.val[: self.config.val_size].to(self.env.device, self.config.torch_dtype)
@@ -359,6 +380,23 @@ class Trainer:
                                map_location=self.env.device)
         restore_state(self, ckpt)  # checks every metadata field first (one-line CheckpointError)
         self._paths.clear()  # the stream restarts at the checkpoint's next step
+        self._restore_best(Path(path).parent / BEST_NAME if Path(path).is_file() else Path(path) / BEST_NAME)
+
+    def _restore_best(self, path: Path) -> None:
+        """The best validation of the restored history, and its weights from ``best.safetensors`` when that
+        file holds them (same step); otherwise the weights are known again at the next new best."""
+        finite = [(s, v) for s, v in self.history.val if math.isfinite(v)]
+        self.best = min(finite, key=lambda sv: sv[1]) if finite else None
+        self.best_state = None
+        if self.best is None or not path.is_file():
+            return
+        try:
+            ckpt = read_checkpoint(path, self.env.device)
+        except CheckpointError as err:
+            warnings.warn(f"{err}; the best weights are kept again from the next new best", RuntimeWarning, stacklevel=3)
+            return
+        if ckpt.step == self.best[0]:
+            self.best_state = ckpt.weights(self.model)
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> History:
@@ -371,7 +409,7 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True,
                    disable=not (cfg.progress and main and sys.stderr.isatty()))
         try:
-            while self.step < cfg.steps:
+            while self.step < cfg.steps and not self.stopped_early:
                 before, started = self.step, time.perf_counter()  # a window of steps, losses read at its end
                 loss = self._window.run(self, next_stop(self, self.check_every))
                 step, seconds = self.step, time.perf_counter() - started
@@ -400,10 +438,20 @@ class Trainer:
         return self.history
 
     def _validate_at(self, step: int, board: Optional[TensorBoardLog]) -> None:
-        """Validation NLL at ``step`` into the history (and TensorBoard, with the model's picture)."""
-        self.history.val.append((step, self.validate()))
+        """Validation NLL at ``step`` into the history (and TensorBoard, with the model's picture); a new
+        lowest value keeps the EMA weights as the best (``best.safetensors`` in the run folder, written
+        before the checkpoint that holds this validation)."""
+        value = self.validate()
+        self.history.val.append((step, value))
+        if math.isfinite(value) and (self.best is None or value < self.best[1]):
+            self.best = (step, value)
+            self.best_state = {k: v.detach().clone() for k, v in self.ema.shadow.items()}
+            if self.out is not None and self.env.is_main:
+                save_checkpoint(self.out / BEST_NAME, self.best_model(), config=self.config, step=step,
+                                meta={"skipped": self.history.skipped, "best_val_nll": value},
+                                tensors=self.history.tensors())
         if board is not None:
-            board.validation(step, self.history.val[-1][1], self.ema_model() if self.validation_figure else None)
+            board.validation(step, value, self.ema_model() if self.validation_figure else None)
 
     def _open_tensorboard(self) -> Optional[TensorBoardLog]:
         if self.config.logger != "tensorboard" or self.out is None:
