@@ -176,3 +176,31 @@ def test_best_weights_missing(tmp_path, capsys):
     assert code != 0 and len(err.strip().splitlines()) == 1 and "no best.safetensors in" in err, err
     with pytest.raises(ValueError, match="weights must be 'last' or 'best'"):
         load_run(out, weights="first")
+
+
+def test_a_kill_between_the_best_weights_and_the_checkpoint_resumes_to_the_same_run(tmp_path, monkeypatch):
+    ref = _trainer(steps=40, plateau_tol=None)
+    ref.fit()
+    out, save = tmp_path / "run", Trainer.save
+
+    def killed_after_the_validation_of_step_20(self, path=None):
+        if self.step == 20 and 20 in dict(self.history.val):  # the checkpoint that would record it
+            raise KeyboardInterrupt
+        return save(self, path)
+
+    monkeypatch.setattr(Trainer, "save", killed_after_the_validation_of_step_20)
+    tr = _trainer(out=out, steps=40, plateau_tol=None)
+    with pytest.raises(KeyboardInterrupt):
+        tr.fit()
+    tr.close()
+    monkeypatch.setattr(Trainer, "save", save)
+    assert read_checkpoint(out / "best.safetensors").step == 20  # written; the checkpoint is of step 20, unvalidated
+    assert 20 not in dict(read_checkpoint(out / "checkpoint.safetensors").group("history")["val"].tolist())
+    again = _trainer(out=out, resume=True, steps=40, plateau_tol=None)
+    try:
+        again.fit()
+    finally:
+        again.close()
+    assert again.history.val == ref.history.val and again.best == ref.best
+    assert all(torch.equal(again.best_state[k], v) for k, v in ref.best_state.items())
+    assert read_checkpoint(out / "best.safetensors").step == ref.best[0]

@@ -1,8 +1,8 @@
 """Run folders: the manifest that marks a run, one writer per run, atomic writes, safe replacement.
 
 A run folder holds ``gaugeflow-run.json`` (the manifest: "this folder is a gaugeflow run"),
-``config.json``, ``metrics.csv``, ``checkpoint.safetensors`` and, later, ``evaluation.json`` and
-``figures/``. The rules every writer follows:
+``config.json``, ``metrics.csv``, ``checkpoint.safetensors``, ``best.safetensors`` (once it validates)
+and, later, ``evaluation.json`` and ``figures/``. The rules every writer follows:
 
 * **Only runs are written into.** A non-empty folder without a manifest (and without a legacy
   checkpoint) is refused, even with ``overwrite``: gaugeflow never writes over files it did not make.

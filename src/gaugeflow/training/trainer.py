@@ -31,7 +31,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.base import ManifoldData
-from .checkpoint import BEST_NAME, CHECKPOINT_NAME, CheckpointError, atomic_write_bytes, encode_bytes
+from .checkpoint import BEST_NAME, CHECKPOINT_NAME, CheckpointError, atomic_write_bytes, check_compatible, encode_bytes
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from .resume import TRAJECTORY_KEYS, check_fit_inputs, restore_state
 from .rundir import RunFolder
@@ -392,6 +392,7 @@ class Trainer:
             return
         try:
             ckpt = read_checkpoint(path, self.env.device)
+            check_compatible(ckpt, self.model, self.config)
         except CheckpointError as err:
             warnings.warn(f"{err}; the best weights are kept again from the next new best", RuntimeWarning, stacklevel=3)
             return
