@@ -6,6 +6,8 @@ import errno
 import json
 import os
 
+import torch
+
 from .registry import case, snapshot
 
 CKPT = "checkpoint.safetensors"
@@ -336,3 +338,54 @@ def _(ctx):
     live.unlink()
     ctx.train(run).ok()
     assert not stale.exists() and (run / "gaugeflow-run.json").is_file()
+
+
+@case("RF-27", "folders", "the run killed after writing `best.safetensors` and before the checkpoint that records "
+      "that validation", "`--resume` validates that step again and ends with the uninterrupted run's best weights, "
+      "history and checkpoint", kept="the best weights and every trained step")
+def _(ctx):
+    from gaugeflow.training import read_checkpoint, trainer
+    flags = ("--steps", "8", "--val-every", "4", "--val-size", "8", "--val-steps", "2")
+    ref, run, save = ctx.path("ref"), ctx.path("r"), trainer.Trainer.save
+    ctx.train(ref, *flags).ok()
+
+    def killed(self, path=None):
+        if self.step == 8 and 8 in dict(self.history.val):  # the checkpoint that would record step 8's validation
+            raise KeyboardInterrupt
+        return save(self, path)
+    ctx.monkeypatch.setattr(trainer.Trainer, "save", killed)
+    try:
+        ctx.train(run, *flags)
+    except KeyboardInterrupt:
+        pass
+    ctx.monkeypatch.undo()
+    assert 8 not in dict(read_checkpoint(run).group("history")["val"].tolist())
+    ctx.train(run, "--resume", *flags).ok()
+    for name in ("checkpoint.safetensors", "best.safetensors"):
+        a, b = read_checkpoint(ref / name), read_checkpoint(run / name)
+        assert a.step == b.step and all(torch.equal(a.tensors[k], b.tensors[k]) for k in a.tensors), name
+
+
+@case("RF-28", "folders", "`best.safetensors` truncated, then the run resumes; `evaluate --weights best` of it",
+      "the resume warns and goes on (the best weights are written again at the next new best); `evaluate --weights "
+      "best`: exit 4, one line: 'truncated checkpoint'", kept="the run and its checkpoint")
+def _(ctx):
+    import warnings
+
+    from gaugeflow.training import read_checkpoint
+    run = ctx.path("r")
+    ctx.train(run, "--steps", "4", "--val-every", "2", "--val-size", "8", "--val-steps", "2").ok()
+    best = run / "best.safetensors"
+    best.write_bytes(best.read_bytes()[:100])
+    ctx.cli("evaluate", run, "--weights", "best").fails(4, "truncated checkpoint")
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        ctx.train(run, "--resume", "--steps", "12", "--val-every", "2", "--val-size", "8", "--val-steps", "2").ok()
+    assert any("truncated checkpoint" in str(w.message) for w in said)
+    vals = dict(read_checkpoint(run).group("history")["val"].tolist())
+    before, after = min(v for s, v in vals.items() if s <= 4), min(v for s, v in vals.items() if s > 4)
+    if after < before:  # a new best after the resume: the file is whole again and holds it
+        step = read_checkpoint(best).step
+        assert step > 4 and vals[step] == after
+    else:  # none: the damaged file is left as it is (evaluate still says so)
+        ctx.cli("evaluate", run, "--weights", "best").fails(4, "truncated checkpoint")
