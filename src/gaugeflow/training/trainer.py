@@ -87,8 +87,8 @@ class Trainer:
         model: ``nn.Module`` with ``model(x, t) -> [B, D]`` tangent vectors and ``model.manifold``.
         data: a :class:`~gaugeflow.data.ManifoldData` on the same manifold.
         config: a :class:`TrainConfig`; keyword ``overrides`` replace its fields.
-        out: run folder for ``config.json``, ``metrics.csv`` and ``checkpoint.safetensors``
-            (``None``: nothing is written). Only process 0 writes, holding the folder's lock (see
+        out: run folder for ``config.json``, ``metrics.csv``, ``checkpoint.safetensors`` and, once the run
+            validates, ``best.safetensors`` (``None``: nothing is written). Only process 0 writes, holding the folder's lock (see
             :mod:`gaugeflow.training.rundir`: a non-empty folder that is not a run is refused).
         resume: ``True`` (the checkpoint in ``out``) or a checkpoint path to continue from.
         overwrite: replace the run in ``out`` (moved aside, deleted after the new run's first checkpoint).
