@@ -125,6 +125,10 @@ FULL["long"]["gmm-32"] = {"max_steps": 8 * FULL["datasets"]["gmm-32"]["max_steps
 # still gained 0.018 and 0.039 nats over the last quarter); at 64 × (384 000 steps, evaluated every 38 400; 2 730 s a
 # part) both missed the criterion by 0.0005 and 0.0023 nats, test NLL 2.803 and 2.778 against 2.901 and 2.890 at 16 ×.
 # All five seeds at 64 × would add about 1.4 h on two workers to the long stage, for at best a bare plateau.
+# Seeds 2, 3 and 4 at 64 × (2026-12-07, FlatAdam and chunked OT pairing: 1 770–1 930 s a part; not committed as
+# rows): only seed 4 met the criterion (the last quarter gained 0.006 nats); seeds 2 and 3 still gained 0.030 and
+# 0.026. Test NLL 2.793, 2.798 and 2.785 (best steps 345 600). So at 64 × one seed of five plateaus, at about
+# 1.0 h more on two workers than 16 ×.
 for _d, _k in (("world-cities", 16), ("quakes", 32), ("protein-frames", 16)):
     FULL["long"][_d] = {"max_steps": _k * FULL["datasets"][_d]["max_steps"],
                         "eval_every": _k * FULL["datasets"][_d]["max_steps"] // 10}
