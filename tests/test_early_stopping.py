@@ -33,10 +33,10 @@ TINY = ["--model", "plain", "--hidden", "8", "--batch-size", "16", "--n-data", "
         "--val-size", "16", "--val-steps", "2"]
 
 
-def _trainer(out=None, resume=False, model=None, **changes):
+def _trainer(out=None, resume=False, **changes):
     torch.manual_seed(0)
     cfg = TrainConfig(**{**SETTINGS, "steps": 400, "plateau_tol": 0.05, "plateau_min_evals": 4, **changes})
-    return Trainer(model or PlainFlow(M, hidden=16), DATA, cfg, out=out, resume=resume)
+    return Trainer(PlainFlow(M, hidden=16), DATA, cfg, out=out, resume=resume)
 
 
 def _vals(tr) -> list[float]:

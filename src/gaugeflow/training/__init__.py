@@ -14,7 +14,7 @@ from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, read_check
 from .config import TrainConfig
 from .coupling import COUPLINGS, ot_pairing
 from .flat_adam import FlatAdam
-from .tools import History
+from .tools import History, plateaued
 from .trainer import NonFiniteLossError, Trainer, fit
 
 _FROM_APP = ("build_manifold", "build_data", "build_model", "register_manifold", "register_data", "register_model",
@@ -22,7 +22,7 @@ _FROM_APP = ("build_manifold", "build_data", "build_model", "register_manifold",
 
 __all__ = [
     "GeodesicPath", "PathSample", "PremetricPath", "default_path", "rcfm_loss", "LossInfo",
-    "fit", "Trainer", "TrainConfig", "History", "NonFiniteLossError", "ot_pairing", "COUPLINGS", "FlatAdam",
+    "fit", "Trainer", "TrainConfig", "History", "plateaued", "NonFiniteLossError", "ot_pairing", "COUPLINGS", "FlatAdam",
     "save_checkpoint", "load_checkpoint", "read_checkpoint", "Checkpoint", "CheckpointError",
     *_FROM_APP,
 ]

@@ -88,8 +88,9 @@ class Trainer:
         data: a :class:`~gaugeflow.data.ManifoldData` on the same manifold.
         config: a :class:`TrainConfig`; keyword ``overrides`` replace its fields.
         out: run folder for ``config.json``, ``metrics.csv``, ``checkpoint.safetensors`` and, once the run
-            validates, ``best.safetensors`` (``None``: nothing is written). Only process 0 writes, holding the folder's lock (see
-            :mod:`gaugeflow.training.rundir`: a non-empty folder that is not a run is refused).
+            validates, ``best.safetensors`` (``None``: nothing is written). Only process 0 writes, holding
+            the folder's lock (see :mod:`gaugeflow.training.rundir`: a non-empty folder that is not a run is
+            refused).
         resume: ``True`` (the checkpoint in ``out``) or a checkpoint path to continue from.
         overwrite: replace the run in ``out`` (moved aside, deleted after the new run's first checkpoint).
 
@@ -139,8 +140,7 @@ class Trainer:
         self.history, self.consecutive_nonfinite = History(), 0
         self._window = StepWindow()  # steps applied in fit whose losses are not read yet (see .window)
         self._saved_step: Optional[int] = None
-        #: ``(step, validation NLL)`` of the lowest finite validation NLL so far and its EMA weights
-        self.best: Optional[tuple[int, float]] = None
+        #: the EMA weights of :attr:`best` (``None`` before the first validation)
         self.best_state: Optional[dict[str, torch.Tensor]] = None
         if cfg.logger == "tensorboard":
             require_tensorboard()  # a missing extra is one line before the run folder is touched
@@ -321,19 +321,24 @@ class Trainer:
     # ------------------------------------------------------------------ evaluation
     def ema_model(self) -> torch.nn.Module:
         """A copy of the model carrying the EMA weights (in eval mode)."""
-        model = copy.deepcopy(self.model)
-        model.load_state_dict(self.ema.shadow)
-        return model.eval()
+        return self._model_with(self.ema.shadow)
 
     def best_model(self) -> Optional[torch.nn.Module]:
         """A copy of the model carrying the EMA weights of the lowest validation NLL so far (:attr:`best`),
         in eval mode; ``None`` before the first validation (or after a resume whose ``best.safetensors``
         is missing, until the next new best)."""
-        if self.best_state is None:
-            return None
+        return None if self.best_state is None else self._model_with(self.best_state)
+
+    def _model_with(self, state: dict[str, torch.Tensor]) -> torch.nn.Module:
         model = copy.deepcopy(self.model)
-        model.load_state_dict(self.best_state)
+        model.load_state_dict(state)
         return model.eval()
+
+    @property
+    def best(self) -> Optional[tuple[int, float]]:
+        """``(step, validation NLL)`` of the lowest finite validation NLL so far (the first of equals), or ``None``."""
+        finite = [(s, v) for s, v in self.history.val if math.isfinite(v)]
+        return min(finite, key=lambda sv: sv[1]) if finite else None
 
     @property
     def stopped_early(self) -> bool:
@@ -383,12 +388,10 @@ class Trainer:
         self._restore_best(Path(path).parent / BEST_NAME if Path(path).is_file() else Path(path) / BEST_NAME)
 
     def _restore_best(self, path: Path) -> None:
-        """The best validation of the restored history, and its weights from ``best.safetensors`` when that
-        file holds them (same step); otherwise the weights are known again at the next new best."""
-        finite = [(s, v) for s, v in self.history.val if math.isfinite(v)]
-        self.best = min(finite, key=lambda sv: sv[1]) if finite else None
-        self.best_state = None
-        if self.best is None or not path.is_file():
+        """The weights of the restored history's best validation, from ``best.safetensors`` when that file
+        holds them (same step); otherwise they are known again at the next new best."""
+        self.best_state, best = None, self.best
+        if best is None or not path.is_file():
             return
         try:
             ckpt = read_checkpoint(path, self.env.device)
@@ -396,7 +399,7 @@ class Trainer:
         except CheckpointError as err:
             warnings.warn(f"{err}; the best weights are kept again from the next new best", RuntimeWarning, stacklevel=3)
             return
-        if ckpt.step == self.best[0]:
+        if ckpt.step == best[0]:
             self.best_state = ckpt.weights(self.model)
 
     # ------------------------------------------------------------------ the loop
@@ -442,10 +445,9 @@ class Trainer:
         """Validation NLL at ``step`` into the history (and TensorBoard, with the model's picture); a new
         lowest value keeps the EMA weights as the best (``best.safetensors`` in the run folder, written
         before the checkpoint that holds this validation)."""
-        value = self.validate()
+        value, before = self.validate(), self.best
         self.history.val.append((step, value))
-        if math.isfinite(value) and (self.best is None or value < self.best[1]):
-            self.best = (step, value)
+        if math.isfinite(value) and (before is None or value < before[1]):
             self.best_state = {k: v.detach().clone() for k, v in self.ema.shadow.items()}
             if self.out is not None and self.env.is_main:
                 save_checkpoint(self.out / BEST_NAME, self.best_model(), config=self.config, step=step,
